@@ -1,0 +1,1 @@
+"""kefu services: NLU, Dialog, Knowledge and Generation, plus what they share."""

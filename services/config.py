@@ -1,0 +1,171 @@
+"""The one configuration object for kefu.
+
+Loaded once (``load_config``) from an optional YAML file and the environment, then
+passed down. Environment variables override the file: every field has a name
+``KEFU_<SECTION>_<FIELD>`` (for example ``KEFU_PORTS_DIALOG=6051`` or
+``KEFU_TELEMETRY_EXPORTER=console``); top-level fields are ``KEFU_<FIELD>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Ports:
+    """TCP ports on ``host``. 0 is not allowed here: tests pick free ports themselves."""
+
+    dialog: int = 50051
+    nlu: int = 50052
+    knowledge: int = 50053
+    generation: int = 50054
+    triton_grpc: int = 8001
+    triton_http: int = 8000
+    triton_metrics: int = 8002
+    temporal: int = 7233
+    temporal_ui: int = 8233
+    temporal_metrics: int = 7234
+
+
+@dataclass
+class Models:
+    """Where the pinned model files live and how the LLM is served."""
+
+    # Cache of downloaded and converted model files, shared by every checkout.
+    cache_dir: str = "~/.cache/kefu/models"
+    # The Triton model repository served by tritonserver.
+    repository: str = str(REPO_ROOT / "model_repository")
+    llm_model: str = "llm"
+    embedder_model: str = "embedder"
+    # Upper bound on generated tokens per reply.
+    max_tokens: int = 160
+    # Seconds Generation waits for the first token and then for the whole reply.
+    first_token_timeout_s: float = 60.0
+    generate_timeout_s: float = 180.0
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(os.path.expanduser(self.cache_dir))
+
+
+@dataclass
+class Temporal:
+    namespace: str = "default"
+    task_queue: str = "kefu-workflows"
+    # Set to reach an existing Temporal cluster; empty means host:ports.temporal.
+    address: str = ""
+
+
+@dataclass
+class Knowledge:
+    # Cosine similarity (multilingual-e5, query vs FAQ question) below which the
+    # knowledge is considered not to answer the question.
+    min_score: float = 0.86
+    top_k: int = 3
+
+
+@dataclass
+class Dialog:
+    # Largest accepted customer message, in characters.
+    max_message_chars: int = 2000
+    # Intent confidence below which an intent-triggered action is not taken.
+    min_intent_confidence: float = 0.80
+    # Deadline in seconds for calls from Dialog to NLU and Knowledge.
+    call_timeout_s: float = 10.0
+
+
+@dataclass
+class Telemetry:
+    # none | console | otlp
+    exporter: str = "none"
+    otlp_endpoint: str = "http://127.0.0.1:4317"
+
+
+@dataclass
+class KefuConfig:
+    host: str = "127.0.0.1"
+    # Runtime state (SQLite files, logs, Temporal db); relative paths are under the repo.
+    home: str = str(REPO_ROOT / ".kefu")
+    # Domain pack: intents and FAQ of the demo online store.
+    domain_pack: str = str(REPO_ROOT / "services" / "demo" / "pack")
+    ports: Ports = field(default_factory=Ports)
+    models: Models = field(default_factory=Models)
+    temporal: Temporal = field(default_factory=Temporal)
+    knowledge: Knowledge = field(default_factory=Knowledge)
+    dialog: Dialog = field(default_factory=Dialog)
+    telemetry: Telemetry = field(default_factory=Telemetry)
+
+    @property
+    def home_path(self) -> Path:
+        return Path(os.path.expanduser(self.home))
+
+    @property
+    def store_path(self) -> Path:
+        """SQLite file of the demo ERP (customers, products, orders, tickets)."""
+        return self.home_path / "store.db"
+
+    @property
+    def sessions_path(self) -> Path:
+        return self.home_path / "sessions.db"
+
+    @property
+    def temporal_address(self) -> str:
+        return self.temporal.address or f"{self.host}:{self.ports.temporal}"
+
+    def target(self, service: str) -> str:
+        """``host:port`` of one of the kefu services (dialog, nlu, knowledge, generation)."""
+        return f"{self.host}:{getattr(self.ports, service)}"
+
+    @property
+    def triton_grpc_target(self) -> str:
+        return f"{self.host}:{self.ports.triton_grpc}"
+
+
+def _coerce(value: str, like: Any) -> Any:
+    if isinstance(like, bool):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(like, int):
+        return int(value)
+    if isinstance(like, float):
+        return float(value)
+    return value
+
+
+def _apply(obj: Any, data: Mapping[str, Any], env: Mapping[str, str], prefix: str) -> None:
+    for f in dataclasses.fields(obj):
+        current = getattr(obj, f.name)
+        env_name = f"{prefix}_{f.name}".upper()
+        if dataclasses.is_dataclass(current):
+            sub = data.get(f.name) or {}
+            if not isinstance(sub, Mapping):
+                raise ValueError(f"config section {f.name!r} must be a mapping")
+            _apply(current, sub, env, env_name)
+            continue
+        if f.name in data:
+            setattr(obj, f.name, type(current)(data[f.name]) if current is not None else data[f.name])
+        if env_name in env:
+            setattr(obj, f.name, _coerce(env[env_name], current))
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> KefuConfig:
+    """Build the configuration from defaults, then the YAML file, then ``KEFU_*`` variables.
+
+    The file is ``path``, else ``$KEFU_CONFIG``, else none.
+    """
+    env = os.environ if env is None else env
+    path = path or env.get("KEFU_CONFIG")
+    data: Mapping[str, Any] = {}
+    if path:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    cfg = KefuConfig()
+    _apply(cfg, data, env, "KEFU")
+    return cfg
