@@ -31,7 +31,7 @@ class Ports:
     triton_http: int = 8000
     triton_metrics: int = 8002
     temporal: int = 7233
-    temporal_ui: int = 8233
+    temporal_http: int = 7243
     temporal_metrics: int = 7234
 
 
@@ -47,6 +47,8 @@ class Models:
     embedder_model: str = "embedder"
     # Upper bound on generated tokens per reply.
     max_tokens: int = 160
+    # Prompt format of the served model: "qwen2.5" (plain ChatML) or "qwen3" (thinking off).
+    chat_template: str = "qwen2.5"
     # Seconds Generation waits for the first token and then for the whole reply.
     first_token_timeout_s: float = 60.0
     generate_timeout_s: float = 180.0

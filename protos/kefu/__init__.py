@@ -1,0 +1,1 @@
+"""kefu API contracts (generated stubs live in kefu.v1)."""

@@ -1,0 +1,1 @@
+"""Generated stubs of the kefu.v1 protobuf contracts; regenerate with scripts/gen_protos.py."""

@@ -1,0 +1,120 @@
+"""``kefu chat``: talk to kefu's Dialog service from a terminal, reply streamed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TextIO
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+
+from kefu.v1 import dialog_pb2, dialog_pb2_grpc
+
+BANNER = (
+    "kefu 客服 — type a message and press Enter (Chinese or English). "
+    "Ctrl-D or /quit to leave, /new for a new session.\n"
+    "输入消息后回车；Ctrl-D 或 /quit 退出，/new 开始新会话。"
+)
+
+
+def turn_json(result: dialog_pb2.TurnResult) -> dict:
+    """The final turn result as printed by ``--json``."""
+    return {
+        "session_id": result.session_id,
+        "turn_index": result.turn_index,
+        "reply": result.reply_text,
+        "language": result.language,
+        "intent": {"name": result.intent.name, "confidence": round(result.intent.confidence, 4)},
+        "citations": [MessageToDict(c, preserving_proto_field_name=True) for c in result.citations],
+        "actions": [MessageToDict(a, preserving_proto_field_name=True) for a in result.actions],
+        "handoff": dialog_pb2.HandoffState.Name(result.handoff),
+        "degraded": result.degraded,
+    }
+
+
+class ChatClient:
+    def __init__(self, target: str, *, timeout_s: float = 300.0) -> None:
+        self._channel = grpc.insecure_channel(target)
+        self._stub = dialog_pb2_grpc.DialogStub(self._channel)
+        self._timeout_s = timeout_s
+
+    def send(self, text: str, session_id: str = "", *, out: TextIO | None = None) -> dialog_pb2.TurnResult:
+        """One turn; deltas are written to ``out`` as they arrive."""
+        result = None
+        for event in self._stub.Converse(
+            dialog_pb2.TurnRequest(session_id=session_id, text=text, channel="cli"), timeout=self._timeout_s
+        ):
+            if event.HasField("chunk") and out is not None:
+                out.write(event.chunk.delta)
+                out.flush()
+            elif event.HasField("result"):
+                result = event.result
+        if result is None:
+            raise RuntimeError("the turn ended without a result")
+        return result
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def _describe(err: grpc.RpcError) -> str:
+    code = err.code()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return f"kefu is not reachable ({err.details()}). Is `make up` running?"
+    return f"{code.name}: {err.details()}"
+
+
+def run_chat(target: str, *, message: str | None, session_id: str, as_json: bool) -> int:
+    client = ChatClient(target)
+    try:
+        if message is not None:
+            try:
+                result = client.send(message, session_id, out=None if as_json else sys.stdout)
+            except grpc.RpcError as err:
+                print(f"error: {_describe(err)}", file=sys.stderr)
+                return 1
+            if as_json:
+                print(json.dumps(turn_json(result), ensure_ascii=False, indent=2))
+            else:
+                print()
+                _print_footer(result)
+            return 0
+        print(BANNER)
+        while True:
+            try:
+                text = input("\nyou › ")
+            except (EOFError, KeyboardInterrupt):
+                print()
+                return 0
+            if text.strip() in ("/quit", "/exit"):
+                return 0
+            if text.strip() == "/new":
+                session_id = ""
+                print("(new session)")
+                continue
+            if not text.strip():
+                continue
+            sys.stdout.write("kefu › ")
+            try:
+                result = client.send(text, session_id, out=sys.stdout)
+            except grpc.RpcError as err:
+                print(f"\nerror: {_describe(err)}")
+                continue
+            except KeyboardInterrupt:
+                print("\n(interrupted)")
+                continue
+            print()
+            session_id = result.session_id
+            _print_footer(result)
+    finally:
+        client.close()
+
+
+def _print_footer(result: dialog_pb2.TurnResult) -> None:
+    bits = [f"session {result.session_id}", f"intent {result.intent.name} ({result.intent.confidence:.2f})"]
+    bits += [f"source {c.doc_id} “{c.title}”" for c in result.citations]
+    bits += [f"ticket {a.ticket_id}" for a in result.actions if a.type == dialog_pb2.ACTION_TYPE_CREATE_TICKET]
+    if result.degraded:
+        bits.append("degraded")
+    print("   [" + " · ".join(bits) + "]")

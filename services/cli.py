@@ -1,0 +1,106 @@
+"""The ``kefu`` command line.
+
+    kefu up                  start the whole system locally (what `make up` runs)
+    kefu chat [-m TEXT]      talk to kefu (interactive, or one message)
+    kefu models list|fetch|verify
+    kefu serve SERVICE       run one gRPC service in the foreground
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from services.config import load_config
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from services.demo.store import DemoStore
+    from services.processes import ProcessFailed
+    from services.serving.model_files import ModelFileError, ensure_models
+    from services.stack import KefuStack
+
+    cfg = load_config(args.config)
+    cfg.home_path.mkdir(parents=True, exist_ok=True)
+    print(f"kefu: state in {cfg.home_path}, model cache in {cfg.models.cache_path}", flush=True)
+    try:
+        ensure_models(cfg, progress=lambda line: print(f"models: {line}", flush=True))
+    except ModelFileError as exc:
+        print(f"kefu: model files are not usable: {exc}", file=sys.stderr)
+        return 1
+    DemoStore.seed(cfg.store_path)
+    print(f"store: demo ERP at {cfg.store_path}", flush=True)
+
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    stack = KefuStack(cfg, progress=lambda line: print(line, flush=True), config_path=args.config)
+    try:
+        took = stack.start()
+        print(f"\nkefu is up in {took:.1f} s. Endpoints:", flush=True)
+        for name, address in stack.endpoints():
+            print(f"  {name:<14} {address}")
+        print(f"logs: {stack.logs}\nchat: .venv/bin/kefu chat    (Ctrl-C here stops everything)", flush=True)
+        while not stopping.wait(2.0):
+            gone = stack.dead()
+            if gone:
+                print(f"kefu: {', '.join(gone)} exited unexpectedly; see {stack.logs}", file=sys.stderr, flush=True)
+                return 1
+        return 0
+    except ProcessFailed as exc:
+        print(f"kefu: failed to start: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        print("kefu: stopping...", flush=True)
+        stack.stop()
+        print("kefu: stopped", flush=True)
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from services.chat import run_chat
+
+    cfg = load_config(args.config)
+    return run_chat(args.target or cfg.target("dialog"), message=args.message, session_id=args.session or "", as_json=args.json)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from services import run
+
+    argv = [args.service] + (["--config", args.config] if args.config else [])
+    return run.main(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from services.serving.model_files import add_models_commands
+
+    parser = argparse.ArgumentParser(prog="kefu", description="kefu (客服): LLM-driven customer service for Chinese and English.")
+    parser.add_argument("--config", help="YAML configuration file (default: $KEFU_CONFIG; KEFU_* variables override it)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="set up model files and demo data, start the whole system, Ctrl-C stops it")
+    up.set_defaults(func=_cmd_up)
+
+    chat = sub.add_parser("chat", help="talk to kefu: interactive, or one message with -m")
+    chat.add_argument("-m", "--message", help="send one message, print the reply and exit")
+    chat.add_argument("--session", help="continue this session id")
+    chat.add_argument("--json", action="store_true", help="with -m: print the final turn result as JSON")
+    chat.add_argument("--target", help="Dialog address host:port (default from the configuration)")
+    chat.set_defaults(func=_cmd_chat)
+
+    serve = sub.add_parser("serve", help="run one gRPC service in the foreground")
+    serve.add_argument("service", choices=("nlu", "knowledge", "generation", "dialog"))
+    serve.set_defaults(func=_cmd_serve)
+
+    add_models_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The domain pack: the intents and FAQ that make kefu speak for one business.
+
+A pack is a folder with ``intents.yaml`` and ``faq.yaml`` (see ``services/demo/pack/``
+for the demo online store). ``load_domain_pack`` reads and validates it once at start-up
+so that a broken pack fails loudly, naming the entry, instead of misbehaving later.
+This module knows nothing of gRPC, models or indexes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+LANGUAGES = ("zh", "en")
+ACTIONS = ("answer", "handoff", "smalltalk")
+SUPPORTED_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What a customer wants, with example utterances per language."""
+
+    name: str
+    action: str  # answer | handoff | smalltalk
+    description: str
+    examples: dict[str, list[str]]
+    # Fixed reply per language; only smalltalk intents have them.
+    replies: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FaqEntry:
+    """One question-and-answer of the knowledge base, in one language."""
+
+    id: str
+    locale: str  # zh | en
+    title: str
+    questions: list[str]
+    answer: str
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DomainPack:
+    intents: list[Intent]
+    faq: list[FaqEntry]
+
+    def intent(self, name: str) -> Intent:
+        """The intent called ``name``; ``KeyError`` if the pack has none."""
+        for intent in self.intents:
+            if intent.name == name:
+                return intent
+        raise KeyError(f"no intent named {name!r} in the domain pack")
+
+    def faq_for(self, locale: str) -> list[FaqEntry]:
+        return [entry for entry in self.faq if entry.locale == locale]
+
+
+def load_domain_pack(path: str | Path) -> DomainPack:
+    """Read ``intents.yaml`` and ``faq.yaml`` from the folder ``path`` and validate them.
+
+    Raises ``ValueError`` naming the file and the offending entry.
+    """
+    folder = Path(path)
+    intents_doc = _read(folder / "intents.yaml", "intents")
+    faq_doc = _read(folder / "faq.yaml", "entries")
+    intents = [_intent(raw, i) for i, raw in enumerate(intents_doc["intents"])]
+    faq = [_faq_entry(raw, i) for i, raw in enumerate(faq_doc["entries"])]
+    _unique("intents.yaml: intent name", [intent.name for intent in intents])
+    _unique("faq.yaml: entry id", [entry.id for entry in faq])
+    return DomainPack(intents=intents, faq=faq)
+
+
+def _read(file: Path, key: str) -> dict[str, Any]:
+    try:
+        with open(file, encoding="utf-8") as fh:
+            doc = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ValueError(f"{file}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{file}: not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ValueError(f"{file}: expected a mapping with 'version' and '{key}'")
+    if doc.get("version") != SUPPORTED_VERSION:
+        raise ValueError(f"{file}: unsupported version {doc.get('version')!r}, expected {SUPPORTED_VERSION}")
+    if not isinstance(doc.get(key), list) or not doc[key]:
+        raise ValueError(f"{file}: '{key}' must be a non-empty list")
+    return doc
+
+
+def _text(raw: dict[str, Any], key: str, where: str) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{where}: '{key}' must be a non-empty string")
+    return value.strip()
+
+
+def _texts(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError(f"{where} must be a non-empty list of non-empty strings")
+    return [v.strip() for v in value]
+
+
+def _intent(raw: Any, index: int) -> Intent:
+    if not isinstance(raw, dict):
+        raise ValueError(f"intents.yaml: intent #{index} is not a mapping")
+    name = raw.get("name")
+    where = f"intents.yaml: intent {name!r}" if isinstance(name, str) and name else f"intents.yaml: intent #{index}"
+    name = _text(raw, "name", where)
+    action = _text(raw, "action", where)
+    if action not in ACTIONS:
+        raise ValueError(f"{where}: action {action!r} is not one of {', '.join(ACTIONS)}")
+    examples_raw = raw.get("examples")
+    if not isinstance(examples_raw, dict):
+        raise ValueError(f"{where}: 'examples' must map each language ({', '.join(LANGUAGES)}) to a list")
+    examples: dict[str, list[str]] = {}
+    for lang in LANGUAGES:
+        if lang not in examples_raw:
+            raise ValueError(f"{where}: missing {lang} examples")
+        examples[lang] = _texts(examples_raw[lang], f"{where}: examples.{lang}")
+    unknown = set(examples_raw) - set(LANGUAGES)
+    if unknown:
+        raise ValueError(f"{where}: examples in unsupported languages {sorted(unknown)}")
+    replies_raw = raw.get("replies") or {}
+    if not isinstance(replies_raw, dict):
+        raise ValueError(f"{where}: 'replies' must map each language to a string")
+    replies: dict[str, str] = {}
+    if action == "smalltalk":
+        for lang in LANGUAGES:
+            replies[lang] = _text(replies_raw, lang, f"{where}: replies")
+    elif replies_raw:
+        raise ValueError(f"{where}: only smalltalk intents have fixed replies (action is {action!r})")
+    return Intent(
+        name=name,
+        action=action,
+        description=_text(raw, "description", where),
+        examples=examples,
+        replies=replies,
+    )
+
+
+def _faq_entry(raw: Any, index: int) -> FaqEntry:
+    if not isinstance(raw, dict):
+        raise ValueError(f"faq.yaml: entry #{index} is not a mapping")
+    entry_id = raw.get("id")
+    where = f"faq.yaml: entry {entry_id!r}" if isinstance(entry_id, str) and entry_id else f"faq.yaml: entry #{index}"
+    entry_id = _text(raw, "id", where)
+    locale = _text(raw, "locale", where)
+    if locale not in LANGUAGES:
+        raise ValueError(f"{where}: locale {locale!r} is not one of {', '.join(LANGUAGES)}")
+    tags = raw.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
+        raise ValueError(f"{where}: 'tags' must be a list of strings")
+    return FaqEntry(
+        id=entry_id,
+        locale=locale,
+        title=_text(raw, "title", where),
+        questions=_texts(raw.get("questions"), f"{where}: questions"),
+        answer=_text(raw, "answer", where),
+        tags=list(tags),
+    )
+
+
+def _unique(what: str, values: list[str]) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{what} {value!r} is not unique")
+        seen.add(value)

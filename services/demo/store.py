@@ -1,0 +1,651 @@
+"""The demo ERP: customers, products, orders and tickets of the kefu demo store, on SQLite.
+
+It stands in for a company's ERP and ticket system behind the same small surface an
+adapter to a real one would offer (look up an order, a customer's orders, create a
+ticket). Standard library only.
+
+* ``DemoStore.seed`` fills a database with generated demo data. The data depend only
+  on the seed and the requested sizes (``random.Random(seed)``, a fixed "now" of
+  2026-11-01 12:00 China time, no wall clock), so two seeds with the same arguments
+  give byte-identical files. The database is built in a temporary file next to the
+  target and moved into place with ``os.replace``: a crash never leaves half a database.
+* Every call opens its own connection (``timeout=10``, WAL journal), so one store can
+  be used from several threads and processes at once; SQLite serializes the writers.
+* ``create_ticket`` is idempotent on ``ticket_id``, because Temporal retries
+  activities: the second call returns the row the first one wrote.
+
+Names, phone numbers and addresses are random combinations made up for the demo.
+Amounts are integers in CNY cents (fen).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import random
+import sqlite3
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
+
+SCHEMA_VERSION = "1"
+
+# "Now" for the generated history: orders are placed in the 60 days before it.
+CHINA_TZ = timezone(timedelta(hours=8))
+BASE_TIME = datetime(2026, 11, 1, 12, 0, 0, tzinfo=CHINA_TZ)
+HISTORY_DAYS = 60
+
+# Shipping rules of the demo store, the same as in its FAQ (faq.yaml: shipping-fees-*).
+SHIPPING_FEE_CENTS = 800
+FREE_SHIPPING_CENTS = 9900
+REMOTE_SHIPPING_FEE_CENTS = 1500
+REMOTE_FREE_SHIPPING_CENTS = 19900
+
+ORDER_STATUSES = ("pending_payment", "paid", "shipped", "delivered", "completed", "cancelled", "refunded")
+TICKET_STATUSES = ("open", "pending", "escalated", "resolved", "closed")
+
+# Courier code -> (zh name, en name). Orders store the code.
+CARRIERS = {
+    "SF": ("顺丰速运", "SF Express"),
+    "ZTO": ("中通快递", "ZTO Express"),
+    "YTO": ("圆通速递", "YTO Express"),
+    "JD": ("京东物流", "JD Logistics"),
+}
+PAYMENT_METHODS = ("alipay", "wechat_pay", "unionpay", "credit_card", "balance", "cod")
+
+TABLES = ("meta", "customers", "products", "orders", "order_items", "tickets")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS customers (
+    customer_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    email TEXT NOT NULL,
+    language TEXT NOT NULL,
+    city TEXT NOT NULL,
+    address TEXT NOT NULL,
+    remote_area INTEGER NOT NULL DEFAULT 0,
+    level TEXT NOT NULL,
+    points INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS products (
+    product_id TEXT PRIMARY KEY,
+    sku TEXT NOT NULL UNIQUE,
+    name_zh TEXT NOT NULL,
+    name_en TEXT NOT NULL,
+    category TEXT NOT NULL,
+    price_cents INTEGER NOT NULL,
+    stock INTEGER NOT NULL,
+    warranty_months INTEGER NOT NULL,
+    returnable_7day INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS orders (
+    order_id TEXT PRIMARY KEY,
+    customer_id TEXT NOT NULL REFERENCES customers(customer_id),
+    status TEXT NOT NULL,
+    payment_method TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    paid_at TEXT,
+    shipped_at TEXT,
+    delivered_at TEXT,
+    carrier TEXT,
+    tracking_no TEXT,
+    shipping_address TEXT NOT NULL,
+    items_cents INTEGER NOT NULL,
+    shipping_cents INTEGER NOT NULL,
+    total_cents INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_by_customer ON orders(customer_id, created_at);
+CREATE TABLE IF NOT EXISTS order_items (
+    order_id TEXT NOT NULL REFERENCES orders(order_id),
+    line_no INTEGER NOT NULL,
+    product_id TEXT NOT NULL REFERENCES products(product_id),
+    quantity INTEGER NOT NULL,
+    unit_price_cents INTEGER NOT NULL,
+    PRIMARY KEY (order_id, line_no)
+);
+CREATE TABLE IF NOT EXISTS tickets (
+    ticket_id TEXT PRIMARY KEY,
+    session_id TEXT,
+    customer_id TEXT NULL,
+    category TEXT,
+    summary TEXT,
+    language TEXT,
+    status TEXT DEFAULT 'open',
+    created_at TEXT
+);
+CREATE INDEX IF NOT EXISTS tickets_by_session ON tickets(session_id);
+"""
+
+# Primary-key order of every table, for a stable content digest.
+_ORDER_BY = {
+    "meta": "key",
+    "customers": "customer_id",
+    "products": "product_id",
+    "orders": "order_id",
+    "order_items": "order_id, line_no",
+    "tickets": "ticket_id",
+}
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class Customer:
+    customer_id: str
+    name: str
+    phone: str
+    email: str
+    language: str  # zh | en: the language the customer prefers
+    city: str
+    address: str
+    remote_area: bool
+    level: str  # regular | silver | gold | diamond
+    points: int
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Product:
+    product_id: str
+    sku: str
+    name_zh: str
+    name_en: str
+    category: str
+    price_cents: int
+    stock: int
+    warranty_months: int
+    returnable_7day: bool
+
+
+@dataclass(frozen=True)
+class OrderItem:
+    line_no: int
+    product_id: str
+    name_zh: str
+    name_en: str
+    quantity: int
+    unit_price_cents: int
+
+    @property
+    def amount_cents(self) -> int:
+        return self.quantity * self.unit_price_cents
+
+
+@dataclass(frozen=True)
+class Order:
+    order_id: str
+    customer_id: str
+    status: str  # one of ORDER_STATUSES
+    payment_method: str
+    created_at: str
+    paid_at: str | None
+    shipped_at: str | None
+    delivered_at: str | None
+    carrier: str | None  # a key of CARRIERS
+    tracking_no: str | None
+    shipping_address: str
+    items_cents: int
+    shipping_cents: int
+    total_cents: int
+    items: list[OrderItem] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NewTicket:
+    """A ticket to create. ``ticket_id`` is chosen by the caller, which makes creation
+    idempotent; ``created_at`` too, so that a workflow stays deterministic."""
+
+    ticket_id: str
+    session_id: str
+    category: str
+    summary: str
+    language: str
+    customer_id: str | None = None
+    created_at: str = field(kw_only=True)
+
+
+@dataclass(frozen=True)
+class Ticket:
+    ticket_id: str
+    session_id: str
+    customer_id: str | None
+    category: str
+    summary: str
+    language: str
+    status: str
+    created_at: str
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class DemoStore:
+    """The demo ERP in one SQLite file. Cheap to construct; holds no open connection."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as conn:
+            _create_schema(conn)
+
+    # -- seeding --------------------------------------------------------------
+
+    @classmethod
+    def seed(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        seed: int = 7,
+        customers: int = 50,
+        products: int = 40,
+        orders: int = 200,
+    ) -> DemoStore:
+        """Create the database at ``path`` filled with demo data, unless it already holds
+        exactly this data (same seed and sizes, recorded in ``meta``); then do nothing.
+
+        A database seeded with other arguments is replaced, tickets included: do that only
+        while no process is using it. A file that is not a kefu demo store is never
+        overwritten (``ValueError``).
+        """
+        if customers < 1 or products < 3 or orders < 0:
+            raise ValueError("need at least 1 customer, 3 products and 0 orders")
+        if orders > 99_899:
+            raise ValueError("at most 99,899 orders fit the order-number format")
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        wanted = _seed_meta(seed, customers, products, orders)
+        # One seeder at a time per database, across processes.
+        with _file_lock(target.with_name(target.name + ".lock")):
+            existing = _read_meta(target)
+            if existing is not None and all(existing.get(k) == v for k, v in wanted.items()):
+                return cls(target)
+            fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            os.close(fd)
+            tmp = Path(tmp_name)
+            try:
+                conn = sqlite3.connect(tmp, isolation_level=None)
+                try:
+                    conn.execute("PRAGMA journal_mode=DELETE")
+                    conn.execute("BEGIN")
+                    _create_schema(conn)
+                    _fill(conn, random.Random(seed), customers, products, orders)
+                    conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", sorted(wanted.items()))
+                    conn.execute("COMMIT")
+                    # Persisted in the file header: later connections find WAL already on.
+                    conn.execute("PRAGMA journal_mode=WAL")
+                finally:
+                    conn.close()
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+                os.chmod(tmp, 0o644)  # mkstemp made it private to this user
+                if existing is not None:
+                    _retire(target)
+                os.replace(tmp, target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        return cls(target)
+
+    # -- reads ------------------------------------------------------------------
+
+    def get_order(self, order_id: str) -> Order | None:
+        with self._connect() as conn:
+            row = conn.execute("SELECT * FROM orders WHERE order_id = ?", (order_id.strip().upper(),)).fetchone()
+            return _order(conn, row) if row is not None else None
+
+    def orders_for_customer(self, customer_id: str) -> list[Order]:
+        """The customer's orders, newest first."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT * FROM orders WHERE customer_id = ? ORDER BY created_at DESC, order_id DESC",
+                (customer_id,),
+            ).fetchall()
+            return [_order(conn, row) for row in rows]
+
+    def get_customer(self, customer_id: str) -> Customer | None:
+        with self._connect() as conn:
+            row = conn.execute("SELECT * FROM customers WHERE customer_id = ?", (customer_id,)).fetchone()
+        if row is None:
+            return None
+        return Customer(**{**dict(row), "remote_area": bool(row["remote_area"])})
+
+    def get_product(self, product_id: str) -> Product | None:
+        with self._connect() as conn:
+            row = conn.execute("SELECT * FROM products WHERE product_id = ?", (product_id,)).fetchone()
+        if row is None:
+            return None
+        return Product(**{**dict(row), "returnable_7day": bool(row["returnable_7day"])})
+
+    def count(self, table: str) -> int:
+        if table not in TABLES:
+            raise ValueError(f"unknown table {table!r}; one of {', '.join(TABLES)}")
+        with self._connect() as conn:
+            return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+    def meta(self) -> dict[str, str]:
+        with self._connect() as conn:
+            return {k: v for k, v in conn.execute("SELECT key, value FROM meta ORDER BY key")}
+
+    def content_digest(self) -> str:
+        """SHA-256 over every row of every table in primary-key order: equal digests mean
+        equal contents, whatever the file's page layout."""
+        digest = hashlib.sha256()
+        with self._connect() as conn:
+            for table in TABLES:
+                digest.update(f"\x00table {table}\x00".encode())
+                for row in conn.execute(f"SELECT * FROM {table} ORDER BY {_ORDER_BY[table]}"):
+                    digest.update(repr(tuple(row)).encode("utf-8"))
+                    digest.update(b"\n")
+        return digest.hexdigest()
+
+    # -- tickets ----------------------------------------------------------------
+
+    def create_ticket(self, ticket: NewTicket) -> Ticket:
+        """Insert the ticket, or return the existing one with the same ``ticket_id``
+        unchanged (a retried activity must not create a second ticket)."""
+        if not ticket.ticket_id.strip():
+            raise ValueError("ticket_id must not be empty")
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "INSERT INTO tickets(ticket_id, session_id, customer_id, category, summary, language,"
+                    " status, created_at) VALUES (?, ?, ?, ?, ?, ?, 'open', ?)"
+                    " ON CONFLICT(ticket_id) DO NOTHING",
+                    (
+                        ticket.ticket_id,
+                        ticket.session_id,
+                        ticket.customer_id,
+                        ticket.category,
+                        ticket.summary,
+                        ticket.language,
+                        ticket.created_at,
+                    ),
+                )
+                row = conn.execute("SELECT * FROM tickets WHERE ticket_id = ?", (ticket.ticket_id,)).fetchone()
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return Ticket(**dict(row))
+
+    def get_ticket(self, ticket_id: str) -> Ticket | None:
+        with self._connect() as conn:
+            row = conn.execute("SELECT * FROM tickets WHERE ticket_id = ?", (ticket_id,)).fetchone()
+        return Ticket(**dict(row)) if row is not None else None
+
+    def tickets_for_session(self, session_id: str) -> list[Ticket]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT * FROM tickets WHERE session_id = ? ORDER BY created_at, ticket_id", (session_id,)
+            ).fetchall()
+        return [Ticket(**dict(row)) for row in rows]
+
+    def set_ticket_status(self, ticket_id: str, status: str) -> Ticket | None:
+        """Set the status (idempotent); ``None`` if there is no such ticket."""
+        if status not in TICKET_STATUSES:
+            raise ValueError(f"unknown ticket status {status!r}; one of {', '.join(TICKET_STATUSES)}")
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("UPDATE tickets SET status = ? WHERE ticket_id = ?", (status, ticket_id))
+            row = conn.execute("SELECT * FROM tickets WHERE ticket_id = ?", (ticket_id,)).fetchone()
+            conn.execute("COMMIT")
+        return Ticket(**dict(row)) if row is not None else None
+
+    # -- plumbing ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        # Autocommit mode (isolation_level=None): writes say BEGIN/COMMIT themselves.
+        conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            yield conn
+        finally:
+            conn.close()
+
+
+def _order(conn: sqlite3.Connection, row: sqlite3.Row) -> Order:
+    items = [
+        OrderItem(**dict(item))
+        for item in conn.execute(
+            "SELECT i.line_no, i.product_id, p.name_zh, p.name_en, i.quantity, i.unit_price_cents"
+            " FROM order_items i JOIN products p ON p.product_id = i.product_id"
+            " WHERE i.order_id = ? ORDER BY i.line_no",
+            (row["order_id"],),
+        )
+    ]
+    return Order(**dict(row), items=items)
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+
+
+def _seed_meta(seed: int, customers: int, products: int, orders: int) -> dict[str, str]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "seed": str(seed),
+        "customers": str(customers),
+        "products": str(products),
+        "orders": str(orders),
+        "base_time": BASE_TIME.isoformat(),
+    }
+
+
+def _read_meta(path: Path) -> dict[str, str] | None:
+    """``meta`` of an existing kefu store; ``None`` if there is no file (or an empty one).
+
+    Raises ``ValueError`` for a file that is not a kefu demo store.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            rows = conn.execute("SELECT key, value FROM meta").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise ValueError(f"{path} exists and is not a kefu demo store ({exc}); not overwriting it") from exc
+    meta = dict(rows)
+    if "schema_version" not in meta:
+        raise ValueError(f"{path} exists and is not a kefu demo store (no schema_version); not overwriting it")
+    return meta
+
+
+def _retire(path: Path) -> None:
+    """Fold and empty the write-ahead log of a database about to be replaced, so that no
+    stale WAL frames are ever applied to the new file."""
+    conn = sqlite3.connect(path, timeout=10)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------- demo data
+
+_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
+_GIVEN = ["伟", "芳", "娜", "敏", "静", "磊", "洋", "艳", "勇", "军", "杰", "娟", "涛", "明", "超", "秀英", "晓东", "子涵", "雨桐", "浩然", "思远", "佳怡", "一鸣", "欣然"]
+_EN_FIRST = ["Alex", "Emma", "Daniel", "Grace", "Liam", "Olivia", "Noah", "Sophie", "Ethan", "Chloe", "Ryan", "Mia"]
+_EN_LAST = ["Chan", "Wong", "Tan", "Lee", "Smith", "Brown", "Ng", "Lim", "Taylor", "Walker"]
+
+# (city, district, remote area)
+_ZH_CITIES = [
+    ("上海市", "浦东新区", False),
+    ("北京市", "朝阳区", False),
+    ("广州市", "天河区", False),
+    ("深圳市", "南山区", False),
+    ("杭州市", "西湖区", False),
+    ("成都市", "武侯区", False),
+    ("武汉市", "洪山区", False),
+    ("南京市", "鼓楼区", False),
+    ("西安市", "雁塔区", False),
+    ("乌鲁木齐市", "天山区", True),
+    ("拉萨市", "城关区", True),
+]
+_ZH_STREETS = ["人民路", "中山路", "建设路", "解放路", "和平街", "长江路", "文化路", "幸福路", "光明街", "新华路"]
+_EN_CITIES = [("Shanghai", "Jing'an District", False), ("Beijing", "Chaoyang District", False), ("Shenzhen", "Nanshan District", False), ("Guangzhou", "Tianhe District", False)]
+_EN_STREETS = ["Century Avenue", "Garden Road", "Riverside Street", "Park Lane", "Harbour Road", "Lake View Road"]
+
+# (category, zh, en, base price in yuan, warranty months, 7-day no-reason return)
+_CATALOG = [
+    ("audio", "无线蓝牙耳机", "Wireless Bluetooth Earbuds", 299, 12, True),
+    ("audio", "头戴式降噪耳机", "Noise-Cancelling Headphones", 899, 12, True),
+    ("audio", "便携蓝牙音箱", "Portable Bluetooth Speaker", 199, 12, True),
+    ("phone-accessories", "20W 快充充电器", "20W Fast Charger", 59, 12, True),
+    ("phone-accessories", "Type-C 编织数据线 1.5 米", "Braided USB-C Cable 1.5 m", 29, 6, True),
+    ("phone-accessories", "磁吸手机壳", "Magnetic Phone Case", 49, 6, True),
+    ("phone-accessories", "10000mAh 充电宝", "10,000 mAh Power Bank", 129, 12, True),
+    ("wearables", "智能手表", "Smartwatch", 1299, 12, True),
+    ("wearables", "运动手环", "Fitness Band", 199, 12, True),
+    ("home", "电热水壶 1.7 升", "Electric Kettle 1.7 L", 149, 12, True),
+    ("home", "空气炸锅 4 升", "Air Fryer 4 L", 399, 12, True),
+    ("home", "记忆棉枕头", "Memory Foam Pillow", 89, 0, True),
+    ("home", "纯棉四件套", "Cotton Bedding Set", 259, 0, True),
+    ("apparel", "男士纯棉 T 恤", "Men's Cotton T-Shirt", 79, 0, True),
+    ("apparel", "女士羽绒服", "Women's Down Jacket", 699, 0, True),
+    ("apparel", "轻便跑步鞋", "Lightweight Running Shoes", 359, 0, True),
+    ("apparel", "男士平角内裤三条装", "Men's Boxer Briefs (3-Pack)", 69, 0, False),
+    ("home", "电动牙刷", "Electric Toothbrush", 199, 12, False),
+    ("personal-care", "保湿面霜 50 毫升", "Moisturizing Cream 50 ml", 159, 0, False),
+    ("food", "挂耳咖啡 30 包", "Drip Coffee Bags (30)", 89, 0, False),
+]
+# Variants of a catalog item when more products are asked for than the catalog holds.
+_COLORS = [("黑色", "Black"), ("白色", "White"), ("灰色", "Grey"), ("蓝色", "Blue"), ("红色", "Red")]
+_VARIANTS = {
+    "food": [("榛果风味", "Hazelnut"), ("深度烘焙", "Dark Roast"), ("低因", "Decaf")],
+    "personal-care": [("清爽型", "Light"), ("滋润型", "Rich"), ("敏感肌适用", "Sensitive Skin")],
+}
+_LEVELS = [("regular", 50), ("silver", 25), ("gold", 17), ("diamond", 8)]
+
+
+def _ts(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def _fill(conn: sqlite3.Connection, rng: random.Random, n_customers: int, n_products: int, n_orders: int) -> None:
+    customer_rows = []
+    for i in range(1, n_customers + 1):
+        english = rng.random() < 0.25
+        phone = f"1{rng.choice('3589')}{rng.randint(0, 9)}{rng.randint(0, 99_999_999):08d}"
+        house = rng.randint(1, 399)
+        if english:
+            first, last = rng.choice(_EN_FIRST), rng.choice(_EN_LAST)
+            name = f"{first} {last}"
+            email = f"{first.lower()}.{last.lower()}{i}@example.com"
+            city, district, remote = rng.choice(_EN_CITIES)
+            address = f"{house} {rng.choice(_EN_STREETS)}, {district}, {city}"
+        else:
+            name = rng.choice(_SURNAMES) + rng.choice(_GIVEN)
+            email = f"user{i:04d}@example.com"
+            city, district, remote = rng.choice(_ZH_CITIES)
+            address = f"{city}{district}{rng.choice(_ZH_STREETS)}{house}号"
+        level = rng.choices([lv for lv, _ in _LEVELS], weights=[w for _, w in _LEVELS])[0]
+        created = BASE_TIME - timedelta(days=rng.randint(HISTORY_DAYS + 1, 3 * 365), seconds=rng.randint(0, 86_399))
+        customer_rows.append(
+            (f"C{i:05d}", name, phone, email, "en" if english else "zh", city, address, int(remote), level,
+             rng.randint(0, 20_000), _ts(created))
+        )
+    conn.executemany("INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", customer_rows)
+
+    product_rows = []
+    for i in range(n_products):
+        category, zh, en, price, warranty, returnable = _CATALOG[i % len(_CATALOG)]
+        variant = i // len(_CATALOG)
+        if variant:
+            variants = _VARIANTS.get(category, _COLORS)
+            vzh, ven = variants[(variant - 1) % len(variants)]
+            zh, en = f"{zh}（{vzh}）", f"{en} ({ven})"
+        # Whole yuan ending in 9, as shops like them.
+        price_cents = max(900, (price + rng.randint(-2, 2) * 10) * 100)
+        product_rows.append(
+            (f"P{i + 1:04d}", f"KF-{category[:3].upper()}-{i + 1:04d}", zh, en, category, price_cents,
+             rng.randint(0, 500), warranty, int(returnable))
+        )
+    conn.executemany("INSERT INTO products VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", product_rows)
+
+    # Order times first, oldest first, so that order numbers grow with time.
+    horizon = HISTORY_DAYS * 86_400
+    times = sorted(BASE_TIME - timedelta(seconds=rng.randint(60, horizon)) for _ in range(n_orders))
+    order_rows, item_rows = [], []
+    for index, created in enumerate(times):
+        order_id = f"KF{created:%Y%m%d}{100 + index:05d}"
+        customer = customer_rows[rng.randrange(n_customers)]
+        customer_id, address, remote = customer[0], customer[6], bool(customer[7])
+        lines = rng.choices([1, 2, 3], weights=[60, 30, 10])[0]
+        items_cents = 0
+        for line_no, product_index in enumerate(rng.sample(range(n_products), lines), start=1):
+            quantity = rng.choices([1, 2, 3], weights=[75, 20, 5])[0]
+            unit = product_rows[product_index][5]
+            items_cents += quantity * unit
+            item_rows.append((order_id, line_no, product_rows[product_index][0], quantity, unit))
+        fee, free_from = (REMOTE_SHIPPING_FEE_CENTS, REMOTE_FREE_SHIPPING_CENTS) if remote else (SHIPPING_FEE_CENTS, FREE_SHIPPING_CENTS)
+        shipping_cents = 0 if items_cents >= free_from else fee
+        payment = rng.choices(PAYMENT_METHODS, weights=[35, 35, 8, 10, 7, 5])[0]
+
+        age = BASE_TIME - created
+        paid = created + timedelta(seconds=rng.randint(20, 900))
+        # Paid before 16:00 ships the same day, later the next day (faq: shipping-times-*).
+        ship_day = paid.date() if paid.hour < 16 else paid.date() + timedelta(days=1)
+        shipped = datetime(ship_day.year, ship_day.month, ship_day.day, 17, 0, tzinfo=CHINA_TZ) + timedelta(
+            minutes=rng.randint(0, 240)
+        )
+        delivered = shipped + timedelta(days=rng.randint(1, 5 if remote else 3), hours=rng.randint(-4, 4))
+        roll = rng.random()
+        if payment != "cod" and (paid > BASE_TIME or (age < timedelta(minutes=30) and roll < 0.5)):
+            status, paid_at, shipped_at, delivered_at = "pending_payment", None, None, None
+        elif roll < 0.05:
+            status, paid_at, shipped_at, delivered_at = "cancelled", None, None, None
+        elif shipped > BASE_TIME:
+            status, paid_at, shipped_at, delivered_at = "paid", paid, None, None
+        elif delivered > BASE_TIME:
+            status, paid_at, shipped_at, delivered_at = "shipped", paid, shipped, None
+        elif roll > 0.93:
+            status, paid_at, shipped_at, delivered_at = "refunded", paid, shipped, delivered
+        elif BASE_TIME - delivered < timedelta(days=7):
+            status, paid_at, shipped_at, delivered_at = "delivered", paid, shipped, delivered
+        else:
+            status, paid_at, shipped_at, delivered_at = "completed", paid, shipped, delivered
+        if payment == "cod" and paid_at is not None:
+            # Cash on delivery is paid when the parcel arrives.
+            paid_at = delivered_at
+        carrier = tracking = None
+        if shipped_at is not None:
+            carrier = rng.choice(sorted(CARRIERS))
+            tracking = f"{carrier}{rng.randint(0, 10**12 - 1):012d}"
+        order_rows.append(
+            (order_id, customer_id, status, payment, _ts(created),
+             _ts(paid_at) if paid_at else None, _ts(shipped_at) if shipped_at else None,
+             _ts(delivered_at) if delivered_at else None, carrier, tracking, address,
+             items_cents, shipping_cents, items_cents + shipping_cents)
+        )
+    conn.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", order_rows)
+    conn.executemany("INSERT INTO order_items VALUES (?, ?, ?, ?, ?)", item_rows)

@@ -1,0 +1,181 @@
+"""Dialog core: how one customer turn is handled. Knows nothing of gRPC servers.
+
+A turn: understand it (NLU) → decide (policy) → act:
+- smalltalk intents get the domain pack's fixed reply;
+- handoff intents (a person, a complaint) open a ticket through Temporal;
+- everything else is answered from the knowledge base by the language model,
+  streamed, with citations — or, when the knowledge does not answer it, kefu
+  says it is not sure and offers a human agent instead of inventing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import AsyncIterator, Protocol
+
+from kefu.v1 import generation_pb2, knowledge_pb2, nlu_pb2
+from services.config import KefuConfig
+from services.demo.pack import DomainPack
+from services.dialog.replies import reply
+from services.dialog.sessions import SessionRecord, SessionStore, StoredAction, StoredCitation, TurnRecord
+from services.dialog.upstream import Upstream, history_message
+from services.errors import NotFound, Unavailable, require_text
+from workflows.tickets.types import TicketReceipt, TicketRequest
+
+log = logging.getLogger(__name__)
+
+
+class TicketOpener(Protocol):
+    async def open_ticket(self, request: TicketRequest) -> tuple[TicketReceipt, str]: ...
+
+
+@dataclass
+class CustomerTurn:
+    text: str
+    session_id: str = ""
+    channel: str = ""
+    customer_id: str = ""
+    language_hint: str = ""
+
+
+@dataclass
+class TurnOutcome:
+    session_id: str
+    turn_index: int
+    reply_text: str
+    language: str
+    intent: str
+    intent_confidence: float
+    understanding: nlu_pb2.AnalyzeResponse
+    citations: list[StoredCitation] = field(default_factory=list)
+    actions: list[StoredAction] = field(default_factory=list)
+    handoff: str = "bot"
+    degraded: bool = False
+
+
+# A turn yields text deltas (str) and finally one TurnOutcome.
+TurnEvent = str | TurnOutcome
+
+
+class DialogEngine:
+    def __init__(self, cfg: KefuConfig, pack: DomainPack, sessions: SessionStore, upstream: Upstream, tickets: TicketOpener) -> None:
+        self._cfg = cfg
+        self._pack = pack
+        self._sessions = sessions
+        self._upstream = upstream
+        self._tickets = tickets
+
+    def session(self, session_id: str) -> SessionRecord:
+        record = self._sessions.get(session_id) if session_id else None
+        if record is None:
+            raise NotFound(f"session {session_id!r} does not exist")
+        return record
+
+    async def handle(self, turn: CustomerTurn) -> AsyncIterator[TurnEvent]:
+        text = require_text(turn.text, field="text", max_chars=self._cfg.dialog.max_message_chars)
+        session = self.session(turn.session_id) if turn.session_id else None
+        understanding = await self._upstream.analyze(
+            text, language_hint=turn.language_hint, session_id=session.session_id if session else ""
+        )
+        if session is None:
+            session = self._sessions.create(customer_id=turn.customer_id, channel=turn.channel)
+        language = understanding.language if understanding.language in ("zh", "en") else "en"
+        top = understanding.intents[0] if understanding.intents else None
+        intent = self._pack.intent(top.name) if top and not understanding.out_of_scope else None
+        confident = top is not None and top.confidence >= self._cfg.dialog.min_intent_confidence
+        outcome = TurnOutcome(
+            session_id=session.session_id,
+            turn_index=len(session.turns) + 1,
+            reply_text="",
+            language=language,
+            intent=top.name if top else "",
+            intent_confidence=top.confidence if top else 0.0,
+            understanding=understanding,
+            handoff=session.handoff,
+        )
+
+        if intent is not None and confident and intent.action == "handoff":
+            await self._open_ticket(outcome, session, intent.name)
+            yield outcome.reply_text
+        elif intent is not None and confident and intent.action == "smalltalk":
+            outcome.reply_text = intent.replies.get(language) or intent.replies["en"]
+            outcome.actions.append(StoredAction("smalltalk"))
+            yield outcome.reply_text
+        else:
+            async for delta in self._answer(outcome, session):
+                yield delta
+
+        self._sessions.append_turn(
+            session.session_id,
+            TurnRecord(
+                index=outcome.turn_index, customer_text=understanding.masked_text, reply_text=outcome.reply_text,
+                intent=outcome.intent, actions=outcome.actions, citations=outcome.citations,
+                created_at=datetime.now(timezone.utc).isoformat(),
+            ),
+            handoff=outcome.handoff if outcome.handoff != session.handoff else None,
+        )
+        yield outcome
+
+    async def _open_ticket(self, outcome: TurnOutcome, session: SessionRecord, intent: str) -> None:
+        from services.dialog.tickets import new_ticket_id
+
+        history = "\n".join(f"customer: {t.customer_text}\nkefu: {t.reply_text}" for t in session.turns[-8:])
+        request = TicketRequest(
+            ticket_id=new_ticket_id(),
+            session_id=session.session_id,
+            category="complaint" if intent == "complaint" else "handoff",
+            summary=(history + "\n" if history else "") + f"customer: {outcome.understanding.masked_text}",
+            language=outcome.language,
+            customer_id=session.customer_id,
+        )
+        receipt, workflow_id = await self._tickets.open_ticket(request)
+        outcome.reply_text = reply("ticket_created", outcome.language, ticket_id=receipt.ticket_id)
+        outcome.actions += [
+            StoredAction("create_ticket", ticket_id=receipt.ticket_id, workflow_id=workflow_id, detail={"category": request.category}),
+            StoredAction("handoff", ticket_id=receipt.ticket_id),
+        ]
+        outcome.handoff = "requested"
+
+    async def _answer(self, outcome: TurnOutcome, session: SessionRecord) -> AsyncIterator[str]:
+        question = outcome.understanding.masked_text
+        found = await self._upstream.search(question, locales=[outcome.language], top_k=self._cfg.knowledge.top_k)
+        if not found.answerable or not found.hits:
+            outcome.reply_text = reply("abstain", outcome.language)
+            outcome.actions.append(StoredAction("abstain", detail={"answerability": f"{found.answerability:.3f}"}))
+            yield outcome.reply_text
+            return
+        best = found.hits[0]
+        outcome.citations = [_citation(best, found.kb_version)]
+        outcome.actions.append(StoredAction("answer", detail={"doc_id": best.doc_id}))
+        request = generation_pb2.GenerateRequest(
+            user_message=question,
+            language=outcome.language,
+            passages=[generation_pb2.Passage(doc_id=best.doc_id, title=best.title, text=best.text)],
+            history=[m for t in session.turns[-4:] for m in (history_message("customer", t.customer_text), history_message("assistant", t.reply_text))],
+            params=generation_pb2.SamplingParams(max_tokens=self._cfg.models.max_tokens, temperature=0.0),
+            session_id=session.session_id,
+        )
+        pieces: list[str] = []
+        try:
+            async for chunk in self._upstream.generate(request):
+                if chunk.HasField("final"):
+                    break
+                pieces.append(chunk.delta)
+                yield chunk.delta
+        except Unavailable as exc:
+            # Degrade: the FAQ answer verbatim is better than no answer.
+            log.warning("generation failed, answering from the FAQ verbatim: %s", exc)
+            outcome.degraded = True
+        if not "".join(pieces).strip():
+            outcome.degraded = True
+            pieces.append(best.text)
+            yield best.text
+        outcome.reply_text = "".join(pieces)
+
+
+def _citation(hit: knowledge_pb2.RetrievalHit, kb_version: int) -> StoredCitation:
+    return StoredCitation(
+        doc_id=hit.doc_id, title=hit.title, chunk_id=hit.chunk_id, snippet=hit.text[:200], score=hit.score, kb_version=kb_version
+    )

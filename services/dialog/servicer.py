@@ -1,0 +1,99 @@
+"""gRPC face of Dialog."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import AsyncIterator
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from kefu.v1 import common_pb2, dialog_pb2, dialog_pb2_grpc
+from services.dialog.core import CustomerTurn, DialogEngine, TurnOutcome
+from services.dialog.sessions import SessionRecord, StoredAction, StoredCitation
+from services.errors import grpc_errors
+
+ACTION_TYPES = {
+    "answer": dialog_pb2.ACTION_TYPE_ANSWER,
+    "clarify": dialog_pb2.ACTION_TYPE_CLARIFY,
+    "confirm": dialog_pb2.ACTION_TYPE_CONFIRM,
+    "create_ticket": dialog_pb2.ACTION_TYPE_CREATE_TICKET,
+    "handoff": dialog_pb2.ACTION_TYPE_HANDOFF,
+    "abstain": dialog_pb2.ACTION_TYPE_ABSTAIN,
+    "smalltalk": dialog_pb2.ACTION_TYPE_SMALLTALK,
+}
+HANDOFF = {
+    "bot": dialog_pb2.HANDOFF_STATE_BOT,
+    "requested": dialog_pb2.HANDOFF_STATE_REQUESTED,
+    "agent": dialog_pb2.HANDOFF_STATE_AGENT,
+}
+
+
+def _action(a: StoredAction) -> dialog_pb2.Action:
+    return dialog_pb2.Action(type=ACTION_TYPES[a.type], ticket_id=a.ticket_id, workflow_id=a.workflow_id, detail=a.detail)
+
+
+def _citation(c: StoredCitation) -> common_pb2.Citation:
+    return common_pb2.Citation(doc_id=c.doc_id, title=c.title, chunk_id=c.chunk_id, snippet=c.snippet, score=c.score, kb_version=c.kb_version)
+
+
+def _timestamp(iso: str) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(datetime.fromisoformat(iso))
+    return ts
+
+
+def turn_result(o: TurnOutcome) -> dialog_pb2.TurnResult:
+    return dialog_pb2.TurnResult(
+        session_id=o.session_id,
+        turn_index=o.turn_index,
+        reply_text=o.reply_text,
+        citations=[_citation(c) for c in o.citations],
+        intent=common_pb2.IntentCandidate(name=o.intent, confidence=o.intent_confidence),
+        entities=o.understanding.entities,
+        actions=[_action(a) for a in o.actions],
+        handoff=HANDOFF[o.handoff],
+        language=o.language,
+        degraded=o.degraded,
+        sentiment=o.understanding.sentiment,
+    )
+
+
+def session_message(s: SessionRecord) -> dialog_pb2.Session:
+    return dialog_pb2.Session(
+        session_id=s.session_id,
+        customer_id=s.customer_id,
+        channel=s.channel,
+        created_at=_timestamp(s.created_at),
+        handoff=HANDOFF[s.handoff],
+        turns=[
+            dialog_pb2.Turn(
+                index=t.index, customer_text=t.customer_text, reply_text=t.reply_text, intent=t.intent,
+                actions=[_action(a) for a in t.actions], citations=[_citation(c) for c in t.citations],
+                time=_timestamp(t.created_at),
+            )
+            for t in s.turns
+        ],
+    )
+
+
+class DialogServicer(dialog_pb2_grpc.DialogServicer):
+    def __init__(self, engine: DialogEngine) -> None:
+        self._engine = engine
+
+    @grpc_errors
+    async def Converse(self, request: dialog_pb2.TurnRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[dialog_pb2.TurnEvent]:
+        turn = CustomerTurn(
+            text=request.text, session_id=request.session_id, channel=request.channel,
+            customer_id=request.customer_id, language_hint=request.language_hint,
+        )
+        async for event in self._engine.handle(turn):
+            if isinstance(event, str):
+                if event:
+                    yield dialog_pb2.TurnEvent(chunk=dialog_pb2.TextChunk(delta=event))
+            else:
+                yield dialog_pb2.TurnEvent(result=turn_result(event))
+
+    @grpc_errors
+    async def GetSession(self, request: dialog_pb2.GetSessionRequest, context: grpc.aio.ServicerContext) -> dialog_pb2.Session:
+        return session_message(self._engine.session(request.session_id))

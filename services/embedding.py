@@ -1,0 +1,51 @@
+"""The sentence embedder used by NLU and Knowledge, behind a small interface.
+
+The default implementation calls the ``embedder`` model (multilingual-e5-small)
+in the Triton model repository. e5 expects ``query: `` / ``passage: `` prefixes;
+callers say which kind of text they embed and this module adds the prefix.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from services.errors import DeadlineExceeded, Unavailable
+
+
+class Embedder(Protocol):
+    async def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+    async def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+    async def close(self) -> None: ...
+
+
+class TritonEmbedder:
+    """Embeddings from Triton's ``embedder`` model; rows are L2-normalised."""
+
+    def __init__(self, target: str, *, timeout_s: float = 30.0) -> None:
+        from services.serving.triton_client import EmbedderClient
+
+        self._client = EmbedderClient(target)
+        self._timeout_s = timeout_s
+
+    async def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        from services.serving.triton_client import ModelTimeout, ModelUnavailable
+
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        try:
+            return await self._client.embed(list(texts), timeout_s=self._timeout_s)
+        except ModelUnavailable as exc:
+            raise Unavailable(f"embedding model unavailable: {exc}") from exc
+        except ModelTimeout as exc:
+            raise DeadlineExceeded(f"embedding model timed out: {exc}") from exc
+
+    async def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return await self._embed([f"query: {t}" for t in texts])
+
+    async def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return await self._embed([f"passage: {t}" for t in texts])
+
+    async def close(self) -> None:
+        await self._client.close()

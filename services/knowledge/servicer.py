@@ -1,0 +1,64 @@
+"""gRPC face of Knowledge."""
+
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+import grpc
+
+from kefu.v1 import common_pb2, knowledge_pb2, knowledge_pb2_grpc
+from services.errors import grpc_errors
+from services.knowledge.core import KnowledgeBase
+from services.knowledge.index import KnowledgeEntry, SearchResult
+
+_KIND = {knowledge_pb2.DOCUMENT_KIND_FAQ: "faq", knowledge_pb2.DOCUMENT_KIND_ARTICLE: "article"}
+
+
+def to_entry(doc: knowledge_pb2.KnowledgeDocument) -> KnowledgeEntry:
+    kind = _KIND.get(doc.kind) or ("faq" if doc.questions else "article")
+    return KnowledgeEntry(
+        id=doc.id, kind=kind, title=doc.title, locale=doc.locale, tags=list(doc.tags),
+        questions=list(doc.questions), answer=doc.answer, body=doc.body,
+    )
+
+
+def to_proto(result: SearchResult) -> knowledge_pb2.SearchResponse:
+    hits = []
+    for h in result.hits:
+        citation = common_pb2.Citation(
+            doc_id=h.doc_id, title=h.title, chunk_id=h.chunk_id, snippet=h.text[:200], score=h.score, kb_version=result.kb_version
+        )
+        hits.append(
+            knowledge_pb2.RetrievalHit(
+                doc_id=h.doc_id, chunk_id=h.chunk_id, title=h.title, text=h.text, matched_question=h.matched_question,
+                score=h.score, locale=h.locale, tags=h.tags, citation=citation,
+            )
+        )
+    return knowledge_pb2.SearchResponse(
+        hits=hits, answerable=result.answerable, answerability=result.answerability, kb_version=result.kb_version
+    )
+
+
+class KnowledgeServicer(knowledge_pb2_grpc.KnowledgeServicer):
+    def __init__(self, kb: KnowledgeBase) -> None:
+        self._kb = kb
+
+    @grpc_errors
+    async def Search(self, request: knowledge_pb2.SearchRequest, context: grpc.aio.ServicerContext) -> knowledge_pb2.SearchResponse:
+        result = await self._kb.search(request.query, locales=list(request.locales), tags=list(request.tags), top_k=request.top_k)
+        return to_proto(result)
+
+    @grpc_errors
+    async def Ingest(
+        self, request_iterator: AsyncIterator[knowledge_pb2.IngestRequest], context: grpc.aio.ServicerContext
+    ) -> knowledge_pb2.IngestResponse:
+        entries = [to_entry(req.document) async for req in request_iterator]
+        version = await self._kb.ingest(entries)
+        return knowledge_pb2.IngestResponse(
+            ingested=len(entries), chunks=sum(len(e.chunks()) for e in entries), kb_version=version
+        )
+
+    @grpc_errors
+    async def Delete(self, request: knowledge_pb2.DeleteRequest, context: grpc.aio.ServicerContext) -> knowledge_pb2.DeleteResponse:
+        deleted, not_found, version = await self._kb.delete(list(request.ids))
+        return knowledge_pb2.DeleteResponse(deleted=len(deleted), not_found=not_found, kb_version=version)

@@ -1,0 +1,112 @@
+"""Child processes of the local kefu stack: started with a log file, stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import IO, Callable, Mapping, Sequence
+
+
+class ProcessFailed(RuntimeError):
+    pass
+
+
+class ManagedProcess:
+    """One child process in its own session, its output appended to ``log_path``."""
+
+    def __init__(self, name: str, argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = Path(log_path)
+        self.env = dict(env) if env is not None else dict(os.environ)
+        self.cwd = cwd
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> "ManagedProcess":
+        if self.alive():
+            return self
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        self._log.write(f"\n==== kefu: starting {self.name} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        self._log.flush()
+        self._proc = subprocess.Popen(
+            self.argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
+        )
+        return self
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - 32 * 1024))
+                return "\n".join(fh.read().decode("utf-8", "replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def wait_until(self, check: Callable[[], bool], *, timeout: float, what: str = "ready") -> float:
+        """Poll ``check`` until true; fail early with the log tail if the process dies."""
+        t0 = time.monotonic()
+        while True:
+            if self._proc is None:
+                raise ProcessFailed(f"{self.name} was not started")
+            code = self._proc.poll()
+            if code is not None:
+                raise ProcessFailed(f"{self.name} exited with code {code} before it was {what}; log {self.log_path}:\n{self.log_tail()}")
+            if check():
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout:
+                raise ProcessFailed(f"{self.name} not {what} after {timeout:.0f} s; log {self.log_path}:\n{self.log_tail()}")
+            time.sleep(0.2)
+
+    def send_signal(self, sig: int) -> None:
+        if self.alive():
+            assert self._proc is not None
+            self._proc.send_signal(sig)
+
+    def stop(self, timeout: float = 30.0, sig: int = signal.SIGTERM) -> int | None:
+        """``sig``, then SIGKILL of the process group after ``timeout`` seconds."""
+        proc, self._proc = self._proc, None
+        code = None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.send_signal(sig)
+                try:
+                    proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    proc.wait(timeout=10)
+            code = proc.returncode
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return code
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,122 @@
+"""Start one kefu service in this process.
+
+    python -m services.run {nlu,knowledge,generation,dialog} [--config FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+import grpc
+
+from services.config import KefuConfig, load_config
+from services.server import ServiceSpec, serve
+from services.telemetry import setup_tracing
+
+SERVICES = ("nlu", "knowledge", "generation", "dialog")
+
+
+async def build_nlu(cfg: KefuConfig) -> ServiceSpec:
+    from kefu.v1 import nlu_pb2, nlu_pb2_grpc
+    from services.demo.pack import load_domain_pack
+    from services.embedding import TritonEmbedder
+    from services.nlu.core import IntentMatcher, MessageAnalyzer
+    from services.nlu.servicer import NluServicer
+
+    embedder = TritonEmbedder(cfg.triton_grpc_target)
+    matcher = IntentMatcher(load_domain_pack(cfg.domain_pack), embedder)
+    await matcher.load()
+    servicer = NluServicer(MessageAnalyzer(matcher), max_chars=cfg.dialog.max_message_chars)
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        nlu_pb2_grpc.add_NLUServicer_to_server(servicer, server)
+        return [nlu_pb2.DESCRIPTOR.services_by_name["NLU"].full_name]
+
+    return ServiceSpec("nlu", register, [embedder.close])
+
+
+async def build_knowledge(cfg: KefuConfig) -> ServiceSpec:
+    from kefu.v1 import knowledge_pb2, knowledge_pb2_grpc
+    from services.demo.pack import load_domain_pack
+    from services.embedding import TritonEmbedder
+    from services.knowledge.core import KnowledgeBase, entries_from_pack
+    from services.knowledge.index import EmbeddedIndex
+    from services.knowledge.servicer import KnowledgeServicer
+
+    embedder = TritonEmbedder(cfg.triton_grpc_target)
+    index = EmbeddedIndex(cfg.home_path / "knowledge.db", embedder, min_score=cfg.knowledge.min_score)
+    kb = KnowledgeBase(index, default_top_k=cfg.knowledge.top_k)
+    await kb.open(seed=entries_from_pack(load_domain_pack(cfg.domain_pack)))
+    servicer = KnowledgeServicer(kb)
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        knowledge_pb2_grpc.add_KnowledgeServicer_to_server(servicer, server)
+        return [knowledge_pb2.DESCRIPTOR.services_by_name["Knowledge"].full_name]
+
+    return ServiceSpec("knowledge", register, [embedder.close])
+
+
+async def build_generation(cfg: KefuConfig) -> ServiceSpec:
+    from kefu.v1 import generation_pb2, generation_pb2_grpc
+    from services.generation.core import ReplyWriter, TritonLlm
+    from services.generation.servicer import GenerationServicer
+
+    llm = TritonLlm(cfg.triton_grpc_target, model=cfg.models.llm_model, timeout_s=cfg.models.generate_timeout_s)
+    servicer = GenerationServicer(ReplyWriter(llm, default_max_tokens=cfg.models.max_tokens, template=cfg.models.chat_template))
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        generation_pb2_grpc.add_GenerationServicer_to_server(servicer, server)
+        return [generation_pb2.DESCRIPTOR.services_by_name["Generation"].full_name]
+
+    return ServiceSpec("generation", register, [llm.close])
+
+
+async def build_dialog(cfg: KefuConfig) -> ServiceSpec:
+    from kefu.v1 import dialog_pb2, dialog_pb2_grpc
+    from services.demo.pack import load_domain_pack
+    from services.dialog.core import DialogEngine
+    from services.dialog.servicer import DialogServicer
+    from services.dialog.sessions import SessionStore
+    from services.dialog.tickets import TicketDesk
+    from services.dialog.upstream import Upstream
+
+    upstream = Upstream(
+        nlu=cfg.target("nlu"), knowledge=cfg.target("knowledge"), generation=cfg.target("generation"),
+        call_timeout_s=cfg.dialog.call_timeout_s, generate_timeout_s=cfg.models.generate_timeout_s,
+    )
+    engine = DialogEngine(cfg, load_domain_pack(cfg.domain_pack), SessionStore(cfg.sessions_path), upstream, TicketDesk(cfg))
+    servicer = DialogServicer(engine)
+
+    def register(server: grpc.aio.Server) -> list[str]:
+        dialog_pb2_grpc.add_DialogServicer_to_server(servicer, server)
+        return [dialog_pb2.DESCRIPTOR.services_by_name["Dialog"].full_name]
+
+    return ServiceSpec("dialog", register, [upstream.close])
+
+
+BUILDERS = {"nlu": build_nlu, "knowledge": build_knowledge, "generation": build_generation, "dialog": build_dialog}
+
+
+async def run_service(name: str, cfg: KefuConfig) -> None:
+    setup_tracing(cfg.telemetry, f"kefu-{name}")
+    spec = await BUILDERS[name](cfg)
+    await serve(spec, cfg.host, getattr(cfg.ports, name))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.run", description="Run one kefu gRPC service.")
+    parser.add_argument("service", choices=SERVICES)
+    parser.add_argument("--config", help="YAML configuration file (default: $KEFU_CONFIG, then built-in defaults)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.service} %(name)s %(levelname)s %(message)s")
+    cfg = load_config(args.config)
+    cfg.home_path.mkdir(parents=True, exist_ok=True)
+    asyncio.run(run_service(args.service, cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

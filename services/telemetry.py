@@ -1,0 +1,59 @@
+"""OpenTelemetry set-up: one tracer provider per process, exporter chosen by configuration."""
+
+from __future__ import annotations
+
+import logging
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+from services.config import Telemetry
+
+log = logging.getLogger(__name__)
+_provider: TracerProvider | None = None
+
+
+def setup_tracing(settings: Telemetry, service_name: str) -> TracerProvider | None:
+    """Install the global tracer provider for this process (idempotent).
+
+    ``exporter``: ``none`` (spans are created for context propagation but not
+    exported), ``console`` (printed to stdout) or ``otlp`` (gRPC to
+    ``otlp_endpoint``).
+    """
+    global _provider
+    if _provider is not None:
+        return _provider
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    kind = settings.exporter.lower()
+    if kind == "console":
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    elif kind == "otlp":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint, insecure=True)))
+    elif kind != "none":
+        raise ValueError(f"unknown telemetry exporter {settings.exporter!r}: use none, console or otlp")
+    trace.set_tracer_provider(provider)
+    _provider = provider
+    return provider
+
+
+def shutdown_tracing() -> None:
+    """Flush and stop exporting (call on process exit)."""
+    if _provider is not None:
+        _provider.shutdown()
+
+
+def client_interceptors() -> list:
+    """Interceptors for grpc.aio channels: propagate the trace context to the callee."""
+    from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+    return list(aio_client_interceptors())
+
+
+def server_interceptors() -> list:
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+    return [aio_server_interceptor()]

@@ -1,0 +1,1 @@
+"""Ticket creation: Dialog starts TicketWorkflow; its activity writes the ticket into the store."""
