@@ -68,9 +68,13 @@ class Temporal:
 
 @dataclass
 class Knowledge:
-    # Cosine similarity (multilingual-e5, query vs FAQ question) below which the
-    # knowledge is considered not to answer the question.
-    min_score: float = 0.86
+    # Cosine similarity (multilingual-e5, query vs FAQ question) from which the
+    # knowledge is taken to answer the question on its own. Chosen on hand-written
+    # in-domain and off-topic questions (see tests/test_dialog_policy.py).
+    min_score: float = 0.92
+    # Hits this far below min_score still answer when NLU is confident the
+    # question is an in-domain one (Dialog.answer_intent_confidence).
+    near_miss_margin: float = 0.04
     top_k: int = 3
 
 
@@ -78,8 +82,11 @@ class Knowledge:
 class Dialog:
     # Largest accepted customer message, in characters.
     max_message_chars: int = 2000
-    # Intent confidence below which an intent-triggered action is not taken.
-    min_intent_confidence: float = 0.80
+    # Confidence (summed over the candidates that share the top intent's action)
+    # below which an intent-triggered action (handoff, smalltalk) is not taken.
+    min_intent_confidence: float = 0.70
+    # Intent confidence with which a near-miss knowledge hit is still used.
+    answer_intent_confidence: float = 0.50
     # Deadline in seconds for calls from Dialog to NLU and Knowledge.
     call_timeout_s: float = 10.0
 

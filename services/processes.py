@@ -76,6 +76,15 @@ class ManagedProcess:
             assert self._proc is not None
             self._proc.send_signal(sig)
 
+    def wait_exit(self, timeout: float) -> int | None:
+        """Wait for the process to exit by itself; its exit code, or None if it did not."""
+        if self._proc is None:
+            return None
+        try:
+            return self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     def stop(self, timeout: float = 30.0, sig: int = signal.SIGTERM) -> int | None:
         """``sig``, then SIGKILL of the process group after ``timeout`` seconds."""
         proc, self._proc = self._proc, None

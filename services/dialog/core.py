@@ -17,7 +17,7 @@ from typing import AsyncIterator, Protocol
 
 from kefu.v1 import generation_pb2, knowledge_pb2, nlu_pb2
 from services.config import KefuConfig
-from services.demo.pack import DomainPack
+from services.demo.pack import DomainPack, Intent
 from services.dialog.replies import reply
 from services.dialog.sessions import SessionRecord, SessionStore, StoredAction, StoredCitation, TurnRecord
 from services.dialog.upstream import Upstream, history_message
@@ -83,8 +83,8 @@ class DialogEngine:
             session = self._sessions.create(customer_id=turn.customer_id, channel=turn.channel)
         language = understanding.language if understanding.language in ("zh", "en") else "en"
         top = understanding.intents[0] if understanding.intents else None
-        intent = self._pack.intent(top.name) if top and not understanding.out_of_scope else None
-        confident = top is not None and top.confidence >= self._cfg.dialog.min_intent_confidence
+        intent = self._intent(top.name) if top else None
+        confident = intent is not None and self._action_confidence(understanding, intent.action) >= self._cfg.dialog.min_intent_confidence
         outcome = TurnOutcome(
             session_id=session.session_id,
             turn_index=len(session.turns) + 1,
@@ -118,6 +118,31 @@ class DialogEngine:
         )
         yield outcome
 
+    def _intent(self, name: str) -> Intent | None:
+        try:
+            return self._pack.intent(name)
+        except KeyError:
+            return None
+
+    def _action_confidence(self, understanding: nlu_pb2.AnalyzeResponse, action: str) -> float:
+        """Confidence that the customer wants ``action``: "我要投诉，转人工" is split
+        between complaint and human_agent, but both mean a handoff."""
+        return sum(c.confidence for c in understanding.intents if (i := self._intent(c.name)) and i.action == action)
+
+    def _answers(self, found: knowledge_pb2.SearchResponse, outcome: TurnOutcome) -> bool:
+        """Whether the best hit answers the question: a close hit on its own, or a
+        near miss backed by a confident in-domain intent."""
+        if not found.hits:
+            return False
+        if found.answerable:
+            return True
+        intent = self._intent(outcome.intent)
+        near = found.hits[0].score >= self._cfg.knowledge.min_score - self._cfg.knowledge.near_miss_margin
+        return (
+            near and intent is not None and intent.action == "answer"
+            and outcome.intent_confidence >= self._cfg.dialog.answer_intent_confidence
+        )
+
     async def _open_ticket(self, outcome: TurnOutcome, session: SessionRecord, intent: str) -> None:
         from services.dialog.tickets import new_ticket_id
 
@@ -141,7 +166,7 @@ class DialogEngine:
     async def _answer(self, outcome: TurnOutcome, session: SessionRecord) -> AsyncIterator[str]:
         question = outcome.understanding.masked_text
         found = await self._upstream.search(question, locales=[outcome.language], top_k=self._cfg.knowledge.top_k)
-        if not found.answerable or not found.hits:
+        if not self._answers(found, outcome):
             outcome.reply_text = reply("abstain", outcome.language)
             outcome.actions.append(StoredAction("abstain", detail={"answerability": f"{found.answerability:.3f}"}))
             yield outcome.reply_text

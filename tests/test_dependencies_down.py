@@ -1,0 +1,39 @@
+"""A dependency that is down gives UNAVAILABLE with a message that names it."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from kefu.v1 import dialog_pb2, dialog_pb2_grpc, generation_pb2, generation_pb2_grpc
+from tests.triton_fixtures import free_ports
+
+
+def test_dialog_without_nlu_is_unavailable(lone_service):
+    _, own = lone_service("dialog", nlu=free_ports(1)[0])
+    with grpc.insecure_channel(own.target("dialog")) as ch:
+        with pytest.raises(grpc.RpcError) as info:
+            list(dialog_pb2_grpc.DialogStub(ch).Converse(dialog_pb2.TurnRequest(text="你们的退货政策是什么？"), timeout=30))
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "NLU" in info.value.details()
+
+
+def test_generation_without_triton_is_unavailable(lone_service):
+    _, own = lone_service("generation", triton_grpc=free_ports(1)[0])
+    request = generation_pb2.GenerateRequest(user_message="hello", language="en", params=generation_pb2.SamplingParams(max_tokens=4))
+    with grpc.insecure_channel(own.target("generation")) as ch:
+        with pytest.raises(grpc.RpcError) as info:
+            list(generation_pb2_grpc.GenerationStub(ch).GenerateStream(request, timeout=30))
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "language model" in info.value.details()
+
+
+def test_dialog_degrades_to_the_faq_answer_when_generation_is_down(lone_service):
+    """Knowledge answers but the model cannot: the FAQ answer verbatim, flagged degraded."""
+    _, own = lone_service("dialog", generation=free_ports(1)[0])
+    with grpc.insecure_channel(own.target("dialog")) as ch:
+        events = list(dialog_pb2_grpc.DialogStub(ch).Converse(dialog_pb2.TurnRequest(text="What is your return policy?"), timeout=60))
+    result = events[-1].result
+    assert result.degraded
+    assert [c.doc_id for c in result.citations] == ["returns-7day-en"]
+    assert result.reply_text.startswith(result.citations[0].snippet[:50])

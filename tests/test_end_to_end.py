@@ -1,0 +1,77 @@
+"""One real conversation over gRPC through Dialog, NLU, Knowledge and Generation
+(real Triton serving the pinned model), and the trace it leaves."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from kefu.v1 import dialog_pb2
+from tests.conftest import converse
+
+SERVICES = {"kefu-dialog", "kefu-nlu", "kefu-knowledge", "kefu-generation"}
+
+
+def _converse_traces(sink) -> set[str]:
+    return {s.trace_id for s in sink.snapshot() if s.service == "kefu-dialog" and s.name.endswith("Converse")}
+
+
+@pytest.mark.parametrize(
+    "question, language, faq_id",
+    [("你们的退货政策是什么？", "zh", "returns-7day-zh"), ("What is your return policy?", "en", "returns-7day-en")],
+)
+def test_grounded_answer_streams_with_citation(dialog, span_sink, question, language, faq_id):
+    before = _converse_traces(span_sink)
+    chunks, result = converse(dialog, question)
+
+    assert result.language == language
+    assert result.intent.name == "return_policy"
+    assert [a.type for a in result.actions] == [dialog_pb2.ACTION_TYPE_ANSWER]
+    assert [c.doc_id for c in result.citations] == [faq_id]
+    assert result.citations[0].kb_version >= 1
+    assert not result.degraded
+    assert len(chunks) >= 2, "the reply should arrive as a stream of several chunks"
+    assert "".join(chunks) == result.reply_text
+    assert result.reply_text.strip()
+
+    # One trace for the turn, with spans from all four services.
+    assert span_sink.wait_for(lambda spans: len(_converse_traces(span_sink) - before) >= 1)
+    (trace_id,) = _converse_traces(span_sink) - before
+    assert span_sink.wait_for(lambda spans: SERVICES <= {s.service for s in spans if s.trace_id == trace_id}), (
+        f"services in the trace: {sorted({s.service for s in span_sink.trace(trace_id)})}"
+    )
+
+
+def test_unanswerable_question_abstains_and_offers_a_person(dialog):
+    chunks, result = converse(dialog, "今天天气怎么样？帮我写一首关于火星的诗")
+    assert [a.type for a in result.actions] == [dialog_pb2.ACTION_TYPE_ABSTAIN]
+    assert list(result.citations) == []
+    assert "转人工" in result.reply_text
+    assert "".join(chunks) == result.reply_text
+
+
+def test_smalltalk_gets_the_pack_reply(dialog):
+    _, result = converse(dialog, "hello")
+    assert result.intent.name == "greeting"
+    assert [a.type for a in result.actions] == [dialog_pb2.ACTION_TYPE_SMALLTALK]
+    assert result.language == "en"
+
+
+def test_session_keeps_the_turns(dialog):
+    _, first = converse(dialog, "谢谢")
+    _, second = converse(dialog, "再见", session_id=first.session_id)
+    assert second.session_id == first.session_id
+    assert second.turn_index == 2
+    session = dialog.GetSession(dialog_pb2.GetSessionRequest(session_id=first.session_id), timeout=10)
+    assert [t.index for t in session.turns] == [1, 2]
+    assert [t.intent for t in session.turns] == ["thanks", "goodbye"]
+    assert session.turns[1].reply_text == second.reply_text
+    assert session.channel == "test"
+
+
+def test_personal_data_never_reaches_the_session_log(dialog):
+    _, result = converse(dialog, "我的手机号是13812345678，邮箱 zhang.san@example.com，你好")
+    session = dialog.GetSession(dialog_pb2.GetSessionRequest(session_id=result.session_id), timeout=10)
+    stored = session.turns[0].customer_text
+    assert "13812345678" not in stored and "zhang.san@example.com" not in stored
+    assert "[PHONE_1]" in stored and "[EMAIL_1]" in stored

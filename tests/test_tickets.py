@@ -1,0 +1,40 @@
+"""Asking for a person opens a ticket through the real Temporal ticket workflow."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from kefu.v1 import dialog_pb2
+from services.demo.store import DemoStore
+from tests.conftest import converse
+
+
+@pytest.mark.parametrize(
+    "text, language, said", [("我要投诉，转人工", "zh", "我要投诉"), ("I want to talk to a person", "en", "talk to a person")]
+)
+def test_handoff_turn_opens_a_ticket(dialog, cfg, text, language, said):
+    chunks, result = converse(dialog, text)
+    types = [a.type for a in result.actions]
+    assert dialog_pb2.ACTION_TYPE_CREATE_TICKET in types and dialog_pb2.ACTION_TYPE_HANDOFF in types
+    action = next(a for a in result.actions if a.type == dialog_pb2.ACTION_TYPE_CREATE_TICKET)
+    assert action.ticket_id and action.ticket_id in result.reply_text
+    assert result.handoff == dialog_pb2.HANDOFF_STATE_REQUESTED
+    assert result.language == language
+    assert "".join(chunks) == result.reply_text
+
+    async def workflow_status():
+        client = await Client.connect(cfg.temporal_address, namespace=cfg.temporal.namespace)
+        handle = client.get_workflow_handle(action.workflow_id)
+        return (await handle.describe()).status
+
+    assert asyncio.run(workflow_status()) == WorkflowExecutionStatus.COMPLETED
+
+    ticket = DemoStore(cfg.store_path).get_ticket(action.ticket_id)
+    assert ticket is not None
+    assert ticket.session_id == result.session_id
+    assert ticket.language == language
+    assert said in ticket.summary  # the agent sees what the customer said
+    assert ticket.category == ("complaint" if language == "zh" else "handoff")
