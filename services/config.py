@@ -36,6 +36,18 @@ class Ports:
 
 
 @dataclass
+class Addresses:
+    """Where to reach each part as ``host:port``. Empty means ``host`` and the
+    port above (everything on one machine); in a cluster, service DNS names."""
+
+    dialog: str = ""
+    nlu: str = ""
+    knowledge: str = ""
+    generation: str = ""
+    triton: str = ""
+
+
+@dataclass
 class Models:
     """Where the pinned model files live and how the LLM is served."""
 
@@ -100,12 +112,16 @@ class Telemetry:
 
 @dataclass
 class KefuConfig:
+    # Address the local parts bind to and are reached at (see also bind_host, addresses).
     host: str = "127.0.0.1"
+    # Address a service binds to when it differs from ``host`` (e.g. 0.0.0.0 in a pod).
+    bind_host: str = ""
     # Runtime state (SQLite files, logs, Temporal db); relative paths are under the repo.
     home: str = str(REPO_ROOT / ".kefu")
     # Domain pack: intents and FAQ of the demo online store.
     domain_pack: str = str(REPO_ROOT / "services" / "demo" / "pack")
     ports: Ports = field(default_factory=Ports)
+    addresses: Addresses = field(default_factory=Addresses)
     models: Models = field(default_factory=Models)
     temporal: Temporal = field(default_factory=Temporal)
     knowledge: Knowledge = field(default_factory=Knowledge)
@@ -130,12 +146,15 @@ class KefuConfig:
         return self.temporal.address or f"{self.host}:{self.ports.temporal}"
 
     def target(self, service: str) -> str:
-        """``host:port`` of one of the kefu services (dialog, nlu, knowledge, generation)."""
-        return f"{self.host}:{getattr(self.ports, service)}"
+        """``host:port`` at which a kefu service (dialog, nlu, knowledge, generation) is reached."""
+        return getattr(self.addresses, service) or f"{self.host}:{getattr(self.ports, service)}"
+
+    def bind_address(self, service: str) -> str:
+        return f"{self.bind_host or self.host}:{getattr(self.ports, service)}"
 
     @property
     def triton_grpc_target(self) -> str:
-        return f"{self.host}:{self.ports.triton_grpc}"
+        return self.addresses.triton or f"{self.host}:{self.ports.triton_grpc}"
 
 
 def _coerce(value: str, like: Any) -> Any:

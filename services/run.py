@@ -103,7 +103,7 @@ BUILDERS = {"nlu": build_nlu, "knowledge": build_knowledge, "generation": build_
 async def run_service(name: str, cfg: KefuConfig) -> None:
     setup_tracing(cfg.telemetry, f"kefu-{name}")
     spec = await BUILDERS[name](cfg)
-    await serve(spec, cfg.host, getattr(cfg.ports, name))
+    await serve(spec, cfg.bind_address(name))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,7 +49,7 @@ class ServiceSpec:
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
-async def serve(spec: ServiceSpec, host: str, port: int, *, grace_s: float = 30.0) -> None:
+async def serve(spec: ServiceSpec, address: str, *, grace_s: float = 30.0) -> None:
     server = grpc.aio.server(
         interceptors=telemetry.server_interceptors(),
         options=[
@@ -62,7 +62,6 @@ async def serve(spec: ServiceSpec, host: str, port: int, *, grace_s: float = 30.
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    address = f"{host}:{port}"
     if server.add_insecure_port(address) == 0:
         raise RuntimeError(f"cannot bind {address}")
     await server.start()

@@ -24,3 +24,11 @@ def test_temporal_address_defaults_to_local_dev_server():
     assert cfg.temporal_address == "127.0.0.1:7999"
     cfg = load_config(env={"KEFU_TEMPORAL_ADDRESS": "temporal.example:7233"})
     assert cfg.temporal_address == "temporal.example:7233"
+
+
+def test_cluster_addresses_and_bind_host():
+    cfg = load_config(env={"KEFU_BIND_HOST": "0.0.0.0", "KEFU_ADDRESSES_NLU": "kefu-nlu:50052", "KEFU_ADDRESSES_TRITON": "triton:8001"})
+    assert cfg.bind_address("nlu") == "0.0.0.0:50052"
+    assert cfg.target("nlu") == "kefu-nlu:50052"
+    assert cfg.target("knowledge") == "127.0.0.1:50053"
+    assert cfg.triton_grpc_target == "triton:8001"

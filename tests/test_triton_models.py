@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from services.serving.triton_client import EmbedderClient, LlmChunk, LlmClient, ModelUnavailable
+from services.serving.triton_client import EmbedderClient, LlmChunk, LlmClient, ModelError, ModelUnavailable
 from tests.triton_fixtures import free_ports, triton_server  # noqa: F401  (fixture)
 
 TIMEOUT = 120.0
@@ -109,6 +109,23 @@ def test_llm_greedy_is_deterministic(triton_server):
     assert a[-1].completion_tokens == b[-1].completion_tokens
 
 
+def test_llm_seeded_sampling_is_reproducible(triton_server):
+    cfg, _ = triton_server
+    prompt = chat("给新客户写一句欢迎语。")
+
+    async def run():
+        client = LlmClient(cfg.triton_grpc_target)
+        try:
+            kw = dict(max_tokens=8, temperature=0.9, top_p=0.9, seed=1234)
+            return await collect(client, prompt, **kw), await collect(client, prompt, **kw)
+        finally:
+            await client.close()
+
+    a, b = asyncio.run(run())
+    check_stream_shape(a)
+    assert joined(a) == joined(b) and joined(a).strip()
+
+
 def test_llm_stop_string_cuts_the_output(triton_server):
     cfg, _ = triton_server
     prompt = chat("从1数到20，用逗号分隔。", system="You are a helpful assistant.")
@@ -149,6 +166,26 @@ def test_llm_max_tokens_gives_length(triton_server):
     assert chunks[-1].finish_reason == "length"
     assert chunks[-1].completion_tokens == 5
     assert joined(chunks).strip()
+
+
+def test_llm_never_streams_half_a_character(triton_server):
+    """Rare CJK characters take several byte-level tokens; no delta may end mid-character."""
+    cfg, _ = triton_server
+
+    async def run():
+        client = LlmClient(cfg.triton_grpc_target)
+        try:
+            return await collect(client, chat("请原样重复这句话：龘靐齉爩"), max_tokens=12)
+        finally:
+            await client.close()
+
+    chunks = asyncio.run(run())
+    check_stream_shape(chunks)
+    text = joined(chunks)
+    assert "龘" in text, text
+    # At least one delta waited for a second token to complete its character.
+    counts = [0] + [c.completion_tokens for c in chunks if c.text]
+    assert any(b - a >= 2 for a, b in zip(counts, counts[1:])), [(c.text, c.completion_tokens) for c in chunks]
 
 
 def _log_has(server, needle: str, count: int, timeout: float = 15.0) -> bool:
@@ -219,3 +256,19 @@ def test_unreachable_server_is_model_unavailable():
             await client.close()
 
     asyncio.run(run())
+
+
+def test_llm_bad_request_is_an_error_and_the_model_keeps_serving(triton_server):
+    cfg, _ = triton_server
+
+    async def run():
+        client = LlmClient(cfg.triton_grpc_target)
+        try:
+            with pytest.raises(ModelError, match="max_tokens"):
+                await collect(client, chat("你好"), max_tokens=0)
+            return await collect(client, chat("你好"), max_tokens=3)
+        finally:
+            await client.close()
+
+    chunks = asyncio.run(run())
+    check_stream_shape(chunks)

@@ -71,7 +71,7 @@ class ReplyResult:
 class ReplyWriter:
     """Validates a request, assembles the prompt and streams the model's reply."""
 
-    def __init__(self, llm: LlmBackend, *, default_max_tokens: int, template: str = "qwen2.5", max_tokens_limit: int = 2048) -> None:
+    def __init__(self, llm: LlmBackend, *, default_max_tokens: int, template: str = "qwen2.5", max_tokens_limit: int = 1024) -> None:
         self._llm = llm
         self._default_max_tokens = default_max_tokens
         self._template = template

@@ -94,17 +94,19 @@ class TritonServer:
     def command(self, backends: Path) -> list[str]:
         cfg = self.cfg
         binary = _pytriton_root() / "tritonserver" / "bin" / "tritonserver"
+        # ``bind_host`` (e.g. 0.0.0.0 in a pod) when set; health checks still use ``host``.
+        bind = getattr(cfg, "bind_host", "") or cfg.host
         return [
             str(binary),
             f"--model-repository={cfg.models.repository}",
             f"--backend-directory={backends}",
-            f"--grpc-address={cfg.host}",
+            f"--grpc-address={bind}",
             f"--grpc-port={cfg.ports.triton_grpc}",
-            f"--http-address={cfg.host}",
+            f"--http-address={bind}",
             f"--http-port={cfg.ports.triton_http}",
             "--allow-metrics=true",
             "--allow-gpu-metrics=false",
-            f"--metrics-address={cfg.host}",
+            f"--metrics-address={bind}",
             f"--metrics-port={cfg.ports.triton_metrics}",
             "--exit-timeout-secs=10",
             "--log-info=true",
