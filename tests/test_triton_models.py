@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from services.serving.triton_client import EmbedderClient, LlmChunk, LlmClient, ModelError, ModelUnavailable
-from tests.triton_fixtures import free_ports, triton_server  # noqa: F401  (fixture)
+from tests.conftest import free_ports
 
 TIMEOUT = 120.0
 

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from services.config import KefuConfig
+from services.config import KefuConfig, load_config
 from services.serving.model_files import ensure_models
 from services.serving.triton import TritonServer
 
@@ -32,50 +32,24 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
-class _SharedServer:
-    """One server per test session even when the fixture is imported in several places
-    (conftest.py and a test module each register their own copy of the fixture)."""
+@pytest.fixture(scope="session")
+def triton_server(tmp_path_factory) -> Iterator[tuple[KefuConfig, TritonServer]]:
+    """``(cfg, server)``: a ready tritonserver on free loopback ports; ``cfg`` points at it.
 
-    users = 0
-    value: tuple[KefuConfig, TritonServer] | None = None
-    started_at = 0.0
-
-
-def _acquire(tmp_path_factory) -> tuple[KefuConfig, TritonServer]:
-    if _SharedServer.value is None:
-        cfg = KefuConfig(home=str(tmp_path_factory.mktemp("kefu-triton")))
-        cfg.ports.triton_grpc, cfg.ports.triton_http, cfg.ports.triton_metrics = free_ports(3)
-        ensure_models(cfg, progress=lambda line: print(f"[models] {line}", file=sys.stderr))
-        server = TritonServer(cfg, log_path=cfg.home_path / "triton.log")
-        _SharedServer.started_at = time.monotonic()
-        server.start()
-        try:
-            waited = server.wait_ready(timeout=240)
-        except BaseException:
-            server.stop()
-            raise
+    The configuration honours KEFU_* variables (e.g. KEFU_MODELS_CACHE_DIR)."""
+    cfg = load_config()
+    cfg.home = str(tmp_path_factory.mktemp("kefu-triton"))
+    cfg.ports.triton_grpc, cfg.ports.triton_http, cfg.ports.triton_metrics = free_ports(3)
+    ensure_models(cfg, progress=lambda line: print(f"[models] {line}", file=sys.stderr))
+    server = TritonServer(cfg, log_path=cfg.home_path / "triton.log")
+    started = time.monotonic()
+    server.start()
+    try:
+        waited = server.wait_ready(timeout=240)
         print(f"[triton] pid {server.pid} ready in {waited:.1f} s (log {server.log_path})", file=sys.stderr)
-        _SharedServer.value = (cfg, server)
-    _SharedServer.users += 1
-    return _SharedServer.value
-
-
-def _release() -> None:
-    _SharedServer.users -= 1
-    if _SharedServer.users == 0 and _SharedServer.value is not None:
-        _, server = _SharedServer.value
-        _SharedServer.value = None
+        yield cfg, server
+    finally:
         t1 = time.monotonic()
         code = server.stop()
         print(f"[triton] stopped with code {code} in {time.monotonic() - t1:.1f} s, "
-              f"{t1 - _SharedServer.started_at:.0f} s after start", file=sys.stderr)
-
-
-@pytest.fixture(scope="session")
-def triton_server(tmp_path_factory) -> Iterator[tuple[KefuConfig, TritonServer]]:
-    """``(cfg, server)``: a ready tritonserver on free loopback ports; ``cfg`` points at it."""
-    value = _acquire(tmp_path_factory)
-    try:
-        yield value
-    finally:
-        _release()
+              f"{t1 - started:.0f} s after start", file=sys.stderr)
