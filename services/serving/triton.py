@@ -15,16 +15,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import sysconfig
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO
 
 from services.config import KefuConfig
+from services.processes import ManagedProcess, ProcessFailed
 from services.serving.model_files import embedder_bin_path, llm_dir
 
 
@@ -76,12 +74,11 @@ class TritonServer:
         self.cfg = cfg
         self.log_path = Path(log_path) if log_path else cfg.home_path / "logs" / "triton.log"
         self.threads = threads or int(os.environ.get("OMP_NUM_THREADS") or (os.cpu_count() or 1))
-        self._proc: subprocess.Popen | None = None
-        self._log: IO[bytes] | None = None
+        self._process: ManagedProcess | None = None
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+        return self._process.pid if self._process else None
 
     @property
     def http_url(self) -> str:
@@ -93,9 +90,8 @@ class TritonServer:
 
     def command(self, backends: Path) -> list[str]:
         cfg = self.cfg
+        bind = cfg.bind_host or cfg.host
         binary = _pytriton_root() / "tritonserver" / "bin" / "tritonserver"
-        # ``bind_host`` (e.g. 0.0.0.0 in a pod) when set; health checks still use ``host``.
-        bind = getattr(cfg, "bind_host", "") or cfg.host
         return [
             str(binary),
             f"--model-repository={cfg.models.repository}",
@@ -128,34 +124,18 @@ class TritonServer:
         return env
 
     def start(self) -> "TritonServer":
-        if self._proc and self._proc.poll() is None:
+        if self._process and self._process.alive():
             return self
         if not Path(self.cfg.models.repository).is_dir():
             raise TritonError(f"model repository not found: {self.cfg.models.repository}")
         backends = prepare_backend_dir(self.cfg)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")
-        self._log.write(f"\n==== kefu: starting tritonserver at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-        self._log.flush()
-        self._proc = subprocess.Popen(
-            self.command(backends),
-            env=self.environment(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C in a terminal goes to kefu, which stops Triton itself
-        )
+        self._process = ManagedProcess(
+            "tritonserver", self.command(backends), log_path=self.log_path, env=self.environment()
+        ).start()
         return self
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            with open(self.log_path, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                fh.seek(max(0, fh.tell() - 64 * 1024))
-                data = fh.read().decode("utf-8", "replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(data.splitlines()[-lines:])
+        return self._process.log_tail(lines) if self._process else "(not started)"
 
     def is_ready(self) -> bool:
         try:
@@ -166,44 +146,18 @@ class TritonServer:
 
     def wait_ready(self, timeout: float = 180) -> float:
         """Block until every model is loaded; returns the seconds waited."""
-        if not self._proc:
+        if not self._process:
             raise TritonError("tritonserver was not started")
-        t0 = time.monotonic()
-        while True:
-            code = self._proc.poll()
-            if code is not None:
-                raise TritonError(
-                    f"tritonserver exited with code {code} before it was ready; log {self.log_path}:\n{self.log_tail()}"
-                )
-            if self.is_ready():
-                return time.monotonic() - t0
-            if time.monotonic() - t0 > timeout:
-                raise TritonError(
-                    f"tritonserver not ready after {timeout:.0f} s; log {self.log_path}:\n{self.log_tail()}"
-                )
-            time.sleep(0.5)
+        try:
+            return self._process.wait_until(self.is_ready, timeout=timeout)
+        except ProcessFailed as exc:
+            raise TritonError(str(exc)) from exc
 
     def stop(self, timeout: float = 20) -> int | None:
-        """SIGINT (Triton unloads models and exits), then SIGKILL after ``timeout`` s."""
-        proc, self._proc = self._proc, None
-        code = None
-        if proc is not None:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    # Kill the whole session: Python backend stubs are Triton's children.
-                    try:
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                    proc.wait(timeout=10)
-            code = proc.returncode
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return code
+        """SIGINT (Triton unloads models and exits), then SIGKILL of its process group
+        (the Python backend stubs are Triton's children) after ``timeout`` s."""
+        process, self._process = self._process, None
+        return process.stop(timeout=timeout, sig=signal.SIGINT) if process else None
 
     def __enter__(self) -> "TritonServer":
         self.start()
