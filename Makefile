@@ -13,6 +13,7 @@ up: setup
 
 # Set up what the tests need and run the whole suite.
 test: models
+	@.venv/bin/ruff check .
 	@PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -v -rs --timeout=900
 
 protos: setup

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import grpc
 import pytest
 
 from kefu.v1 import dialog_pb2

@@ -169,7 +169,7 @@ class EmbeddedIndex:
             known = {(k.doc_id, k.chunk_id, k.text): reuse.vectors[i] for i, k in enumerate(reuse.keys)}
         missing = [k for k in keys if (k.doc_id, k.chunk_id, k.text) not in known]
         fresh = await self._embed_keys(missing)
-        for k, v in zip(missing, fresh):
+        for k, v in zip(missing, fresh, strict=True):
             known[(k.doc_id, k.chunk_id, k.text)] = v
         vectors = np.stack([known[(k.doc_id, k.chunk_id, k.text)] for k in keys]) if keys else np.zeros((0, 384), np.float32)
         return _Snapshot(dict(entries), keys, vectors.astype(np.float32), version)

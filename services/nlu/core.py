@@ -86,7 +86,7 @@ class IntentMatcher:
         query = (await self._embedder.embed_queries([text]))[0]
         sims = self._vectors @ query
         per_intent: dict[str, list[float]] = {}
-        for label, sim in zip(self._labels, sims.tolist()):
+        for label, sim in zip(self._labels, sims.tolist(), strict=True):
             per_intent.setdefault(label, []).append(sim)
         scores = {name: float(np.mean(sorted(v, reverse=True)[:2])) for name, v in per_intent.items()}
         best = max(scores.values())

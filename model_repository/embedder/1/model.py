@@ -64,7 +64,7 @@ class TritonPythonModel:
                     continue
                 vecs = self.engine.encode([t for _, _, t in group], is_query)
                 vecs = np.asarray(vecs, dtype=np.float32).reshape(len(group), self.dim)
-                for (i, j, _), v in zip(group, vecs):
+                for (i, j, _), v in zip(group, vecs, strict=True):
                     out[i][j] = v
             for i in range(len(requests)):
                 if responses[i] is None:
