@@ -109,6 +109,34 @@ def test_llm_greedy_is_deterministic(triton_server):
     assert a[-1].completion_tokens == b[-1].completion_tokens
 
 
+def test_llm_concurrent_requests_match_one_at_a_time(triton_server):
+    """Continuous batching: eight streams at once give exactly what each gives alone."""
+    cfg, _ = triton_server
+    prompts = [
+        chat("你们的退货政策是什么？"), chat("What is your return policy?", system="You are a helpful assistant."),
+        chat("运费怎么算？"), chat("Name three colors.", system="You are a helpful assistant."),
+        chat("发票怎么开？"), chat("How do I reset my password?", system="You are a helpful assistant."),
+        chat("会员有什么权益？"), chat("Do you ship abroad?", system="You are a helpful assistant."),
+    ]
+    lengths = [24, 8, 16, 30, 12, 20, 6, 28]  # different lengths: sequences leave at different steps
+
+    async def run():
+        client = LlmClient(cfg.triton_grpc_target)
+        try:
+            alone = [await collect(client, p, max_tokens=n) for p, n in zip(prompts, lengths, strict=True)]
+            together = await asyncio.gather(*(collect(client, p, max_tokens=n) for p, n in zip(prompts, lengths, strict=True)))
+            return alone, together
+        finally:
+            await client.close()
+
+    alone, together = asyncio.run(run())
+    for a, t in zip(alone, together, strict=True):
+        check_stream_shape(t)
+        assert joined(t) == joined(a)
+        assert t[-1].finish_reason == a[-1].finish_reason
+        assert t[-1].completion_tokens == a[-1].completion_tokens
+
+
 def test_llm_seeded_sampling_is_reproducible(triton_server):
     cfg, _ = triton_server
     prompt = chat("给新客户写一句欢迎语。")
