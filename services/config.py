@@ -57,6 +57,18 @@ class Models:
     repository: str = str(REPO_ROOT / "model_repository")
     llm_model: str = "llm"
     embedder_model: str = "embedder"
+    intent_model: str = "intent_classifier"
+    # Models Triton loads at start (explicit model control: other folders in the
+    # repository, such as the TensorRT-LLM templates, are left alone).
+    triton_models: str = "llm,embedder"
+    # Precision of the CPU llm model: int8 (default), bf16 or fp32.
+    llm_precision: str = "int8"
+    # Where replies are generated: "triton" (the llm model above) or "openai" (an
+    # OpenAI-compatible server: vLLM, SGLang, Ollama, llama.cpp).
+    backend: str = "triton"
+    openai_base_url: str = ""
+    openai_model: str = ""
+    openai_api_key: str = ""
     # Upper bound on generated tokens per reply.
     max_tokens: int = 160
     # Prompt format of the served model: "qwen2.5" (plain ChatML) or "qwen3" (thinking off).
@@ -68,6 +80,17 @@ class Models:
     @property
     def cache_path(self) -> Path:
         return Path(os.path.expanduser(self.cache_dir))
+
+
+@dataclass
+class Generation:
+    # Hot-question response cache: entries kept, and their lifetime in seconds.
+    cache_entries: int = 1024
+    cache_ttl_s: float = 3600.0
+    # Circuit breaker on the model backend: open after this many consecutive
+    # failures, probe again after reset_s seconds.
+    breaker_failures: int = 3
+    breaker_reset_s: float = 15.0
 
 
 @dataclass
@@ -125,6 +148,7 @@ class KefuConfig:
     models: Models = field(default_factory=Models)
     temporal: Temporal = field(default_factory=Temporal)
     knowledge: Knowledge = field(default_factory=Knowledge)
+    generation: Generation = field(default_factory=Generation)
     dialog: Dialog = field(default_factory=Dialog)
     telemetry: Telemetry = field(default_factory=Telemetry)
 

@@ -64,8 +64,10 @@ async def build_generation(cfg: KefuConfig) -> ServiceSpec:
     from services.generation.core import ReplyWriter, TritonLlm
     from services.generation.servicer import GenerationServicer
 
-    llm = TritonLlm(cfg.triton_grpc_target, model=cfg.models.llm_model, timeout_s=cfg.models.generate_timeout_s)
-    servicer = GenerationServicer(ReplyWriter(llm, default_max_tokens=cfg.models.max_tokens, template=cfg.models.chat_template))
+    llm = TritonLlm(
+        cfg.triton_grpc_target, model=cfg.models.llm_model, timeout_s=cfg.models.generate_timeout_s, template=cfg.models.chat_template
+    )
+    servicer = GenerationServicer(ReplyWriter(llm, default_max_tokens=cfg.models.max_tokens))
 
     def register(server: grpc.aio.Server) -> list[str]:
         generation_pb2_grpc.add_GenerationServicer_to_server(servicer, server)

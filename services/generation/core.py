@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Protocol
 
 from services.errors import DeadlineExceeded, InvalidArgument, Unavailable
-from services.generation.prompt import ReplyPrompt, render_chatml
+from services.generation.prompt import ChatMessage, ReplyPrompt, build_messages, render_chatml
 
 
 @dataclass
@@ -29,25 +29,33 @@ class ReplyDelta:
 
 
 class LlmBackend(Protocol):
-    def stream(self, prompt: str, sampling: Sampling) -> AsyncIterator[ReplyDelta]: ...
+    """A language model that streams a reply to a conversation.
+
+    Implementations raise ``Unavailable`` when the model server cannot be reached
+    and ``DeadlineExceeded`` when it does not answer in time.
+    """
+
+    def stream(self, messages: list[ChatMessage], sampling: Sampling) -> AsyncIterator[ReplyDelta]: ...
     async def close(self) -> None: ...
 
 
 class TritonLlm:
-    """The ``llm`` model of the Triton repository, over Triton's gRPC streaming API."""
+    """The ``llm`` model of the Triton repository, over Triton's gRPC streaming API.
+    The prompt is rendered here with the Qwen chat template."""
 
-    def __init__(self, target: str, *, model: str, timeout_s: float) -> None:
+    def __init__(self, target: str, *, model: str, timeout_s: float, template: str = "qwen2.5") -> None:
         from services.serving.triton_client import LlmClient
 
         self._client = LlmClient(target, model=model)
         self._timeout_s = timeout_s
+        self._template = template
 
-    async def stream(self, prompt: str, sampling: Sampling) -> AsyncIterator[ReplyDelta]:
+    async def stream(self, messages: list[ChatMessage], sampling: Sampling) -> AsyncIterator[ReplyDelta]:
         from services.serving.triton_client import ModelTimeout, ModelUnavailable
 
         try:
             async for chunk in self._client.stream(
-                prompt, max_tokens=sampling.max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
+                render_chatml(messages, template=self._template), max_tokens=sampling.max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
                 seed=sampling.seed, stop=list(sampling.stop), timeout_s=self._timeout_s,
             ):
                 yield ReplyDelta(chunk.text, chunk.finish_reason, chunk.completion_tokens)
@@ -71,10 +79,9 @@ class ReplyResult:
 class ReplyWriter:
     """Validates a request, assembles the prompt and streams the model's reply."""
 
-    def __init__(self, llm: LlmBackend, *, default_max_tokens: int, template: str = "qwen2.5", max_tokens_limit: int = 1024) -> None:
+    def __init__(self, llm: LlmBackend, *, default_max_tokens: int, max_tokens_limit: int = 1024) -> None:
         self._llm = llm
         self._default_max_tokens = default_max_tokens
-        self._template = template
         self._max_tokens_limit = max_tokens_limit
 
     def check(self, prompt: ReplyPrompt, sampling: Sampling) -> Sampling:
@@ -93,10 +100,9 @@ class ReplyWriter:
     async def stream(self, prompt: ReplyPrompt, sampling: Sampling) -> AsyncIterator[ReplyDelta]:
         """Deltas of the reply; the last one has ``finish_reason`` set and no text."""
         sampling = self.check(prompt, sampling)
-        text = render_chatml(prompt, template=self._template)
         tokens = 0
         finish = ""
-        async for delta in self._llm.stream(text, sampling):
+        async for delta in self._llm.stream(build_messages(prompt), sampling):
             if delta.text:
                 yield ReplyDelta(delta.text)
             tokens = delta.completion_tokens or tokens

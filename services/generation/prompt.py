@@ -46,25 +46,38 @@ class ReplyPrompt:
     instruction: str = ""
 
 
-def render_chatml(prompt: ReplyPrompt, *, template: str = "qwen2.5", max_history: int = 8) -> str:
-    """The full prompt string in ChatML, ending where the assistant's reply starts.
+@dataclass(frozen=True)
+class ChatMessage:
+    """One message for a chat model: role is system, user or assistant."""
 
-    ``template`` is ``qwen2.5`` (plain ChatML) or ``qwen3`` (ChatML with thinking off).
-    """
+    role: str
+    content: str
+
+
+def build_messages(prompt: ReplyPrompt, *, max_history: int = 8) -> list[ChatMessage]:
+    """The conversation to send: policy as system message, history, then the
+    question with its knowledge right before it."""
     lang = prompt.language if prompt.language in SYSTEM_PROMPT else "en"
     system = SYSTEM_PROMPT[lang]
+    if prompt.instruction:
+        system += "\n\n" + prompt.instruction
     question = prompt.user_message
     if prompt.passages:
         # The knowledge goes right before the question: small models stay grounded
         # far better than with it in the system prompt (checked on the demo FAQ).
         lines = [f"[{i}] {p.title}: {p.text}" for i, p in enumerate(prompt.passages, 1)]
         question = KNOWLEDGE_HEADER[lang] + "\n" + "\n".join(lines) + "\n\n" + QUESTION_HEADER[lang] + question
-    if prompt.instruction:
-        system += "\n\n" + prompt.instruction
-    parts = [f"<|im_start|>system\n{system}<|im_end|>"]
+    messages = [ChatMessage("system", system)]
     for turn in prompt.history[-max_history:]:
-        role = "user" if turn.role == "customer" else "assistant"
-        parts.append(f"<|im_start|>{role}\n{turn.text}<|im_end|>")
-    parts.append(f"<|im_start|>user\n{question}<|im_end|>")
+        messages.append(ChatMessage("user" if turn.role == "customer" else "assistant", turn.text))
+    messages.append(ChatMessage("user", question))
+    return messages
+
+
+def render_chatml(messages: list[ChatMessage], *, template: str = "qwen2.5") -> str:
+    """The prompt string in ChatML (the Qwen chat template), ending where the
+    assistant's reply starts. ``template`` is ``qwen2.5`` (plain ChatML) or
+    ``qwen3`` (ChatML with thinking turned off)."""
+    parts = [f"<|im_start|>{m.role}\n{m.content}<|im_end|>" for m in messages]
     parts.append("<|im_start|>assistant\n" + (THINKING_OFF if template == "qwen3" else ""))
     return "\n".join(parts)

@@ -96,6 +96,8 @@ class TritonServer:
             str(binary),
             f"--model-repository={cfg.models.repository}",
             f"--backend-directory={backends}",
+            "--model-control-mode=explicit",
+            *[f"--load-model={name.strip()}" for name in cfg.models.triton_models.split(",") if name.strip()],
             f"--grpc-address={bind}",
             f"--grpc-port={cfg.ports.triton_grpc}",
             f"--http-address={bind}",
@@ -116,6 +118,7 @@ class TritonServer:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in libs if p)
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env["KEFU_LLM_DIR"] = str(llm_dir(self.cfg))
+        env["KEFU_LLM_PRECISION"] = self.cfg.models.llm_precision
         env.setdefault("KEFU_EMBEDDER_BIN", str(embedder_bin_path()))
         env["OMP_NUM_THREADS"] = str(self.threads)
         env.setdefault("HF_HUB_OFFLINE", "1")
