@@ -3,6 +3,7 @@
     kefu up                  start the whole system locally (what `make up` runs)
     kefu chat [-m TEXT]      talk to kefu (interactive, or one message)
     kefu models list|fetch|verify
+    kefu trtllm render|build-command   the TensorRT-LLM repository for GPUs
     kefu serve SERVICE       run one gRPC service in the foreground
 """
 
@@ -36,7 +37,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
-    stack = KefuStack(cfg, progress=lambda line: print(line, flush=True), config_path=args.config)
+    stack = KefuStack(cfg, progress=lambda line: print(line, flush=True))
     try:
         took = stack.start()
         print(f"\nkefu is up in {took:.1f} s. Endpoints:", flush=True)
@@ -74,6 +75,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from services.serving.model_files import add_models_commands
+    from services.serving.trtllm import add_trtllm_commands
 
     parser = argparse.ArgumentParser(prog="kefu", description="kefu (客服): LLM-driven customer service for Chinese and English.")
     parser.add_argument("--config", help="YAML configuration file (default: $KEFU_CONFIG; KEFU_* variables override it)")
@@ -94,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     add_models_commands(sub)
+    add_trtllm_commands(sub)
     return parser
 
 

@@ -63,8 +63,9 @@ class Models:
     triton_models: str = "llm,embedder"
     # Precision of the CPU llm model: int8 (default), bf16 or fp32.
     llm_precision: str = "int8"
-    # Where replies are generated: "triton" (the llm model above) or "openai" (an
-    # OpenAI-compatible server: vLLM, SGLang, Ollama, llama.cpp).
+    # Where replies are generated: "triton" (the llm model above), "openai" (an
+    # OpenAI-compatible server at openai_base_url: vLLM, SGLang, llama.cpp, Ollama's
+    # /v1) or "ollama" (Ollama's native /api/chat at openai_base_url).
     backend: str = "triton"
     openai_base_url: str = ""
     openai_model: str = ""
@@ -205,6 +206,23 @@ def _apply(obj: Any, data: Mapping[str, Any], env: Mapping[str, str], prefix: st
             setattr(obj, f.name, type(current)(data[f.name]) if current is not None else data[f.name])
         if env_name in env:
             setattr(obj, f.name, _coerce(env[env_name], current))
+
+
+def to_env(cfg: KefuConfig) -> dict[str, str]:
+    """Every field as its ``KEFU_*`` variable: child processes given these see exactly ``cfg``."""
+    out: dict[str, str] = {}
+
+    def walk(obj: Any, prefix: str) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            name = f"{prefix}_{f.name}".upper()
+            if dataclasses.is_dataclass(value):
+                walk(value, name)
+            else:
+                out[name] = str(value).lower() if isinstance(value, bool) else str(value)
+
+    walk(cfg, "KEFU")
+    return out
 
 
 def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> KefuConfig:

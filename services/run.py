@@ -23,19 +23,24 @@ async def build_nlu(cfg: KefuConfig) -> ServiceSpec:
     from kefu.v1 import nlu_pb2, nlu_pb2_grpc
     from services.demo.pack import load_domain_pack
     from services.embedding import TritonEmbedder
-    from services.nlu.core import IntentMatcher, MessageAnalyzer
+    from services.nlu.core import IntentMatcher, MessageAnalyzer, TritonIntentModel
     from services.nlu.servicer import NluServicer
+    from services.nlu.training import ensure_intent_model
+    from services.serving.triton_client import IntentClassifierClient
 
     embedder = TritonEmbedder(cfg.triton_grpc_target)
-    matcher = IntentMatcher(load_domain_pack(cfg.domain_pack), embedder)
-    await matcher.load()
+    classifier = IntentClassifierClient(cfg.triton_grpc_target, model=cfg.models.intent_model)
+    # Trains and publishes a version on first start (or when the pack changed), then
+    # has Triton load it.
+    await ensure_intent_model(cfg, embedder, classifier, pack=load_domain_pack(cfg.domain_pack))
+    matcher = IntentMatcher(embedder, TritonIntentModel(classifier))
     servicer = NluServicer(MessageAnalyzer(matcher), max_chars=cfg.dialog.max_message_chars)
 
     def register(server: grpc.aio.Server) -> list[str]:
         nlu_pb2_grpc.add_NLUServicer_to_server(servicer, server)
         return [nlu_pb2.DESCRIPTOR.services_by_name["NLU"].full_name]
 
-    return ServiceSpec("nlu", register, [embedder.close])
+    return ServiceSpec("nlu", register, [embedder.close, classifier.close])
 
 
 async def build_knowledge(cfg: KefuConfig) -> ServiceSpec:
@@ -61,13 +66,22 @@ async def build_knowledge(cfg: KefuConfig) -> ServiceSpec:
 
 async def build_generation(cfg: KefuConfig) -> ServiceSpec:
     from kefu.v1 import generation_pb2, generation_pb2_grpc
-    from services.generation.core import ReplyWriter, TritonLlm
+    from services.generation.backends import make_llm_backend
+    from services.generation.breaker import CircuitBreaker, GuardedLlm
+    from services.generation.cache import ResponseCache
+    from services.generation.core import ReplyWriter
+    from services.generation.metrics import GenerationMetrics
     from services.generation.servicer import GenerationServicer
+    from services.telemetry import setup_metrics
 
-    llm = TritonLlm(
-        cfg.triton_grpc_target, model=cfg.models.llm_model, timeout_s=cfg.models.generate_timeout_s, template=cfg.models.chat_template
+    backend = make_llm_backend(cfg)
+    breaker = CircuitBreaker(failures=cfg.generation.breaker_failures, reset_s=cfg.generation.breaker_reset_s)
+    llm = GuardedLlm(backend, breaker)
+    cache = ResponseCache(cfg.generation.cache_entries, cfg.generation.cache_ttl_s)
+    metrics = GenerationMetrics(
+        setup_metrics(cfg.telemetry, "kefu-generation"), hit_ratio=lambda: cache.hit_ratio, breaker_open=lambda: breaker.state == "open"
     )
-    servicer = GenerationServicer(ReplyWriter(llm, default_max_tokens=cfg.models.max_tokens))
+    servicer = GenerationServicer(ReplyWriter(llm, default_max_tokens=cfg.models.max_tokens, cache=cache, metrics=metrics))
 
     def register(server: grpc.aio.Server) -> list[str]:
         generation_pb2_grpc.add_GenerationServicer_to_server(servicer, server)

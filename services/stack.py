@@ -19,7 +19,7 @@ from typing import Callable
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.config import REPO_ROOT, KefuConfig
+from services.config import REPO_ROOT, KefuConfig, to_env
 from services.processes import ManagedProcess, ProcessFailed, port_open
 from services.serving.triton import TritonServer
 
@@ -46,7 +46,7 @@ def grpc_healthy(target: str, service: str = "") -> bool:
 class KefuStack:
     """Supervises the local kefu processes. ``with_triton=False`` uses a Triton started elsewhere."""
 
-    def __init__(self, cfg: KefuConfig, *, with_triton: bool = True, progress: Progress = print, config_path: str | None = None) -> None:
+    def __init__(self, cfg: KefuConfig, *, with_triton: bool = True, progress: Progress = print) -> None:
         self.cfg = cfg
         self.progress = progress
         self.logs = cfg.home_path / "logs"
@@ -54,29 +54,16 @@ class KefuStack:
         self.temporal: ManagedProcess | None = None
         self.worker: ManagedProcess | None = None
         self.services: dict[str, ManagedProcess] = {}
-        self._env = self._child_env(config_path)
+        self._env = self._child_env()
 
-    def _child_env(self, config_path: str | None) -> dict[str, str]:
+    def _child_env(self) -> dict[str, str]:
         """Children get the configuration as KEFU_* variables, so they see exactly this cfg."""
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        if config_path:
-            env["KEFU_CONFIG"] = config_path
-        cfg = self.cfg
-        env.update({
-            "KEFU_HOST": cfg.host,
-            "KEFU_HOME": str(cfg.home_path),
-            "KEFU_DOMAIN_PACK": cfg.domain_pack,
-            "KEFU_MODELS_REPOSITORY": cfg.models.repository,
-            "KEFU_MODELS_CACHE_DIR": cfg.models.cache_dir,
-            "KEFU_TEMPORAL_ADDRESS": cfg.temporal_address,
-            "KEFU_TEMPORAL_TASK_QUEUE": cfg.temporal.task_queue,
-            "KEFU_TELEMETRY_EXPORTER": cfg.telemetry.exporter,
-            "KEFU_TELEMETRY_OTLP_ENDPOINT": cfg.telemetry.otlp_endpoint,
-        })
-        for name in ("dialog", "nlu", "knowledge", "generation", "triton_grpc", "triton_http", "triton_metrics", "temporal"):
-            env[f"KEFU_PORTS_{name.upper()}"] = str(getattr(cfg.ports, name))
+        # The file's values are already in cfg; KEFU_* variables carry all of it.
+        env.pop("KEFU_CONFIG", None)
+        env.update(to_env(self.cfg))
         return env
 
     def _python(self, name: str, *args: str) -> ManagedProcess:

@@ -13,6 +13,7 @@ from services.config import Telemetry
 
 log = logging.getLogger(__name__)
 _provider: TracerProvider | None = None
+_meter_provider = None
 
 
 def setup_tracing(settings: Telemetry, service_name: str) -> TracerProvider | None:
@@ -40,10 +41,33 @@ def setup_tracing(settings: Telemetry, service_name: str) -> TracerProvider | No
     return provider
 
 
+def setup_metrics(settings: Telemetry, service_name: str):
+    """Install the global meter provider (same exporter choice as traces); returns a meter."""
+    global _meter_provider
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+
+    if _meter_provider is None:
+        kind = settings.exporter.lower()
+        readers = []
+        if kind == "console":
+            readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
+        elif kind == "otlp":
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+            readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=settings.otlp_endpoint, insecure=True)))
+        _meter_provider = MeterProvider(resource=Resource.create({"service.name": service_name}), metric_readers=readers)
+        metrics.set_meter_provider(_meter_provider)
+    return _meter_provider.get_meter("kefu")
+
+
 def shutdown_tracing() -> None:
-    """Flush and stop exporting (call on process exit)."""
+    """Flush and stop exporting traces and metrics (call on process exit)."""
     if _provider is not None:
         _provider.shutdown()
+    if _meter_provider is not None:
+        _meter_provider.shutdown()
 
 
 def client_interceptors() -> list:

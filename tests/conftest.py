@@ -36,6 +36,7 @@ def kefu_stack(triton_server, span_sink) -> Iterator[KefuStack]:  # noqa: F811 -
     cfg.telemetry.exporter = "otlp"
     cfg.telemetry.otlp_endpoint = span_sink.endpoint
     os.environ["OTEL_BSP_SCHEDULE_DELAY"] = "200"  # children export spans promptly
+    os.environ["OTEL_METRIC_EXPORT_INTERVAL"] = "500"  # and metrics
     DemoStore.seed(cfg.store_path)
     stack = KefuStack(cfg, with_triton=False, progress=lambda line: print(f"[stack] {line}", file=sys.stderr))
     try:

@@ -32,3 +32,10 @@ def test_cluster_addresses_and_bind_host():
     assert cfg.target("nlu") == "kefu-nlu:50052"
     assert cfg.target("knowledge") == "127.0.0.1:50053"
     assert cfg.triton_grpc_target == "triton:8001"
+
+
+def test_to_env_round_trips(tmp_path):
+    from services.config import to_env
+
+    cfg = load_config(env={"KEFU_PORTS_NLU": "7001", "KEFU_GENERATION_BREAKER_RESET_S": "1.5", "KEFU_TELEMETRY_EXPORTER": "otlp"})
+    assert load_config(env=to_env(cfg)) == cfg

@@ -18,14 +18,21 @@ def test_dialog_without_nlu_is_unavailable(lone_service):
     assert "NLU" in info.value.details()
 
 
-def test_generation_without_triton_is_unavailable(lone_service):
+def test_generation_without_triton_degrades_to_the_passage(lone_service):
+    """The model server is down: Generation still answers, from the passage verbatim
+    (or a fixed apology without one), and says so."""
     _, own = lone_service("generation", triton_grpc=free_ports(1)[0])
-    request = generation_pb2.GenerateRequest(user_message="hello", language="en", params=generation_pb2.SamplingParams(max_tokens=4))
+    passage = generation_pb2.Passage(doc_id="returns-7day-en", title="Returns", text="Returns within 7 days.")
     with grpc.insecure_channel(own.target("generation")) as ch:
-        with pytest.raises(grpc.RpcError) as info:
-            list(generation_pb2_grpc.GenerationStub(ch).GenerateStream(request, timeout=30))
-    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert "language model" in info.value.details()
+        stub = generation_pb2_grpc.GenerationStub(ch)
+        for _ in range(4):  # past the breaker's threshold too
+            chunks = list(stub.GenerateStream(generation_pb2.GenerateRequest(
+                user_message="What is your return policy?", language="en", passages=[passage]), timeout=30))
+            final = chunks[-1].final
+            assert final.degraded and final.finish_reason == "degraded"
+            assert "".join(c.delta for c in chunks[:-1]) == final.text == "Returns within 7 days."
+        bare = stub.Generate(generation_pb2.GenerateRequest(user_message="你好", language="zh"), timeout=30)
+    assert bare.degraded and "人工" in bare.text
 
 
 def test_dialog_degrades_to_the_faq_answer_when_generation_is_down(lone_service):

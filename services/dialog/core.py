@@ -139,7 +139,7 @@ class DialogEngine:
         intent = self._intent(outcome.intent)
         near = found.hits[0].score >= self._cfg.knowledge.min_score - self._cfg.knowledge.near_miss_margin
         return (
-            near and intent is not None and intent.action == "answer"
+            near and not outcome.understanding.out_of_scope and intent is not None and intent.action == "answer"
             and outcome.intent_confidence >= self._cfg.dialog.answer_intent_confidence
         )
 
@@ -181,16 +181,22 @@ class DialogEngine:
             history=[m for t in session.turns[-4:] for m in (history_message("customer", t.customer_text), history_message("assistant", t.reply_text))],
             params=generation_pb2.SamplingParams(max_tokens=self._cfg.models.max_tokens, temperature=0.0),
             session_id=session.session_id,
+            intent=outcome.intent,
+            kb_version=found.kb_version,
         )
         pieces: list[str] = []
         try:
             async for chunk in self._upstream.generate(request):
                 if chunk.HasField("final"):
+                    outcome.degraded = chunk.final.degraded
+                    if chunk.final.cached:
+                        outcome.actions[-1].detail["cached"] = "true"
                     break
                 pieces.append(chunk.delta)
                 yield chunk.delta
         except Unavailable as exc:
-            # Degrade: the FAQ answer verbatim is better than no answer.
+            # Generation itself is down (it degrades by itself when only the model
+            # is): the FAQ answer verbatim is better than no answer.
             log.warning("generation failed, answering from the FAQ verbatim: %s", exc)
             outcome.degraded = True
         if not "".join(pieces).strip():

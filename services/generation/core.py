@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Protocol
 
 from services.errors import DeadlineExceeded, InvalidArgument, Unavailable
+from services.generation.cache import CachedReply, ResponseCache
+from services.generation.metrics import GenerationMetrics
 from services.generation.prompt import ChatMessage, ReplyPrompt, build_messages, render_chatml
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -26,6 +31,23 @@ class ReplyDelta:
     text: str
     finish_reason: str = ""
     completion_tokens: int = 0
+    cached: bool = False
+    degraded: bool = False
+
+
+@dataclass
+class ReplyContext:
+    """What the caller knows about the reply beyond the prompt: it keys the cache."""
+
+    intent: str = ""
+    kb_version: int = 0  # 0: the passages' version is unknown, do not cache
+    use_cache: bool = True
+
+
+APOLOGY = {
+    "zh": "抱歉，系统暂时无法生成回答。需要为您转人工客服吗？",
+    "en": "Sorry, I can't answer that right now. Shall I connect you with a human agent?",
+}
 
 
 class LlmBackend(Protocol):
@@ -74,15 +96,23 @@ class ReplyResult:
     finish_reason: str
     completion_tokens: int
     time_to_first_token_ms: float
+    cached: bool = False
+    degraded: bool = False
 
 
 class ReplyWriter:
-    """Validates a request, assembles the prompt and streams the model's reply."""
+    """Validates a request, serves hot questions from the cache, streams the
+    model's reply, and degrades to the passage verbatim when the model fails."""
 
-    def __init__(self, llm: LlmBackend, *, default_max_tokens: int, max_tokens_limit: int = 1024) -> None:
+    def __init__(
+        self, llm: LlmBackend, *, default_max_tokens: int, max_tokens_limit: int = 1024,
+        cache: ResponseCache | None = None, metrics: GenerationMetrics | None = None,
+    ) -> None:
         self._llm = llm
         self._default_max_tokens = default_max_tokens
         self._max_tokens_limit = max_tokens_limit
+        self._cache = cache
+        self._metrics = metrics or GenerationMetrics(None)
 
     def check(self, prompt: ReplyPrompt, sampling: Sampling) -> Sampling:
         if not prompt.user_message.strip():
@@ -97,27 +127,57 @@ class ReplyWriter:
         sampling.top_p = sampling.top_p or 1.0
         return sampling
 
-    async def stream(self, prompt: ReplyPrompt, sampling: Sampling) -> AsyncIterator[ReplyDelta]:
+    def _cache_key(self, prompt: ReplyPrompt, sampling: Sampling, ctx: ReplyContext):
+        if self._cache is None or not ctx.use_cache or ctx.kb_version <= 0 or sampling.temperature > 0:
+            return None
+        return ResponseCache.key(
+            prompt.user_message, intent=ctx.intent, language=prompt.language, kb_version=ctx.kb_version,
+            passages=tuple(p.doc_id for p in prompt.passages), instruction=prompt.instruction,
+        )
+
+    async def stream(self, prompt: ReplyPrompt, sampling: Sampling, ctx: ReplyContext | None = None) -> AsyncIterator[ReplyDelta]:
         """Deltas of the reply; the last one has ``finish_reason`` set and no text."""
+        ctx = ctx or ReplyContext()
         sampling = self.check(prompt, sampling)
+        key = self._cache_key(prompt, sampling, ctx)
+        if key is not None:
+            hit = self._cache.get(key, ctx.kb_version)  # type: ignore[union-attr]
+            self._metrics.cache_lookup(hit is not None)
+            if hit is not None:
+                yield ReplyDelta(hit.text)
+                yield ReplyDelta("", hit.finish_reason, hit.completion_tokens, cached=True)
+                return
+        pieces: list[str] = []
         tokens = 0
         finish = ""
-        async for delta in self._llm.stream(build_messages(prompt), sampling):
-            if delta.text:
-                yield ReplyDelta(delta.text)
-            tokens = delta.completion_tokens or tokens
-            finish = delta.finish_reason or finish
-        yield ReplyDelta("", finish or "stop", tokens)
+        try:
+            async for delta in self._llm.stream(build_messages(prompt), sampling):
+                if delta.text:
+                    pieces.append(delta.text)
+                    yield ReplyDelta(delta.text)
+                tokens = delta.completion_tokens or tokens
+                finish = delta.finish_reason or finish
+        except (Unavailable, DeadlineExceeded) as exc:
+            self._metrics.degraded()
+            log.warning("model failed (%s): degrading", exc)
+            if not pieces:
+                yield ReplyDelta(prompt.passages[0].text if prompt.passages else APOLOGY.get(prompt.language, APOLOGY["en"]))
+            yield ReplyDelta("", "degraded", tokens, degraded=True)
+            return
+        finish = finish or "stop"
+        if key is not None and finish == "stop" and pieces:
+            self._cache.put(key, ctx.kb_version, CachedReply("".join(pieces), finish, tokens))  # type: ignore[union-attr]
+        yield ReplyDelta("", finish, tokens)
 
-    async def write(self, prompt: ReplyPrompt, sampling: Sampling) -> ReplyResult:
+    async def write(self, prompt: ReplyPrompt, sampling: Sampling, ctx: ReplyContext | None = None) -> ReplyResult:
         start = time.perf_counter()
         first: float | None = None
         pieces: list[str] = []
         last = ReplyDelta("")
-        async for delta in self.stream(prompt, sampling):
+        async for delta in self.stream(prompt, sampling, ctx):
             if delta.text:
                 first = first if first is not None else time.perf_counter()
                 pieces.append(delta.text)
             last = delta
         ttft = ((first or time.perf_counter()) - start) * 1000
-        return ReplyResult("".join(pieces), last.finish_reason, last.completion_tokens, ttft)
+        return ReplyResult("".join(pieces), last.finish_reason, last.completion_tokens, ttft, last.cached, last.degraded)

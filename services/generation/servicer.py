@@ -9,7 +9,7 @@ import grpc
 
 from kefu.v1 import common_pb2, generation_pb2, generation_pb2_grpc
 from services.errors import grpc_errors
-from services.generation.core import ReplyWriter, Sampling
+from services.generation.core import ReplyContext, ReplyWriter, Sampling
 from services.generation.prompt import PromptPassage, PromptTurn, ReplyPrompt
 
 _ROLE = {
@@ -19,7 +19,7 @@ _ROLE = {
 }
 
 
-def to_prompt(req: generation_pb2.GenerateRequest) -> tuple[ReplyPrompt, Sampling]:
+def to_prompt(req: generation_pb2.GenerateRequest) -> tuple[ReplyPrompt, Sampling, ReplyContext]:
     prompt = ReplyPrompt(
         user_message=req.user_message,
         language=req.language or "zh",
@@ -31,7 +31,7 @@ def to_prompt(req: generation_pb2.GenerateRequest) -> tuple[ReplyPrompt, Samplin
     sampling = Sampling(
         max_tokens=p.max_tokens, temperature=p.temperature, top_p=p.top_p, seed=p.seed or None, stop=list(p.stop)
     )
-    return prompt, sampling
+    return prompt, sampling, ReplyContext(intent=req.intent, kb_version=req.kb_version, use_cache=not req.no_cache)
 
 
 class GenerationServicer(generation_pb2_grpc.GenerationServicer):
@@ -40,23 +40,21 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
 
     @grpc_errors
     async def Generate(self, request: generation_pb2.GenerateRequest, context: grpc.aio.ServicerContext) -> generation_pb2.GenerateResponse:
-        prompt, sampling = to_prompt(request)
-        result = await self._writer.write(prompt, sampling)
+        result = await self._writer.write(*to_prompt(request))
         return generation_pb2.GenerateResponse(
             text=result.text, finish_reason=result.finish_reason,
             usage=common_pb2.Usage(completion_tokens=result.completion_tokens),
-            time_to_first_token_ms=result.time_to_first_token_ms,
+            time_to_first_token_ms=result.time_to_first_token_ms, cached=result.cached, degraded=result.degraded,
         )
 
     @grpc_errors
     async def GenerateStream(
         self, request: generation_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[generation_pb2.GenerateChunk]:
-        prompt, sampling = to_prompt(request)
         start = time.perf_counter()
         ttft = 0.0
         pieces: list[str] = []
-        async for delta in self._writer.stream(prompt, sampling):
+        async for delta in self._writer.stream(*to_prompt(request)):
             if delta.text:
                 if not pieces:
                     ttft = (time.perf_counter() - start) * 1000
@@ -67,6 +65,6 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
                     final=generation_pb2.GenerateResponse(
                         text="".join(pieces), finish_reason=delta.finish_reason,
                         usage=common_pb2.Usage(completion_tokens=delta.completion_tokens),
-                        time_to_first_token_ms=ttft,
+                        time_to_first_token_ms=ttft, cached=delta.cached, degraded=delta.degraded,
                     )
                 )

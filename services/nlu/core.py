@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-import math
 import re
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
-from services.demo.pack import DomainPack
 from services.embedding import Embedder
+from services.errors import DeadlineExceeded, Unavailable
 from services.nlu.text import ORDER_ID, MaskedText, detect_language, mask_pii, normalize
 
 log = logging.getLogger(__name__)
@@ -54,46 +54,62 @@ class Understanding:
     flags: list[str] = field(default_factory=list)
 
 
-class IntentMatcher:
-    """Intent by embedding similarity to the domain pack's example utterances.
+class IntentPredictions(Protocol):
+    labels: list[str]
+    probabilities: np.ndarray  # [n, len(labels)], calibrated
+    similarity: np.ndarray  # [n], cosine to the closest training example
 
-    Each intent scores the mean of its two most similar examples; a softmax with
-    a small temperature turns the scores into confidences (e5 cosines sit in a
-    narrow band, so differences of a few hundredths matter).
+
+class IntentModel(Protocol):
+    """A trained intent classifier: calibrated probabilities for e5 query embeddings."""
+
+    async def classify(self, embeddings: np.ndarray) -> IntentPredictions: ...
+
+
+class TritonIntentModel:
+    """The ``intent_classifier`` model in Triton (see services/nlu/training.py)."""
+
+    def __init__(self, client, *, timeout_s: float = 10.0) -> None:
+        self._client = client  # services.serving.triton_client.IntentClassifierClient
+        self._timeout_s = timeout_s
+
+    async def classify(self, embeddings: np.ndarray) -> IntentPredictions:
+        from services.serving.triton_client import ModelTimeout, ModelUnavailable
+
+        try:
+            return await self._client.classify(embeddings, timeout_s=self._timeout_s)
+        except ModelUnavailable as exc:
+            raise Unavailable(f"intent model unavailable: {exc}") from exc
+        except ModelTimeout as exc:
+            raise DeadlineExceeded(f"intent model timed out: {exc}") from exc
+
+
+class IntentMatcher:
+    """Intent by a classifier over the message's e5 embedding.
+
+    The classifier (a calibrated logistic regression trained on the domain pack's
+    example utterances, served by Triton) gives one probability per intent. A message
+    is out of scope when no intent is likely enough, or when it is far from every
+    example: a softmax always picks some intent, also for "who won the match?".
     """
 
-    def __init__(self, pack: DomainPack, embedder: Embedder, *, temperature: float = 0.02, min_similarity: float = 0.80) -> None:
-        self._pack = pack
+    def __init__(self, embedder: Embedder, model: IntentModel, *, min_probability: float = 0.5, min_similarity: float = 0.86) -> None:
         self._embedder = embedder
-        self._temperature = temperature
+        self._model = model
+        self._min_probability = min_probability
         self._min_similarity = min_similarity
-        self._labels: list[str] = []
-        self._vectors: np.ndarray | None = None
-
-    async def load(self) -> None:
-        texts: list[str] = []
-        labels: list[str] = []
-        for intent in self._pack.intents:
-            for examples in intent.examples.values():
-                texts += examples
-                labels += [intent.name] * len(examples)
-        self._vectors = await self._embedder.embed_queries(texts)
-        self._labels = labels
-        log.info("intent matcher: %d examples over %d intents", len(texts), len(self._pack.intents))
 
     async def rank(self, text: str, top_k: int) -> tuple[list[IntentScore], bool]:
-        assert self._vectors is not None, "IntentMatcher.load() first"
-        query = (await self._embedder.embed_queries([text]))[0]
-        sims = self._vectors @ query
-        per_intent: dict[str, list[float]] = {}
-        for label, sim in zip(self._labels, sims.tolist(), strict=True):
-            per_intent.setdefault(label, []).append(sim)
-        scores = {name: float(np.mean(sorted(v, reverse=True)[:2])) for name, v in per_intent.items()}
-        best = max(scores.values())
-        exps = {name: math.exp((s - best) / self._temperature) for name, s in scores.items()}
-        total = sum(exps.values())
-        ranked = sorted((IntentScore(n, e / total) for n, e in exps.items()), key=lambda s: -s.confidence)
-        return ranked[:top_k], best < self._min_similarity
+        query = await self._embedder.embed_queries([text])
+        prediction = await self._model.classify(query)
+        probabilities = np.asarray(prediction.probabilities, dtype=np.float64).reshape(len(query), -1)[0]
+        ranked = sorted(
+            (IntentScore(name, float(p)) for name, p in zip(prediction.labels, probabilities.tolist(), strict=True)),
+            key=lambda s: -s.confidence,
+        )
+        similarity = float(np.asarray(prediction.similarity).reshape(-1)[0])
+        out_of_scope = ranked[0].confidence < self._min_probability or similarity < self._min_similarity
+        return ranked[:top_k], out_of_scope
 
 
 _NEGATIVE_WORDS = re.compile(

@@ -1,4 +1,5 @@
-"""Async clients for kefu's Triton models (``llm`` streaming, ``embedder`` batched).
+"""Async clients for kefu's Triton models (``llm`` streaming, ``embedder`` batched,
+``intent_classifier`` batched and versioned).
 
 The services never see tritonclient or gRPC errors: a model that cannot be reached
 or is not loaded raises :class:`ModelUnavailable` (the services answer UNAVAILABLE),
@@ -19,6 +20,7 @@ from tritonclient.utils import InferenceServerException
 
 EMBEDDING_DIM = 384
 EMBEDDER_MAX_BATCH = 64  # max_batch_size in model_repository/embedder/config.pbtxt
+INTENT_MAX_BATCH = 64  # max_batch_size in model_repository/intent_classifier/config.pbtxt
 
 
 class ModelError(Exception):
@@ -84,6 +86,13 @@ def _first_str(result, name: str) -> str:
     return v.decode("utf-8") if isinstance(v, bytes) else str(v)
 
 
+RECONNECT_ARGS = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
 class _TritonClient:
     """Owns one gRPC channel, created lazily on the running event loop."""
 
@@ -96,7 +105,9 @@ class _TritonClient:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
             # A grpc.aio channel belongs to the loop it was made on.
-            self._client = grpcclient.InferenceServerClient(self.target)
+            # Short reconnect backoff: after Triton restarts, calls should find it
+            # again within a couple of seconds, not after gRPC's default minutes.
+            self._client = grpcclient.InferenceServerClient(self.target, channel_args=RECONNECT_ARGS)
             self._loop = loop
         return self._client
 
@@ -228,3 +239,84 @@ class EmbedderClient(_TritonClient):
         except asyncio.TimeoutError:
             raise ModelTimeout(f"{self.model}: no reply within {timeout_s} s") from None
         return np.concatenate(parts, axis=0)
+
+
+@dataclass(frozen=True)
+class IntentPrediction:
+    """What ``intent_classifier`` said about ``n`` embeddings."""
+
+    labels: list[str]  # intent name of each probability column
+    probabilities: np.ndarray  # [n, len(labels)], calibrated, rows sum to 1
+    similarity: np.ndarray  # [n], cosine to the closest training example
+    version: str  # the model version that answered
+
+
+class IntentClassifierClient(_TritonClient):
+    """Calls the versioned ``intent_classifier`` model, and loads its newest version."""
+
+    def __init__(self, target: str, model: str = "intent_classifier", batch_size: int = INTENT_MAX_BATCH):
+        super().__init__(target)
+        self.model = model
+        self.batch_size = batch_size
+
+    async def classify(self, embeddings: np.ndarray, *, timeout_s: float) -> IntentPrediction:
+        """Calibrated intent probabilities for ``[n, 384]`` L2-normalised e5 query embeddings."""
+        x = np.ascontiguousarray(np.asarray(embeddings, dtype=np.float32).reshape(-1, EMBEDDING_DIM))
+        client = self._get()
+
+        async def one(batch: np.ndarray):
+            inp = grpcclient.InferInput("embedding", list(batch.shape), "FP32")
+            inp.set_data_from_numpy(batch)
+            outs = [grpcclient.InferRequestedOutput(n) for n in ("probabilities", "labels", "similarity")]
+            try:
+                return await client.infer(self.model, [inp], outputs=outs, client_timeout=timeout_s)
+            except Exception as exc:
+                raise _translate(exc, f"{self.model} at {self.target}") from exc
+
+        batches = [x[i:i + self.batch_size] for i in range(0, len(x), self.batch_size)] or [x]
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*(one(b) for b in batches)), timeout_s)
+        except asyncio.TimeoutError:
+            raise ModelTimeout(f"{self.model}: no reply within {timeout_s} s") from None
+        labels = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in results[0].as_numpy("labels")[0]] if len(x) else []
+        for r in results[1:]:
+            if [v.decode("utf-8") for v in r.as_numpy("labels")[0]] != labels:
+                # A new version was swapped in between two batches of one call.
+                raise ModelError(f"{self.model}: versions changed during one request, retry")
+        return IntentPrediction(
+            labels=labels,
+            probabilities=np.concatenate([r.as_numpy("probabilities") for r in results], axis=0).astype(np.float32, copy=False),
+            similarity=np.concatenate([r.as_numpy("similarity").reshape(-1) for r in results], axis=0),
+            version=results[0].get_response().model_version,
+        )
+
+    async def load(self, *, timeout_s: float = 120) -> None:
+        """``load_model``: Triton re-reads the model's folder, loads the newest version
+        (``version_policy: latest 1``) and unloads the one it replaces."""
+        try:
+            await self._get().load_model(self.model, client_timeout=timeout_s)
+        except Exception as exc:
+            raise _translate(exc, f"loading {self.model} at {self.target}") from exc
+
+    async def versions(self, *, timeout_s: float = 10) -> dict[int, str]:
+        """``{version: state}`` from the repository index, e.g. ``{1: "UNAVAILABLE", 2: "READY"}``."""
+        try:
+            index = await self._get().get_model_repository_index(as_json=True, client_timeout=timeout_s)
+        except Exception as exc:
+            raise _translate(exc, f"repository index at {self.target}") from exc
+        return {
+            int(m["version"]): m.get("state", "")
+            for m in index.get("models", [])
+            if m.get("name") == self.model and str(m.get("version", "")).isdigit()
+        }
+
+    async def serving_version(self, *, timeout_s: float = 10) -> int:
+        """The version that answers requests now (``ModelUnavailable`` if none is ready)."""
+        try:
+            meta = await self._get().get_model_metadata(self.model, as_json=True, client_timeout=timeout_s)
+        except Exception as exc:
+            raise _translate(exc, f"{self.model} at {self.target}") from exc
+        ready = [int(v) for v in meta.get("versions", []) if str(v).isdigit()]
+        if not ready:
+            raise ModelUnavailable(f"{self.model}: no version is ready")
+        return max(ready)

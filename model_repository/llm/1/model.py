@@ -10,9 +10,12 @@ cancelled) with the final flag.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
+import queue
+import threading
 
 import torch
 import triton_python_backend_utils as pb_utils
@@ -59,27 +62,73 @@ def _response(text: str, finish_reason: str, completion_tokens: int):
     )
 
 
+class ResponsePump:
+    """Sends responses from its own thread, in order.
+
+    A send crosses to the Triton server process and waits for it; done inline it
+    would stall the decode loop once per token per stream.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="llm-responses", daemon=True)
+        self._thread.start()
+
+    def put(self, sender, response, flags: int = 0) -> None:
+        self._queue.put((sender, response, flags))
+
+    def _run(self) -> None:
+        closed_since_gc = False
+        while True:
+            try:
+                item = self._queue.get(timeout=0.5 if closed_since_gc else None)
+            except queue.Empty:
+                # Finished requests' response senders end up in reference cycles, and
+                # Triton cannot unload the model while one is alive; an idle stub
+                # allocates nothing that would run the collector, so run it here.
+                gc.collect()
+                closed_since_gc = False
+                continue
+            if item is None:
+                return
+            sender, response, flags = item
+            try:
+                if response is None:
+                    sender.send(flags=flags)
+                else:
+                    sender.send(response, flags=flags)
+            except Exception as exc:  # noqa: BLE001 - the client went away
+                if flags:
+                    try:  # a cancelled stream may refuse the response; it must still be closed
+                        sender.send(flags=flags)
+                    except Exception:  # noqa: BLE001
+                        pb_utils.Logger.log_warn(f"llm: could not close a response stream: {exc}")
+            closed_since_gc = closed_since_gc or bool(flags)
+            del item, sender, response
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+
 class TritonReplySink:
     """The engine's ReplySink over one request's response sender."""
 
-    def __init__(self, sender) -> None:
+    def __init__(self, sender, pump: ResponsePump) -> None:
         self._sender = sender
+        self._pump = pump
 
     def is_cancelled(self) -> bool:
         return self._sender.is_cancelled()
 
     def emit(self, text: str, completion_tokens: int) -> None:
-        self._sender.send(_response(text, "", completion_tokens))
+        self._pump.put(self._sender, _response(text, "", completion_tokens))
 
     def finish(self, text: str, reason: str, completion_tokens: int) -> None:
-        try:
-            self._sender.send(_response(text, reason, completion_tokens), flags=FINAL_FLAG)
-        except Exception:
-            # A cancelled stream may refuse the response; it must still be closed.
-            self._sender.send(flags=FINAL_FLAG)
+        self._pump.put(self._sender, _response(text, reason, completion_tokens), FINAL_FLAG)
 
     def fail(self, message: str) -> None:
-        self._sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(message)), flags=FINAL_FLAG)
+        self._pump.put(self._sender, pb_utils.InferenceResponse(error=pb_utils.TritonError(message)), FINAL_FLAG)
 
 
 class TritonPythonModel:
@@ -101,6 +150,7 @@ class TritonPythonModel:
         threads = int(_param(config, "num_threads", "0"))
         if threads > 0:
             torch.set_num_threads(threads)
+        self.pump = ResponsePump()
         self.default_max_tokens = int(_param(config, "default_max_tokens", "160"))
         self.max_tokens_limit = int(_param(config, "max_tokens_limit", "1024"))
         self.batcher, self.tokenizer = load_engine(
@@ -113,7 +163,7 @@ class TritonPythonModel:
 
     def execute(self, requests):
         for request in requests:
-            sink = TritonReplySink(request.get_response_sender())
+            sink = TritonReplySink(request.get_response_sender(), self.pump)
             try:
                 self.batcher.submit(self._engine_request(request), sink)
             except ValueError as exc:
@@ -143,4 +193,5 @@ class TritonPythonModel:
 
     def finalize(self):
         self.batcher.stop()
+        self.pump.stop()
         self.batcher = None

@@ -32,7 +32,7 @@ class SamplingParams(_message.Message):
     def __init__(self, max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., seed: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("user_message", "history", "passages", "language", "instruction", "params", "session_id")
+    __slots__ = ("user_message", "history", "passages", "language", "instruction", "params", "session_id", "intent", "kb_version", "no_cache")
     USER_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     PASSAGES_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,9 @@ class GenerateRequest(_message.Message):
     INSTRUCTION_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    INTENT_FIELD_NUMBER: _ClassVar[int]
+    KB_VERSION_FIELD_NUMBER: _ClassVar[int]
+    NO_CACHE_FIELD_NUMBER: _ClassVar[int]
     user_message: str
     history: _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]
     passages: _containers.RepeatedCompositeFieldContainer[Passage]
@@ -47,7 +50,10 @@ class GenerateRequest(_message.Message):
     instruction: str
     params: SamplingParams
     session_id: str
-    def __init__(self, user_message: _Optional[str] = ..., history: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., passages: _Optional[_Iterable[_Union[Passage, _Mapping]]] = ..., language: _Optional[str] = ..., instruction: _Optional[str] = ..., params: _Optional[_Union[SamplingParams, _Mapping]] = ..., session_id: _Optional[str] = ...) -> None: ...
+    intent: str
+    kb_version: int
+    no_cache: bool
+    def __init__(self, user_message: _Optional[str] = ..., history: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., passages: _Optional[_Iterable[_Union[Passage, _Mapping]]] = ..., language: _Optional[str] = ..., instruction: _Optional[str] = ..., params: _Optional[_Union[SamplingParams, _Mapping]] = ..., session_id: _Optional[str] = ..., intent: _Optional[str] = ..., kb_version: _Optional[int] = ..., no_cache: _Optional[bool] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("text", "finish_reason", "usage", "degraded", "cached", "time_to_first_token_ms")

@@ -7,7 +7,6 @@ loop calls the sink from its thread with text deltas and one final call.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import queue
@@ -76,7 +75,6 @@ class ContinuousBatcher:
         self._waiting: list[_Sequence] = []
         self._thread: threading.Thread | None = None
         self._running = False
-        self._finished_since_gc = False
         self.steps = 0
 
     # -- caller side ------------------------------------------------------------------
@@ -123,16 +121,7 @@ class ContinuousBatcher:
     # -- the loop --------------------------------------------------------------------------
     def _loop(self) -> None:
         while self._running:
-            idle = not self._decoding and self._prefilling is None and not self._waiting
-            if idle and self._finished_since_gc:
-                # Finished requests' response senders end up in reference cycles; Triton
-                # cannot unload the model while one is alive, and an idle loop allocates
-                # nothing that would trigger the collector. Collect once things settle.
-                if not self._admit(block=True, timeout=0.5):
-                    gc.collect()
-                    self._finished_since_gc = False
-                continue
-            self._admit(block=idle)
+            self._admit(block=not self._decoding and self._prefilling is None and not self._waiting)
             try:
                 if self._prefilling is not None:
                     self._prefill_chunk()
@@ -270,7 +259,6 @@ class ContinuousBatcher:
                 final_text = final_text[:cut]
         tail = final_text[len(seq.emitted) :] if final_text.startswith(seq.emitted) else ""
         self._safe(seq.sink.finish, tail, reason, len(seq.generated))
-        self._finished_since_gc = True
         now = time.monotonic()
         log.info(
             "llm: %d tokens, finish=%s, prompt %d tokens, queued %.2f s, ttft %.2f s, decode %.1f tok/s",
