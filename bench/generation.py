@@ -101,6 +101,7 @@ async def measure_service(target: str, requests: list, args) -> dict:
                 user_message=QUESTIONS[i % len(QUESTIONS)] + f" ({i})", language="zh" if i % 2 == 0 else "en", no_cache=True
             )
             q.params.max_tokens = args.decode_tokens
+            q.params.min_tokens = args.decode_tokens  # every stream decodes the full length
             return q
 
         results = {}
@@ -129,7 +130,9 @@ def measure_naive(model_dir: str, requests: list, args, tokenizer) -> dict:
 
         def work():
             with torch.inference_mode():
-                out["seq"] = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer)
+                out["seq"] = model.generate(
+                    **ids, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False, streamer=streamer
+                )
 
         th = threading.Thread(target=work)
         th.start()

@@ -145,3 +145,14 @@ def test_bad_requests_fail_clearly(tiny_model):
     sink = CollectingSink()
     batcher.submit(GenerationRequest([], max_tokens=5), sink)
     assert "empty" in sink.reason
+
+
+def test_min_tokens_holds_back_the_end_of_sequence(tiny_model):
+    eos = int(tiny_model.prefill(0, [66] * 4).argmax())  # the token greedy decoding picks first
+    batcher = ContinuousBatcher(tiny_model, ByteTokenizer(), eos_ids=[eos]).start()
+    try:
+        free, held = _run(batcher, [GenerationRequest([66] * 4, max_tokens=12), GenerationRequest([66] * 4, max_tokens=12, min_tokens=7)])
+    finally:
+        batcher.stop()
+    assert free.reason == "stop" and free.tokens == 1  # the first token is the end of sequence
+    assert held.tokens >= 7

@@ -22,6 +22,7 @@ class Sampling:
     top_p: float = 1.0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+    min_tokens: int = 0
 
 
 @dataclass
@@ -78,7 +79,7 @@ class TritonLlm:
         try:
             async for chunk in self._client.stream(
                 render_chatml(messages, template=self._template), max_tokens=sampling.max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
-                seed=sampling.seed, stop=list(sampling.stop), timeout_s=self._timeout_s,
+                seed=sampling.seed, stop=list(sampling.stop), min_tokens=sampling.min_tokens, timeout_s=self._timeout_s,
             ):
                 yield ReplyDelta(chunk.text, chunk.finish_reason, chunk.completion_tokens)
         except ModelUnavailable as exc:
@@ -123,6 +124,8 @@ class ReplyWriter:
             raise InvalidArgument("temperature must be between 0 and 2")
         if not 0.0 <= sampling.top_p <= 1.0:
             raise InvalidArgument("top_p must be between 0 and 1")
+        if sampling.min_tokens < 0 or (sampling.max_tokens and sampling.min_tokens > sampling.max_tokens):
+            raise InvalidArgument("min_tokens must be between 0 and max_tokens")
         sampling.max_tokens = sampling.max_tokens or self._default_max_tokens
         sampling.top_p = sampling.top_p or 1.0
         return sampling

@@ -29,7 +29,7 @@ def to_prompt(req: generation_pb2.GenerateRequest) -> tuple[ReplyPrompt, Samplin
     )
     p = req.params
     sampling = Sampling(
-        max_tokens=p.max_tokens, temperature=p.temperature, top_p=p.top_p, seed=p.seed or None, stop=list(p.stop)
+        max_tokens=p.max_tokens, temperature=p.temperature, top_p=p.top_p, seed=p.seed or None, stop=list(p.stop), min_tokens=p.min_tokens
     )
     return prompt, sampling, ReplyContext(intent=req.intent, kb_version=req.kb_version, use_cache=not req.no_cache)
 

@@ -138,6 +138,7 @@ class LlmClient(_TritonClient):
         top_p: float = 1.0,
         seed: int | None = None,
         stop: Iterable[str] = (),
+        min_tokens: int = 0,
         timeout_s: float,
         first_token_timeout_s: float | None = None,
     ) -> AsyncIterator[LlmChunk]:
@@ -155,6 +156,8 @@ class LlmClient(_TritonClient):
         ]
         if seed is not None:
             inputs.append(_scalar_input("seed", int(seed), "INT64", np.int64))
+        if min_tokens > 0:
+            inputs.append(_scalar_input("min_tokens", int(min_tokens), "INT32", np.int32))
         stops = [s for s in stop if s]
         if stops:
             inputs.append(_bytes_input("stop", stops, [len(stops)]))

@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import threading
+import time
 
 import torch
 import triton_python_backend_utils as pb_utils
@@ -63,10 +64,13 @@ def _response(text: str, finish_reason: str, completion_tokens: int):
 
 
 class ResponsePump:
-    """Sends responses from its own thread, in order.
+    """Sends responses from its own thread, in order per stream.
 
     A send crosses to the Triton server process and waits for it; done inline it
-    would stall the decode loop once per token per stream.
+    would stall the decode loop once per token per stream. When sends fall behind
+    (many streams at once on few cores), the deltas waiting for one stream are
+    merged into one response: fewer, larger messages through Triton, Generation
+    and gRPC, and more of the CPU left for decoding.
     """
 
     def __init__(self) -> None:
@@ -74,14 +78,48 @@ class ResponsePump:
         self._thread = threading.Thread(target=self._run, name="llm-responses", daemon=True)
         self._thread.start()
 
-    def put(self, sender, response, flags: int = 0) -> None:
-        self._queue.put((sender, response, flags))
+    def delta(self, sender, text: str, completion_tokens: int) -> None:
+        self._queue.put((sender, text, "", completion_tokens, None))
+
+    def final(self, sender, text: str, reason: str, completion_tokens: int) -> None:
+        self._queue.put((sender, text, reason, completion_tokens, None))
+
+    def error(self, sender, message: str) -> None:
+        self._queue.put((sender, "", "", 0, message))
+
+    def _drain(self, first) -> list:
+        """``first`` and whatever else is queued, deltas of one stream merged."""
+        items = [first]
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        merged: list = []
+        pending: dict[int, int] = {}  # id(sender) -> index of its open delta in merged
+        for item in items:
+            if item is None:
+                merged.append(None)
+                continue
+            sender, text, reason, tokens, error = item
+            at = pending.get(id(sender))
+            if at is not None and error is None:
+                _, prev_text, _, _, _ = merged[at]
+                merged[at] = (sender, prev_text + text, reason, tokens, None)
+            else:
+                merged.append(item)
+                at = len(merged) - 1
+            if reason or error is not None:
+                pending.pop(id(sender), None)
+            else:
+                pending[id(sender)] = at
+        return merged
 
     def _run(self) -> None:
         closed_since_gc = False
         while True:
             try:
-                item = self._queue.get(timeout=0.5 if closed_since_gc else None)
+                first = self._queue.get(timeout=0.5 if closed_since_gc else None)
             except queue.Empty:
                 # Finished requests' response senders end up in reference cycles, and
                 # Triton cannot unload the model while one is alive; an idle stub
@@ -89,22 +127,28 @@ class ResponsePump:
                 gc.collect()
                 closed_since_gc = False
                 continue
-            if item is None:
-                return
-            sender, response, flags = item
-            try:
-                if response is None:
-                    sender.send(flags=flags)
-                else:
-                    sender.send(response, flags=flags)
-            except Exception as exc:  # noqa: BLE001 - the client went away
-                if flags:
-                    try:  # a cancelled stream may refuse the response; it must still be closed
-                        sender.send(flags=flags)
-                    except Exception:  # noqa: BLE001
-                        pb_utils.Logger.log_warn(f"llm: could not close a response stream: {exc}")
-            closed_since_gc = closed_since_gc or bool(flags)
-            del item, sender, response
+            for item in self._drain(first):
+                if item is None:
+                    return
+                closed_since_gc = self._send(*item) or closed_since_gc
+            first = item = None
+
+    @staticmethod
+    def _send(sender, text: str, reason: str, tokens: int, error: str | None) -> bool:
+        """Send one response; True when it closed the stream."""
+        final = bool(reason) or error is not None
+        try:
+            if error is not None:
+                sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(error)), flags=FINAL_FLAG)
+            else:
+                sender.send(_response(text, reason, tokens), flags=FINAL_FLAG if final else 0)
+        except Exception as exc:  # noqa: BLE001 - the client went away
+            if final:
+                try:  # a cancelled stream may refuse the response; it must still be closed
+                    sender.send(flags=FINAL_FLAG)
+                except Exception:  # noqa: BLE001
+                    pb_utils.Logger.log_warn(f"llm: could not close a response stream: {exc}")
+        return final
 
     def stop(self) -> None:
         self._queue.put(None)
@@ -114,21 +158,31 @@ class ResponsePump:
 class TritonReplySink:
     """The engine's ReplySink over one request's response sender."""
 
+    # is_cancelled() is a round trip to the server process: asked once per token per
+    # stream it costs more than the token itself, so the answer is kept this long.
+    CANCEL_CHECK_S = 0.2
+
     def __init__(self, sender, pump: ResponsePump) -> None:
         self._sender = sender
         self._pump = pump
+        self._cancelled = False
+        self._checked_at = 0.0
 
     def is_cancelled(self) -> bool:
-        return self._sender.is_cancelled()
+        now = time.monotonic()
+        if not self._cancelled and now - self._checked_at >= self.CANCEL_CHECK_S:
+            self._cancelled = self._sender.is_cancelled()
+            self._checked_at = now
+        return self._cancelled
 
     def emit(self, text: str, completion_tokens: int) -> None:
-        self._pump.put(self._sender, _response(text, "", completion_tokens))
+        self._pump.delta(self._sender, text, completion_tokens)
 
     def finish(self, text: str, reason: str, completion_tokens: int) -> None:
-        self._pump.put(self._sender, _response(text, reason, completion_tokens), FINAL_FLAG)
+        self._pump.final(self._sender, text, reason, completion_tokens)
 
     def fail(self, message: str) -> None:
-        self._pump.put(self._sender, pb_utils.InferenceResponse(error=pb_utils.TritonError(message)), FINAL_FLAG)
+        self._pump.error(self._sender, message)
 
 
 class TritonPythonModel:
@@ -159,6 +213,7 @@ class TritonPythonModel:
             slots=int(_param(config, "max_concurrent_sequences", "8")),
             max_len=int(_param(config, "max_sequence_tokens", "4096")),
             prefill_chunk=int(_param(config, "prefill_chunk_tokens", "256")),
+            stream_interval_s=float(_param(config, "stream_interval_ms", "0")) / 1000.0,
         )
 
     def execute(self, requests):
@@ -181,6 +236,7 @@ class TritonPythonModel:
         temperature = _scalar(request, "temperature")
         top_p = _scalar(request, "top_p")
         seed = _scalar(request, "seed")
+        min_tokens = _scalar(request, "min_tokens")
         stop = pb_utils.get_input_tensor_by_name(request, "stop")
         return GenerationRequest(
             prompt_ids=self.tokenizer(_text(prompt), add_special_tokens=False).input_ids,
@@ -188,6 +244,7 @@ class TritonPythonModel:
             temperature=0.0 if temperature is None else float(temperature),
             top_p=1.0 if top_p is None else float(top_p),
             seed=None if seed is None else int(seed),
+            min_tokens=0 if min_tokens is None else int(min_tokens),
             stop=[_text(s) for s in stop.as_numpy().reshape(-1)] if stop is not None else [],
         )
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from kefu.v1 import common_pb2 as kefu_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kefu/v1/generation.proto\x12\x07kefu.v1\x1a\x14kefu/v1/common.proto\"6\n\x07Passage\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\"d\n\x0eSamplingParams\x12\x12\n\nmax_tokens\x18\x01 \x01(\x05\x12\x13\n\x0btemperature\x18\x02 \x01(\x02\x12\r\n\x05top_p\x18\x03 \x01(\x02\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12\x0c\n\x04stop\x18\x05 \x03(\t\"\x8c\x02\n\x0fGenerateRequest\x12\x14\n\x0cuser_message\x18\x01 \x01(\t\x12%\n\x07history\x18\x02 \x03(\x0b\x32\x14.kefu.v1.ChatMessage\x12\"\n\x08passages\x18\x03 \x03(\x0b\x32\x10.kefu.v1.Passage\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x13\n\x0binstruction\x18\x05 \x01(\t\x12\'\n\x06params\x18\x06 \x01(\x0b\x32\x17.kefu.v1.SamplingParams\x12\x12\n\nsession_id\x18\x07 \x01(\t\x12\x0e\n\x06intent\x18\x08 \x01(\t\x12\x12\n\nkb_version\x18\t \x01(\x03\x12\x10\n\x08no_cache\x18\n \x01(\x08\"\x98\x01\n\x10GenerateResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rfinish_reason\x18\x02 \x01(\t\x12\x1d\n\x05usage\x18\x03 \x01(\x0b\x32\x0e.kefu.v1.Usage\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08\x12\x0e\n\x06\x63\x61\x63hed\x18\x05 \x01(\x08\x12\x1e\n\x16time_to_first_token_ms\x18\x06 \x01(\x02\"U\n\rGenerateChunk\x12\x0f\n\x05\x64\x65lta\x18\x01 \x01(\tH\x00\x12*\n\x05\x66inal\x18\x02 \x01(\x0b\x32\x19.kefu.v1.GenerateResponseH\x00\x42\x07\n\x05\x63hunk2\x93\x01\n\nGeneration\x12?\n\x08Generate\x12\x18.kefu.v1.GenerateRequest\x1a\x19.kefu.v1.GenerateResponse\x12\x44\n\x0eGenerateStream\x12\x18.kefu.v1.GenerateRequest\x1a\x16.kefu.v1.GenerateChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18kefu/v1/generation.proto\x12\x07kefu.v1\x1a\x14kefu/v1/common.proto\"6\n\x07Passage\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\"x\n\x0eSamplingParams\x12\x12\n\nmax_tokens\x18\x01 \x01(\x05\x12\x13\n\x0btemperature\x18\x02 \x01(\x02\x12\r\n\x05top_p\x18\x03 \x01(\x02\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12\x0c\n\x04stop\x18\x05 \x03(\t\x12\x12\n\nmin_tokens\x18\x06 \x01(\x05\"\x8c\x02\n\x0fGenerateRequest\x12\x14\n\x0cuser_message\x18\x01 \x01(\t\x12%\n\x07history\x18\x02 \x03(\x0b\x32\x14.kefu.v1.ChatMessage\x12\"\n\x08passages\x18\x03 \x03(\x0b\x32\x10.kefu.v1.Passage\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x13\n\x0binstruction\x18\x05 \x01(\t\x12\'\n\x06params\x18\x06 \x01(\x0b\x32\x17.kefu.v1.SamplingParams\x12\x12\n\nsession_id\x18\x07 \x01(\t\x12\x0e\n\x06intent\x18\x08 \x01(\t\x12\x12\n\nkb_version\x18\t \x01(\x03\x12\x10\n\x08no_cache\x18\n \x01(\x08\"\x98\x01\n\x10GenerateResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rfinish_reason\x18\x02 \x01(\t\x12\x1d\n\x05usage\x18\x03 \x01(\x0b\x32\x0e.kefu.v1.Usage\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08\x12\x0e\n\x06\x63\x61\x63hed\x18\x05 \x01(\x08\x12\x1e\n\x16time_to_first_token_ms\x18\x06 \x01(\x02\"U\n\rGenerateChunk\x12\x0f\n\x05\x64\x65lta\x18\x01 \x01(\tH\x00\x12*\n\x05\x66inal\x18\x02 \x01(\x0b\x32\x19.kefu.v1.GenerateResponseH\x00\x42\x07\n\x05\x63hunk2\x93\x01\n\nGeneration\x12?\n\x08Generate\x12\x18.kefu.v1.GenerateRequest\x1a\x19.kefu.v1.GenerateResponse\x12\x44\n\x0eGenerateStream\x12\x18.kefu.v1.GenerateRequest\x1a\x16.kefu.v1.GenerateChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,13 +35,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PASSAGE']._serialized_start=59
   _globals['_PASSAGE']._serialized_end=113
   _globals['_SAMPLINGPARAMS']._serialized_start=115
-  _globals['_SAMPLINGPARAMS']._serialized_end=215
-  _globals['_GENERATEREQUEST']._serialized_start=218
-  _globals['_GENERATEREQUEST']._serialized_end=486
-  _globals['_GENERATERESPONSE']._serialized_start=489
-  _globals['_GENERATERESPONSE']._serialized_end=641
-  _globals['_GENERATECHUNK']._serialized_start=643
-  _globals['_GENERATECHUNK']._serialized_end=728
-  _globals['_GENERATION']._serialized_start=731
-  _globals['_GENERATION']._serialized_end=878
+  _globals['_SAMPLINGPARAMS']._serialized_end=235
+  _globals['_GENERATEREQUEST']._serialized_start=238
+  _globals['_GENERATEREQUEST']._serialized_end=506
+  _globals['_GENERATERESPONSE']._serialized_start=509
+  _globals['_GENERATERESPONSE']._serialized_end=661
+  _globals['_GENERATECHUNK']._serialized_start=663
+  _globals['_GENERATECHUNK']._serialized_end=748
+  _globals['_GENERATION']._serialized_start=751
+  _globals['_GENERATION']._serialized_end=898
 # @@protoc_insertion_point(module_scope)

@@ -31,7 +31,7 @@ def eos_token_ids(tokenizer, generation_eos=None) -> set[int]:
 
 def load_engine(
     model_dir: str | Path, *, precision: str = "int8", slots: int = 8, max_len: int = 4096, device: str = "cpu",
-    prefill_chunk: int = 256,
+    prefill_chunk: int = 256, stream_interval_s: float = 0.0,
 ) -> tuple[ContinuousBatcher, object]:
     """(a started batcher, its tokenizer) for the transformers-format model in ``model_dir``."""
     import json
@@ -40,15 +40,16 @@ def load_engine(
 
     t0 = time.monotonic()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model = QwenModel.load(model_dir, precision=precision, slots=slots, max_len=max_len, device=device)
     gen_cfg = Path(model_dir) / "generation_config.json"
     generation_eos = json.loads(gen_cfg.read_text()).get("eos_token_id") if gen_cfg.exists() else None
     eos = eos_token_ids(tokenizer, generation_eos)
-    # Warm up the kernels once so the first customer does not pay for it.
-    model.prefill(0, tokenizer("你好 hello", add_special_tokens=False).input_ids)
-    model.decode([0], [eos and min(eos) or 0], [3])
+    batcher = ContinuousBatcher(
+        lambda: QwenModel.load(model_dir, precision=precision, slots=slots, max_len=max_len, device=device),
+        tokenizer, eos, prefill_chunk=prefill_chunk, stream_interval_s=stream_interval_s,
+        warmup_ids=tokenizer("你好 hello", add_special_tokens=False).input_ids,
+    ).start()
     log.info(
         "llm engine: %s, %s, %d slots x %d tokens, %.0f MB of weights per step, loaded in %.1f s, torch threads %d",
-        model_dir, precision, slots, max_len, model.weight_bytes() / 1e6, time.monotonic() - t0, torch.get_num_threads(),
+        model_dir, precision, slots, max_len, batcher.model.weight_bytes() / 1e6, time.monotonic() - t0, torch.get_num_threads(),
     )
-    return ContinuousBatcher(model, tokenizer, eos, prefill_chunk=prefill_chunk).start(), tokenizer
+    return batcher, tokenizer

@@ -70,6 +70,7 @@ class _Request(NamedTuple):  # not a dataclass: the backend may load this file o
     top_k: int
     repetition_penalty: float | None
     seed: int | None
+    min_tokens: int
     stop: list[str]
     stream: bool
 
@@ -133,6 +134,7 @@ class TritonPythonModel:
         top_k = _scalar(request, "top_k")
         penalty = _scalar(request, "repetition_penalty")
         seed = _scalar(request, "seed")
+        min_tokens = _scalar(request, "min_tokens")
         stop = pb_utils.get_input_tensor_by_name(request, "stop")
         stream = _scalar(request, "stream")
         return _Request(
@@ -143,6 +145,7 @@ class TritonPythonModel:
             top_k=0 if top_k is None else int(top_k),
             repetition_penalty=None if penalty is None else float(penalty),
             seed=None if seed is None else int(seed),
+            min_tokens=0 if min_tokens is None else int(min_tokens),
             stop=[_text(s) for s in stop.as_numpy().reshape(-1)] if stop is not None else [],
             stream=True if stream is None else bool(stream),
         )
@@ -167,6 +170,8 @@ class TritonPythonModel:
             inputs.append(_one("repetition_penalty", req.repetition_penalty, np.float32))
         if req.seed is not None:
             inputs.append(_one("seed", req.seed & 0xFFFFFFFFFFFFFFFF, np.uint64))
+        if req.min_tokens > 0:
+            inputs.append(_one("min_tokens", req.min_tokens, np.int32))
         if self.stop_words_list is not None:
             inputs.append(pb_utils.Tensor("stop_words_list", self.stop_words_list))
         return inputs
