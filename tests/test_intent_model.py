@@ -176,8 +176,13 @@ def test_intent_model_serves_retrains_and_batches(triton_server):
             before_em = await _stats(raw_embedder, cfg.models.embedder_model)
             singles = await asyncio.gather(*(classifier.classify(x[i % len(x)][None, :], timeout_s=TIMEOUT) for i in range(32)))
             vectors = await asyncio.gather(*(raw_embedder.embed([f"query: 订单 {i} 到哪了"], timeout_s=TIMEOUT) for i in range(32)))
-            after_ic = await _stats(classifier, cfg.models.intent_model)
-            after_em = await _stats(raw_embedder, cfg.models.embedder_model)
+            # Triton records a batch's statistics just after its responses: poll briefly.
+            for _ in range(50):
+                after_ic = await _stats(classifier, cfg.models.intent_model)
+                after_em = await _stats(raw_embedder, cfg.models.embedder_model)
+                if after_ic[0] - before_ic[0] >= 32 and after_em[0] - before_em[0] >= 32:
+                    break
+                await asyncio.sleep(0.1)
             return (first, hits, ranked, second, swap_s, after, again, singles, vectors,
                     np.subtract(after_ic, before_ic), np.subtract(after_em, before_em))
         finally:
