@@ -9,7 +9,7 @@ models: setup
 
 # Set up and start the whole system on embedded defaults; Ctrl-C stops it.
 up: setup
-	@PYTHONUNBUFFERED=1 .venv/bin/kefu up
+	@PYTHONUNBUFFERED=1 exec .venv/bin/kefu up
 
 # Set up what the tests need and run the whole suite.
 test: models
