@@ -21,11 +21,11 @@ import time
 import torch
 import triton_python_backend_utils as pb_utils
 
+from services.serving.triton_python import FINAL_FLAG, as_text, param, reply_response, scalar
+
 from services.serving.llm.batcher import GenerationRequest
 from services.serving.llm.runtime import load_engine
 
-# TRITONSERVER_RESPONSE_COMPLETE_FINAL_FLAG; the Python module spells it without _FLAG.
-FINAL_FLAG = getattr(pb_utils, "TRITONSERVER_RESPONSE_COMPLETE_FINAL_FLAG", None) or pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 
 class _TritonLogHandler(logging.Handler):
@@ -34,33 +34,8 @@ class _TritonLogHandler(logging.Handler):
         log(self.format(record))
 
 
-def _param(config: dict, key: str, default: str) -> str:
-    value = config.get("parameters", {}).get(key, {}).get("string_value", "")
-    return value if value != "" else default
 
 
-def _scalar(request, name: str):
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    if tensor is None:
-        return None
-    arr = tensor.as_numpy().reshape(-1)
-    return arr[0] if arr.size else None
-
-
-def _text(value) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def _response(text: str, finish_reason: str, completion_tokens: int):
-    import numpy as np
-
-    return pb_utils.InferenceResponse(
-        output_tensors=[
-            pb_utils.Tensor("text_output", np.array([text.encode("utf-8")], dtype=np.object_)),
-            pb_utils.Tensor("finish_reason", np.array([finish_reason.encode("utf-8")], dtype=np.object_)),
-            pb_utils.Tensor("completion_tokens", np.array([completion_tokens], dtype=np.int32)),
-        ]
-    )
 
 
 class ResponsePump:
@@ -134,14 +109,14 @@ class ResponsePump:
             first = item = None
 
     @staticmethod
-    def _send(sender, text: str, reason: str, tokens: int, error: str | None) -> bool:
+    def _send(sender, delta: str, reason: str, tokens: int, error: str | None) -> bool:
         """Send one response; True when it closed the stream."""
         final = bool(reason) or error is not None
         try:
             if error is not None:
                 sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(error)), flags=FINAL_FLAG)
             else:
-                sender.send(_response(text, reason, tokens), flags=FINAL_FLAG if final else 0)
+                sender.send(reply_response(delta, reason, tokens), flags=FINAL_FLAG if final else 0)
         except Exception as exc:  # noqa: BLE001 - the client went away
             if final:
                 try:  # a cancelled stream may refuse the response; it must still be closed
@@ -196,24 +171,24 @@ class TritonPythonModel:
         engine_log.addHandler(handler)
         engine_log.setLevel(logging.INFO)
 
-        model_dir = os.environ.get("KEFU_LLM_DIR") or _param(config, "model_dir", "")
+        model_dir = os.environ.get("KEFU_LLM_DIR") or param(config, "model_dir", "")
         if not model_dir or not os.path.isdir(model_dir):
             raise pb_utils.TritonModelException(
                 f"LLM directory not found: {model_dir!r} (set KEFU_LLM_DIR or the model_dir parameter; run `kefu models fetch`)"
             )
-        threads = int(_param(config, "num_threads", "0"))
+        threads = int(param(config, "num_threads", "0"))
         if threads > 0:
             torch.set_num_threads(threads)
         self.pump = ResponsePump()
-        self.default_max_tokens = int(_param(config, "default_max_tokens", "160"))
-        self.max_tokens_limit = int(_param(config, "max_tokens_limit", "1024"))
+        self.default_max_tokens = int(param(config, "default_max_tokens", "160"))
+        self.max_tokens_limit = int(param(config, "max_tokens_limit", "1024"))
         self.batcher, self.tokenizer = load_engine(
             model_dir,
-            precision=os.environ.get("KEFU_LLM_PRECISION") or _param(config, "precision", "int8"),
-            slots=int(_param(config, "max_concurrent_sequences", "8")),
-            max_len=int(_param(config, "max_sequence_tokens", "4096")),
-            prefill_chunk=int(_param(config, "prefill_chunk_tokens", "256")),
-            stream_interval_s=float(_param(config, "stream_interval_ms", "0")) / 1000.0,
+            precision=os.environ.get("KEFU_LLM_PRECISION") or param(config, "precision", "int8"),
+            slots=int(param(config, "max_concurrent_sequences", "8")),
+            max_len=int(param(config, "max_sequence_tokens", "4096")),
+            prefill_chunk=int(param(config, "prefill_chunk_tokens", "256")),
+            stream_interval_s=float(param(config, "stream_interval_ms", "0")) / 1000.0,
         )
 
     def execute(self, requests):
@@ -226,26 +201,26 @@ class TritonPythonModel:
         return None
 
     def _engine_request(self, request) -> GenerationRequest:
-        prompt = _scalar(request, "text_input")
-        if prompt is None or not _text(prompt):
+        prompt = scalar(request, "text_input")
+        if prompt is None or not as_text(prompt):
             raise ValueError("text_input is required")
-        max_tokens = _scalar(request, "max_tokens")
+        max_tokens = scalar(request, "max_tokens")
         max_tokens = self.default_max_tokens if max_tokens is None else int(max_tokens)
         if not 1 <= max_tokens <= self.max_tokens_limit:
             raise ValueError(f"max_tokens must be in 1..{self.max_tokens_limit}, got {max_tokens}")
-        temperature = _scalar(request, "temperature")
-        top_p = _scalar(request, "top_p")
-        seed = _scalar(request, "seed")
-        min_tokens = _scalar(request, "min_tokens")
+        temperature = scalar(request, "temperature")
+        top_p = scalar(request, "top_p")
+        seed = scalar(request, "seed")
+        min_tokens = scalar(request, "min_tokens")
         stop = pb_utils.get_input_tensor_by_name(request, "stop")
         return GenerationRequest(
-            prompt_ids=self.tokenizer(_text(prompt), add_special_tokens=False).input_ids,
+            prompt_ids=self.tokenizer(as_text(prompt), add_special_tokens=False).input_ids,
             max_tokens=max_tokens,
             temperature=0.0 if temperature is None else float(temperature),
             top_p=1.0 if top_p is None else float(top_p),
             seed=None if seed is None else int(seed),
             min_tokens=0 if min_tokens is None else int(min_tokens),
-            stop=[_text(s) for s in stop.as_numpy().reshape(-1)] if stop is not None else [],
+            stop=[as_text(s) for s in stop.as_numpy().reshape(-1)] if stop is not None else [],
         )
 
     def finalize(self):

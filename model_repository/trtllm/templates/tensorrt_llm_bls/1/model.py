@@ -22,39 +22,16 @@ from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+
+from services.serving.triton_python import FINAL_FLAG, as_text, param, reply_response, scalar
 from transformers import AutoTokenizer
 
 from services.serving.llm.text import IncrementalDetokenizer, StopMatcher
 
-# TRITONSERVER_RESPONSE_COMPLETE_FINAL_FLAG; the Python module spells it without _FLAG.
-FINAL_FLAG = getattr(pb_utils, "TRITONSERVER_RESPONSE_COMPLETE_FINAL_FLAG", None) or pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 
-def _param(config: dict, key: str, default: str = "") -> str:
-    value = config.get("parameters", {}).get(key, {}).get("string_value", "")
-    return default if value == "" or value.startswith("${") else value
 
 
-def _scalar(request, name: str):
-    tensor = pb_utils.get_input_tensor_by_name(request, name)
-    if tensor is None:
-        return None
-    arr = tensor.as_numpy().reshape(-1)
-    return arr[0] if arr.size else None
-
-
-def _text(value) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def _response(text: str, finish_reason: str, completion_tokens: int):
-    return pb_utils.InferenceResponse(
-        output_tensors=[
-            pb_utils.Tensor("text_output", np.array([text.encode("utf-8")], dtype=np.object_)),
-            pb_utils.Tensor("finish_reason", np.array([finish_reason.encode("utf-8")], dtype=np.object_)),
-            pb_utils.Tensor("completion_tokens", np.array([completion_tokens], dtype=np.int32)),
-        ]
-    )
 
 
 def _one(name: str, value, dtype) -> "pb_utils.Tensor":
@@ -79,18 +56,18 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
-        self.trtllm = _param(config, "tensorrt_llm_model_name", "tensorrt_llm")
-        self.tokenizer = AutoTokenizer.from_pretrained(_param(config, "tokenizer_dir"), trust_remote_code=False)
-        self.accumulate = _param(config, "accumulate_tokens", "true").lower() == "true"
-        self.default_max_tokens = int(_param(config, "default_max_tokens", "160"))
-        self.max_tokens_limit = int(_param(config, "max_tokens_limit", "1024"))
-        self.max_input_len = int(_param(config, "max_input_len", "0"))
+        self.trtllm = param(config, "tensorrt_llm_model_name", "tensorrt_llm")
+        self.tokenizer = AutoTokenizer.from_pretrained(param(config, "tokenizer_dir"), trust_remote_code=False)
+        self.accumulate = param(config, "accumulate_tokens", "true").lower() == "true"
+        self.default_max_tokens = int(param(config, "default_max_tokens", "160"))
+        self.max_tokens_limit = int(param(config, "max_tokens_limit", "1024"))
+        self.max_input_len = int(param(config, "max_input_len", "0"))
         self.end_id = self.tokenizer.eos_token_id
         pad = self.tokenizer.pad_token_id
         self.pad_id = self.end_id if pad is None else pad
         self.skip = frozenset(self.tokenizer.all_special_ids)
-        self.stop_words_list = self._word_list(json.loads(_param(config, "default_stop_words", "[]")))
-        workers = max(1, int(_param(config, "max_concurrent_requests", "64")))
+        self.stop_words_list = self._word_list(json.loads(param(config, "default_stop_words", "[]")))
+        workers = max(1, int(param(config, "max_concurrent_requests", "64")))
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kefu-bls")
 
     def _word_list(self, words: list[str]):
@@ -113,30 +90,30 @@ class TritonPythonModel:
     # -- requests ---------------------------------------------------------------
 
     def _parse(self, request) -> _Request:
-        prompt = _scalar(request, "text_input")
-        if prompt is None or not _text(prompt):
+        prompt = scalar(request, "text_input")
+        if prompt is None or not as_text(prompt):
             raise ValueError("text_input is required")
-        ids = self.tokenizer.encode(_text(prompt), add_special_tokens=False)
+        ids = self.tokenizer.encode(as_text(prompt), add_special_tokens=False)
         if self.max_input_len and len(ids) > self.max_input_len:
             raise ValueError(f"prompt has {len(ids)} tokens, more than max_input_len={self.max_input_len}")
-        max_tokens = _scalar(request, "max_tokens")
+        max_tokens = scalar(request, "max_tokens")
         max_tokens = self.default_max_tokens if max_tokens is None or int(max_tokens) == 0 else int(max_tokens)
         if not 1 <= max_tokens <= self.max_tokens_limit:
             raise ValueError(f"max_tokens must be in 1..{self.max_tokens_limit}, got {max_tokens}")
-        temperature = _scalar(request, "temperature")
+        temperature = scalar(request, "temperature")
         temperature = 0.0 if temperature is None else float(temperature)
         if not 0.0 <= temperature <= 2.0:
             raise ValueError("temperature must be between 0 and 2")
-        top_p = _scalar(request, "top_p")
+        top_p = scalar(request, "top_p")
         top_p = 1.0 if top_p is None or float(top_p) == 0.0 else float(top_p)
         if not 0.0 < top_p <= 1.0:
             raise ValueError("top_p must be in (0, 1]")
-        top_k = _scalar(request, "top_k")
-        penalty = _scalar(request, "repetition_penalty")
-        seed = _scalar(request, "seed")
-        min_tokens = _scalar(request, "min_tokens")
+        top_k = scalar(request, "top_k")
+        penalty = scalar(request, "repetition_penalty")
+        seed = scalar(request, "seed")
+        min_tokens = scalar(request, "min_tokens")
         stop = pb_utils.get_input_tensor_by_name(request, "stop")
-        stream = _scalar(request, "stream")
+        stream = scalar(request, "stream")
         return _Request(
             ids=ids,
             max_tokens=max_tokens,
@@ -146,7 +123,7 @@ class TritonPythonModel:
             repetition_penalty=None if penalty is None else float(penalty),
             seed=None if seed is None else int(seed),
             min_tokens=0 if min_tokens is None else int(min_tokens),
-            stop=[_text(s) for s in stop.as_numpy().reshape(-1)] if stop is not None else [],
+            stop=[as_text(s) for s in stop.as_numpy().reshape(-1)] if stop is not None else [],
             stream=True if stream is None else bool(stream),
         )
 
@@ -253,7 +230,7 @@ class TritonPythonModel:
             is_cancelled = getattr(request, "is_cancelled", lambda: False)
             events = list(self._events(req, is_cancelled))
             _, finish, tokens = events[-1]
-            return _response("".join(text for text, _, _ in events), finish, tokens)
+            return reply_response("".join(text for text, _, _ in events), finish, tokens)
         except Exception as exc:
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc)))
 
@@ -265,14 +242,14 @@ class TritonPythonModel:
             for text, finish, tokens in self._events(req, is_cancelled):
                 if finish:
                     try:
-                        sender.send(_response(held + text, finish, tokens), flags=FINAL_FLAG)
+                        sender.send(reply_response(held + text, finish, tokens), flags=FINAL_FLAG)
                     except Exception:
                         sender.send(flags=FINAL_FLAG)  # a cancelled stream may refuse it; close it anyway
                     return
                 if not req.stream:
                     held += text
                 elif text:
-                    sender.send(_response(text, "", tokens))
+                    sender.send(reply_response(text, "", tokens))
         except Exception as exc:
             try:
                 sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))), flags=FINAL_FLAG)
