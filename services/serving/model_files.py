@@ -395,6 +395,16 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    """Redo the GGUF -> safetensors conversion (after a transformers upgrade, say)."""
+    cfg = load_config(getattr(args, "config", None))
+    out = llm_dir(cfg)
+    if out.exists():
+        print(f"removing the converted model at {out}")
+        shutil.rmtree(out)
+    return _cmd_fetch(args)
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     cfg = load_config(getattr(args, "config", None))
     problems = verify_models(cfg)
@@ -412,6 +422,7 @@ def add_models_commands(subparsers: argparse._SubParsersAction) -> argparse.Argu
     for name, func, help_ in (
         ("list", _cmd_list, "show the model files and whether they are present and intact"),
         ("fetch", _cmd_fetch, "download, verify and convert the model files (idempotent)"),
+        ("convert", _cmd_convert, "convert the verified GGUF to safetensors again (fetching it if missing)"),
         ("verify", _cmd_verify, "check the sha256 of every model file; exit 1 on problems"),
     ):
         p = sub.add_parser(name, help=help_)
