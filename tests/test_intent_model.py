@@ -215,6 +215,8 @@ def test_intent_model_serves_retrains_and_batches(triton_server):
     assert all(s.version == str(second) for s in singles)
     assert len(vectors) == 32 and all(v.shape == (1, 384) for v in vectors)
     print(f"[batching] intent_classifier: {ic[0]} inferences in {ic[1]} executions; embedder: {em[0]} in {em[1]}")
-    assert ic[0] == 32 and em[0] == 32
-    assert em[1] < em[0], "the embedder's dynamic batcher should have merged concurrent requests"
-    assert ic[1] < ic[0], "the intent classifier's dynamic batcher should have merged concurrent requests"
+    # Triton updates statistics just after each batch, so a request from before the
+    # snapshot can land in the difference: at least the 32, in fewer executions.
+    assert ic[0] >= 32 and em[0] >= 32
+    assert em[1] < 32, "the embedder's dynamic batcher should have merged concurrent requests"
+    assert ic[1] < 32, "the intent classifier's dynamic batcher should have merged concurrent requests"
