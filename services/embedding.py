@@ -23,10 +23,10 @@ class Embedder(Protocol):
 class TritonEmbedder:
     """Embeddings from Triton's ``embedder`` model; rows are L2-normalised."""
 
-    def __init__(self, target: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, target: str, *, model: str = "embedder", timeout_s: float = 30.0) -> None:
         from services.serving.triton_client import EmbedderClient
 
-        self._client = EmbedderClient(target)
+        self._client = EmbedderClient(target, model=model)
         self._timeout_s = timeout_s
 
     async def _embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -28,7 +28,7 @@ async def build_nlu(cfg: KefuConfig) -> ServiceSpec:
     from services.nlu.training import ensure_intent_model
     from services.serving.triton_client import IntentClassifierClient
 
-    embedder = TritonEmbedder(cfg.triton_grpc_target)
+    embedder = TritonEmbedder(cfg.triton_grpc_target, model=cfg.models.embedder_model)
     classifier = IntentClassifierClient(cfg.triton_grpc_target, model=cfg.models.intent_model)
     # Trains and publishes a version on first start (or when the pack changed), then
     # has Triton load it.
@@ -51,7 +51,7 @@ async def build_knowledge(cfg: KefuConfig) -> ServiceSpec:
     from services.knowledge.index import EmbeddedIndex
     from services.knowledge.servicer import KnowledgeServicer
 
-    embedder = TritonEmbedder(cfg.triton_grpc_target)
+    embedder = TritonEmbedder(cfg.triton_grpc_target, model=cfg.models.embedder_model)
     index = EmbeddedIndex(cfg.home_path / "knowledge.db", embedder, min_score=cfg.knowledge.min_score)
     kb = KnowledgeBase(index, default_top_k=cfg.knowledge.top_k)
     await kb.open(seed=entries_from_pack(load_domain_pack(cfg.domain_pack)))

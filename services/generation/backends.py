@@ -16,7 +16,10 @@ def make_llm_backend(cfg: KefuConfig) -> LlmBackend:
     models = cfg.models
     backend = (models.backend or "triton").strip().lower()
     if backend == "triton":
-        return TritonLlm(cfg.triton_grpc_target, model=models.llm_model, timeout_s=models.generate_timeout_s, template=models.chat_template)
+        return TritonLlm(
+            cfg.triton_grpc_target, model=models.llm_model, timeout_s=models.generate_timeout_s,
+            first_token_timeout_s=models.first_token_timeout_s, template=models.chat_template,
+        )
     if backend in ("openai", "ollama"):
         missing = [name for name in ("openai_base_url", "openai_model") if not getattr(models, name)]
         if missing:

@@ -66,11 +66,14 @@ class TritonLlm:
     """The ``llm`` model of the Triton repository, over Triton's gRPC streaming API.
     The prompt is rendered here with the Qwen chat template."""
 
-    def __init__(self, target: str, *, model: str, timeout_s: float, template: str = "qwen2.5") -> None:
+    def __init__(
+        self, target: str, *, model: str, timeout_s: float, first_token_timeout_s: float | None = None, template: str = "qwen2.5"
+    ) -> None:
         from services.serving.triton_client import LlmClient
 
         self._client = LlmClient(target, model=model)
         self._timeout_s = timeout_s
+        self._first_token_timeout_s = first_token_timeout_s
         self._template = template
 
     async def stream(self, messages: list[ChatMessage], sampling: Sampling) -> AsyncIterator[ReplyDelta]:
@@ -80,6 +83,7 @@ class TritonLlm:
             async for chunk in self._client.stream(
                 render_chatml(messages, template=self._template), max_tokens=sampling.max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
                 seed=sampling.seed, stop=list(sampling.stop), min_tokens=sampling.min_tokens, timeout_s=self._timeout_s,
+                first_token_timeout_s=self._first_token_timeout_s,
             ):
                 yield ReplyDelta(chunk.text, chunk.finish_reason, chunk.completion_tokens)
         except ModelUnavailable as exc:

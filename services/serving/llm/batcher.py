@@ -95,7 +95,6 @@ class ContinuousBatcher:
         self._waiting: list[_Sequence] = []
         self._thread: threading.Thread | None = None
         self._running = False
-        self.steps = 0
 
     # -- caller side ------------------------------------------------------------------
     def submit(self, request: GenerationRequest, sink: ReplySink) -> None:
@@ -156,9 +155,6 @@ class ContinuousBatcher:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    @property
-    def active(self) -> int:
-        return len(self._decoding) + (self._prefilling is not None)
 
     # -- the loop --------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -229,7 +225,6 @@ class ContinuousBatcher:
         logits = self.model.decode(
             list(range(len(seqs))), [s.generated[-1] for s in seqs], [s.position for s in seqs]
         )
-        self.steps += 1
         tokens = self._sample(logits, seqs)
         done = [s for s, t in zip(seqs, tokens, strict=True) if self._advance(s, t)]
         for seq in done:

@@ -10,8 +10,6 @@ memory-bound CPU or GPU.
 from __future__ import annotations
 
 import json
-import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -268,21 +266,3 @@ class QwenModel:
         """Copy a sequence's cache to another slot (keeps active slots packed)."""
         self.k_cache[:, dst, :, :length] = self.k_cache[:, src, :, :length]
         self.v_cache[:, dst, :, :length] = self.v_cache[:, src, :, :length]
-
-
-def measure_copy_bandwidth(device: str = "cpu", mib: int = 512, repeats: int = 5) -> float:
-    """Bytes per second of a large device-memory copy (read + write counted once each)."""
-    dev = torch.device(device)
-    src = torch.empty(mib * 1024 * 1024 // 4, dtype=torch.float32, device=dev)
-    dst = torch.empty_like(src)
-    dst.copy_(src)
-    best = math.inf
-    for _ in range(repeats):
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        dst.copy_(src)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * src.numel() * 4 / best
