@@ -4,6 +4,8 @@
     kefu chat [-m TEXT]      talk to kefu (interactive, or one message)
     kefu models list|fetch|verify
     kefu trtllm render|build-command   the TensorRT-LLM repository for GPUs
+    kefu ingest PATH...      add FAQs and documents to the knowledge base
+    kefu eval retrieval      recall@k / MRR / latency of knowledge retrieval
     kefu serve SERVICE       run one gRPC service in the foreground
 """
 
@@ -74,6 +76,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from services.knowledge.cli import add_knowledge_commands
     from services.serving.model_files import add_models_commands
     from services.serving.trtllm import add_trtllm_commands
 
@@ -95,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=("nlu", "knowledge", "generation", "dialog"))
     serve.set_defaults(func=_cmd_serve)
 
+    evaluate = sub.add_parser("eval", help="measure kefu on your data: retrieval")
+    eval_sub = evaluate.add_subparsers(dest="what", required=True)
+    add_knowledge_commands(sub, eval_sub)
     add_models_commands(sub)
     add_trtllm_commands(sub)
     return parser

@@ -104,14 +104,29 @@ class Temporal:
 
 @dataclass
 class Knowledge:
-    # Cosine similarity (multilingual-e5, query vs FAQ question) from which the
-    # knowledge is taken to answer the question on its own. Chosen on hand-written
-    # in-domain and off-topic questions (see tests/test_dialog_policy.py).
-    min_score: float = 0.92
-    # Hits this far below min_score still answer when NLU is confident the
-    # question is an in-domain one (Dialog.answer_intent_confidence).
-    near_miss_margin: float = 0.04
+    # Where the knowledge lives: "embedded" (SQLite file in home, BM25 + vectors in
+    # memory) or "elasticsearch" (a cluster at elasticsearch_url).
+    backend: str = "embedded"
+    # Default retrieval mode: hybrid (BM25 + dense, reciprocal rank fusion), bm25 or dense.
+    mode: str = "hybrid"
     top_k: int = 3
+    # Calibrated answerability (probability that the best hit answers the question)
+    # from which Knowledge says "answerable" on its own.
+    answerable_threshold: float = 0.5
+    # Answerability from which Dialog still answers when NLU is confident the
+    # question is an in-domain one (Dialog.answer_intent_confidence).
+    near_miss_threshold: float = 0.2
+    # Reciprocal rank fusion: score = sum over rankings of weight / (rank_constant + rank),
+    # each ranking cut to rrf_window. Tuned on InsuranceQA train (bench/retrieval.py --tune).
+    rrf_rank_constant: float = 60.0
+    rrf_dense_weight: float = 1.0
+    rrf_bm25_weight: float = 1.0
+    rrf_window: int = 100
+    # Seconds between checks for changes written by another process (0 = never).
+    watch_s: float = 2.0
+    elasticsearch_url: str = ""
+    elasticsearch_index_prefix: str = "kefu-knowledge"
+    elasticsearch_api_key: str = ""
 
 
 @dataclass

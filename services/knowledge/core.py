@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import AsyncIterator, Sequence
 
 from services.demo.pack import DomainPack
 from services.errors import InvalidArgument
-from services.knowledge.index import EmbeddedIndex, KnowledgeEntry, SearchResult
+from services.knowledge.entries import LOCALES, MODES, KnowledgeEntry, KnowledgeIndex, Progress, SearchResult
 
 log = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 2000
+MAX_TOP_K = 100
 
 
 def entries_from_pack(pack: DomainPack) -> list[KnowledgeEntry]:
@@ -22,9 +23,13 @@ def entries_from_pack(pack: DomainPack) -> list[KnowledgeEntry]:
 
 
 class KnowledgeBase:
-    def __init__(self, index: EmbeddedIndex, *, default_top_k: int) -> None:
+    def __init__(self, index: KnowledgeIndex, *, default_top_k: int) -> None:
         self._index = index
         self._default_top_k = default_top_k
+
+    @property
+    def index(self) -> KnowledgeIndex:
+        return self._index
 
     @property
     def version(self) -> int:
@@ -39,23 +44,63 @@ class KnowledgeBase:
             log.info("knowledge: seeded %d entries, version %d", len(changed), version)
         log.info("knowledge: %d documents, version %d", len(self._index), self._index.version)
 
-    async def search(self, query: str, *, locales: Sequence[str] = (), tags: Sequence[str] = (), top_k: int = 0) -> SearchResult:
+    async def close(self) -> None:
+        await self._index.close()
+
+    async def search(
+        self, query: str, *, locales: Sequence[str] = (), tags: Sequence[str] = (), top_k: int = 0, mode: str = ""
+    ) -> SearchResult:
         query = query.strip()
         if not query:
             raise InvalidArgument("query must not be empty")
         if len(query) > MAX_QUERY_CHARS:
             raise InvalidArgument(f"query is too long: {len(query)} characters, at most {MAX_QUERY_CHARS} allowed")
-        if top_k < 0 or top_k > 100:
-            raise InvalidArgument("top_k must be between 0 and 100")
-        bad = [loc for loc in locales if loc not in ("zh", "en")]
+        if top_k < 0 or top_k > MAX_TOP_K:
+            raise InvalidArgument(f"top_k must be between 0 and {MAX_TOP_K}")
+        bad = [loc for loc in locales if loc not in LOCALES]
         if bad:
             raise InvalidArgument(f"unknown locale filter {bad[0]!r}: use zh or en")
-        return await self._index.search(query, locales=locales, tags=tags, top_k=top_k or self._default_top_k)
+        if mode and mode not in MODES:
+            raise InvalidArgument(f"unknown retrieval mode {mode!r}: use one of {', '.join(MODES)}")
+        return await self._index.search(query, locales=locales, tags=tags, top_k=top_k or self._default_top_k, mode=mode)
 
-    async def ingest(self, entries: Sequence[KnowledgeEntry]) -> int:
+    async def ingest(self, entries: Sequence[KnowledgeEntry], progress: Progress | None = None) -> int:
         if not entries:
             raise InvalidArgument("no documents to ingest")
-        return await self._index.upsert(entries)
+        return await self._index.upsert(entries, progress)
+
+    async def ingest_stream(self, entries: AsyncIterator[KnowledgeEntry], *, batch_size: int = 32) -> tuple[int, int, int]:
+        """Ingest a stream of documents as one change: each document is checked as it
+        arrives (the first bad one fails the whole stream, nothing is written) and
+        embedded in batches while the stream is still coming in, so a slow
+        embedder slows the sender (gRPC flow control) and its progress is real.
+        Returns (documents, chunks, kb_version)."""
+        staged = hasattr(self._index, "prepare")
+        seen: set[str] = set()
+        batch: list[KnowledgeEntry] = []
+        prepared: list = []
+        everything: list[KnowledgeEntry] = []
+        count = chunks = 0
+        async for entry in entries:
+            entry.validate()
+            if entry.id in seen:
+                raise InvalidArgument(f"document {entry.id!r} appears twice in one ingest")
+            seen.add(entry.id)
+            count += 1
+            chunks += len(entry.chunks())
+            (batch if staged else everything).append(entry)
+            if staged and len(batch) >= batch_size:
+                prepared += await self._index.prepare(batch)
+                batch = []
+        if not count:
+            raise InvalidArgument("no documents to ingest")
+        if staged:
+            if batch:
+                prepared += await self._index.prepare(batch)
+            version = await self._index.commit(prepared)
+        else:
+            version = await self._index.upsert(everything)
+        return count, chunks, version
 
     async def delete(self, ids: Sequence[str]) -> tuple[list[str], list[str], int]:
         if not ids:

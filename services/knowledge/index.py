@@ -1,178 +1,310 @@
-"""The embedded knowledge index: documents in SQLite on local disk, vectors in memory.
+"""The embedded knowledge index: hybrid BM25 + dense retrieval, persistent in SQLite.
 
-Writes go to SQLite in one transaction (a crash leaves the last committed
-version), then the in-memory search arrays are swapped in one assignment, so
-searches never see a half-applied change and need no restart.
-This skeleton ranks by dense similarity only; hybrid BM25 + dense comes later
-behind the same interface.
+Storage (one SQLite file, WAL): the documents as JSON, their chunks with the
+analyzed terms, and one row per *search key* with its embedding. A search key
+is something a query is compared with: every phrasing of an FAQ question
+(embedded as a query, e5's "query:" side) and every passage (an FAQ answer or
+an article chunk, embedded as a "passage:"). A chunk's dense score is the best
+of its keys'.
+
+Every write is one SQLite transaction that also raises ``kb_version``: a
+process killed at any moment leaves the last committed version. Embedding and
+analysis happen *before* the transaction; only then is a new in-memory
+``_Snapshot`` (vectors, BM25 postings, filter columns) built and swapped in
+with one assignment. Searches read whichever snapshot was current when they
+started, so they never wait for a writer and never see half a change. When
+``watch_s`` is set, another process's commits are picked up by polling the
+stored version (several replicas on one volume, or ``kefu ingest --direct``).
+
+Ranking modes: ``bm25`` (jieba / Snowball analysis, ``bm25.py``), ``dense``
+(cosine with multilingual-e5) and ``hybrid``, reciprocal rank fusion of the two
+rankings (each cut to ``rank_window``), with per-mode weights.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from services.embedding import Embedder
 from services.errors import InvalidArgument
+from services.knowledge.analysis import analyze
+from services.knowledge.answerability import AnswerabilityModel
+from services.knowledge.bm25 import BM25Index, top_positive
+from services.knowledge.entries import LOCALES, MODES, KnowledgeEntry, Progress, RetrievalHit, SearchResult
 
-KINDS = ("faq", "article")
-LOCALES = ("zh", "en")
+log = logging.getLogger(__name__)
+
+DIM = 384
+EMBED_BATCH = 64
+_TERM_SEP = "\x1f"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+  doc_id TEXT NOT NULL, chunk_id TEXT NOT NULL, seq INTEGER NOT NULL, text TEXT NOT NULL, terms TEXT NOT NULL,
+  PRIMARY KEY (doc_id, seq));
+CREATE TABLE IF NOT EXISTS search_keys (
+  doc_id TEXT NOT NULL, chunk_seq INTEGER NOT NULL, seq INTEGER NOT NULL, text TEXT NOT NULL,
+  is_question INTEGER NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (doc_id, seq));
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
 
 
-@dataclass
-class KnowledgeEntry:
-    """An FAQ entry (questions + answer) or an article (body, chunked)."""
+@dataclass(frozen=True)
+class FusionParams:
+    """How hybrid ranks: RRF over the two rankings, each cut to ``rank_window``."""
 
-    id: str
-    kind: str
-    title: str
-    locale: str
-    tags: list[str] = field(default_factory=list)
-    questions: list[str] = field(default_factory=list)
-    answer: str = ""
-    body: str = ""
-
-    def validate(self) -> None:
-        where = f"document {self.id or '<no id>'!r}"
-        if not self.id.strip():
-            raise InvalidArgument("document id must not be empty")
-        if self.kind not in KINDS:
-            raise InvalidArgument(f"{where}: kind must be one of {KINDS}")
-        if self.locale not in LOCALES:
-            raise InvalidArgument(f"{where}: locale must be one of {LOCALES}, got {self.locale!r}")
-        if self.kind == "faq" and (not self.questions or not self.answer.strip()):
-            raise InvalidArgument(f"{where}: an FAQ entry needs at least one question and an answer")
-        if self.kind == "article" and not self.body.strip():
-            raise InvalidArgument(f"{where}: an article needs a body")
-
-    def chunks(self) -> list[tuple[str, str]]:
-        """(chunk_id, passage text): the answer for FAQ, paragraphs for articles."""
-        if self.kind == "faq":
-            return [("0", self.answer)]
-        paragraphs = [p.strip() for p in self.body.split("\n\n") if p.strip()]
-        return [(str(i), p) for i, p in enumerate(paragraphs)]
+    rank_constant: float = 60.0
+    rank_window: int = 100
+    bm25_weight: float = 1.0
+    dense_weight: float = 1.0
 
 
 @dataclass
-class RetrievalHit:
+class _Chunk:
     doc_id: str
     chunk_id: str
-    title: str
     text: str
-    matched_question: str
-    score: float
-    locale: str
-    tags: list[str]
+    terms: list[str]
 
 
 @dataclass
-class SearchResult:
-    hits: list[RetrievalHit]
-    answerable: bool
-    answerability: float
-    kb_version: int
-
-
-@dataclass
-class _SearchKey:
-    """One embedded text pointing into a document (a question, or a chunk)."""
-
-    doc_id: str
-    chunk_id: str
+class _Key:
     text: str
     is_question: bool
 
 
 @dataclass
+class _DocIndex:
+    """Everything the index keeps for one document (persisted as rows)."""
+
+    entry: KnowledgeEntry
+    chunks: list[_Chunk]
+    keys: list[list[_Key]]  # per chunk
+    vectors: list[np.ndarray]  # per chunk: (n_keys, DIM)
+
+
 class _Snapshot:
-    entries: dict[str, KnowledgeEntry]
-    keys: list[_SearchKey]
-    vectors: np.ndarray
-    version: int
+    """Immutable search arrays for one knowledge-base version."""
+
+    def __init__(self, docs: dict[str, _DocIndex], version: int) -> None:
+        self.docs = docs
+        self.version = version
+        self.chunks: list[_Chunk] = [c for d in docs.values() for c in d.chunks]
+        key_counts = [len(k) for d in docs.values() for k in d.keys]
+        self.key_texts: list[_Key] = [k for d in docs.values() for ks in d.keys for k in ks]
+        self.key_start = np.concatenate(([0], np.cumsum(key_counts)[:-1])).astype(np.int64) if key_counts else np.zeros(0, np.int64)
+        self.key_count = np.asarray(key_counts, dtype=np.int64)
+        vecs = [v for d in docs.values() for v in d.vectors]
+        self.vectors = np.ascontiguousarray(np.concatenate(vecs), dtype=np.float32) if vecs else np.zeros((0, DIM), np.float32)
+        self.locale = np.asarray([LOCALES.index(docs[c.doc_id].entry.locale) for c in self.chunks], dtype=np.int8)
+        self._tags: dict[str, np.ndarray] = {}
+        self.bm25 = BM25Index().build_terms([(f"{c.doc_id}#{c.chunk_id}", c.terms) for c in self.chunks])
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def mask(self, locales: Sequence[str], tags: Sequence[str]) -> np.ndarray | None:
+        if not locales and not tags:
+            return None
+        mask = np.ones(len(self.chunks), dtype=bool)
+        if locales:
+            mask &= np.isin(self.locale, [LOCALES.index(loc) for loc in locales])
+        if tags:
+            mask &= np.logical_or.reduce([self._tag_mask(t) for t in set(tags)])
+        return mask
+
+    def _tag_mask(self, tag: str) -> np.ndarray:
+        found = self._tags.get(tag)
+        if found is None:
+            found = np.fromiter((tag in self.docs[c.doc_id].entry.tags for c in self.chunks), dtype=bool, count=len(self.chunks))
+            self._tags[tag] = found
+        return found
+
+    def dense_scores(self, query_vector: np.ndarray) -> np.ndarray:
+        """Per chunk: the best cosine between the query and the chunk's keys."""
+        if not len(self.chunks):
+            return np.zeros(0, np.float32)
+        sims = self.vectors @ query_vector
+        return np.maximum.reduceat(sims, self.key_start)
+
+    def best_key(self, row: int, query_vector: np.ndarray) -> _Key:
+        lo, n = int(self.key_start[row]), int(self.key_count[row])
+        sims = self.vectors[lo:lo + n] @ query_vector
+        return self.key_texts[lo + int(np.argmax(sims))]
+
+
+def _keys_of(entry: KnowledgeEntry, chunks: list[tuple[str, str]]) -> list[list[_Key]]:
+    if entry.kind == "faq":
+        questions = [q.strip() for q in entry.questions if q.strip()]
+        return [[_Key(q, True) for q in dict.fromkeys(questions)] + [_Key(chunks[0][1], False)]]
+    return [[_Key(text, False)] for _, text in chunks]
+
+
+def _lexical_text(entry: KnowledgeEntry, text: str) -> str:
+    """What BM25 indexes for a chunk: FAQ questions with the answer, or title and passage."""
+    if entry.kind == "faq":
+        return "\n".join([*entry.questions, text])
+    return f"{entry.title}\n{text}" if entry.title else text
 
 
 class EmbeddedIndex:
-    def __init__(self, path: Path, embedder: Embedder, *, min_score: float) -> None:
+    def __init__(
+        self,
+        path: Path,
+        embedder: Embedder,
+        *,
+        answerability: AnswerabilityModel | None = None,
+        fusion: FusionParams | None = None,
+        default_mode: str = "hybrid",
+        watch_s: float = 0.0,
+    ) -> None:
         self._path = Path(path)
         self._embedder = embedder
-        self._min_score = min_score
+        self._answerability = answerability or AnswerabilityModel()
+        self._fusion = fusion or FusionParams()
+        self._default_mode = default_mode
+        self._watch_s = watch_s
         self._write_lock = asyncio.Lock()
-        self._snapshot = _Snapshot({}, [], np.zeros((0, 384), np.float32), 0)
+        self._snapshot = _Snapshot({}, 0)
+        self._watch_task: asyncio.Task | None = None
 
     # -- storage -------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self._path, timeout=10)
+        conn = sqlite3.connect(self._path, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("CREATE TABLE IF NOT EXISTS documents (id TEXT PRIMARY KEY, body TEXT NOT NULL)")
-        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
         return conn
 
-    def _load_entries(self) -> tuple[dict[str, KnowledgeEntry], int]:
-        with self._connect() as conn:
-            rows = conn.execute("SELECT body FROM documents").fetchall()
-            version = conn.execute("SELECT value FROM meta WHERE key='kb_version'").fetchone()
-        entries = {e.id: e for e in (KnowledgeEntry(**json.loads(r[0])) for r in rows)}
-        return entries, int(version[0]) if version else 0
+    def _stored_version(self) -> int:
+        conn = self._connect()
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key='kb_version'").fetchone()
+            return int(row[0]) if row else 0
+        finally:
+            conn.close()
 
-    def _commit(self, upserts: Iterable[KnowledgeEntry], deletes: Iterable[str]) -> int:
+    def _load(self) -> tuple[dict[str, _DocIndex], list[KnowledgeEntry], int]:
+        """Stored documents with their chunks and keys, the entries that lack them
+        (written by an older kefu, or by another embedder), and the version."""
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN")  # one read transaction: a consistent version
+            version_row = conn.execute("SELECT value FROM meta WHERE key='kb_version'").fetchone()
+            embedder_row = conn.execute("SELECT value FROM settings WHERE key='embedder'").fetchone()
+            entries = {r[0]: KnowledgeEntry(**json.loads(r[1])) for r in conn.execute("SELECT id, body FROM documents")}
+            chunk_rows = conn.execute("SELECT doc_id, seq, chunk_id, text, terms FROM chunks ORDER BY doc_id, seq").fetchall()
+            key_rows = conn.execute("SELECT doc_id, chunk_seq, text, is_question, vector FROM search_keys ORDER BY doc_id, seq").fetchall()
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        same_embedder = embedder_row is None or embedder_row[0] == self._embedder_id
+        chunks: dict[str, list[_Chunk]] = {}
+        for doc_id, _, chunk_id, text, terms in chunk_rows:
+            chunks.setdefault(doc_id, []).append(_Chunk(doc_id, chunk_id, text, terms.split(_TERM_SEP) if terms else []))
+        keys: dict[str, dict[int, list[tuple[_Key, np.ndarray]]]] = {}
+        for doc_id, chunk_seq, text, is_question, blob in key_rows:
+            keys.setdefault(doc_id, {}).setdefault(chunk_seq, []).append((_Key(text, bool(is_question)), np.frombuffer(blob, np.float32)))
+        docs: dict[str, _DocIndex] = {}
+        stale: list[KnowledgeEntry] = []
+        for doc_id in sorted(entries):
+            entry, doc_chunks, doc_keys = entries[doc_id], chunks.get(doc_id), keys.get(doc_id, {})
+            if not same_embedder or not doc_chunks or len(doc_keys) != len(doc_chunks):
+                stale.append(entry)
+                continue
+            per_chunk = [doc_keys[i] for i in range(len(doc_chunks))]
+            docs[doc_id] = _DocIndex(
+                entry, doc_chunks, [[k for k, _ in kv] for kv in per_chunk], [np.stack([v for _, v in kv]) for kv in per_chunk]
+            )
+        return docs, stale, int(version_row[0]) if version_row else 0
+
+    def _commit(self, upserts: Sequence[_DocIndex], deletes: Sequence[str]) -> int:
         conn = self._connect()
         try:
             with conn:  # one transaction: all or nothing
-                for doc_id in deletes:
+                for doc_id in [*deletes, *(d.entry.id for d in upserts)]:
                     conn.execute("DELETE FROM documents WHERE id=?", (doc_id,))
-                for entry in upserts:
-                    conn.execute(
-                        "INSERT INTO documents(id, body) VALUES(?, ?) ON CONFLICT(id) DO UPDATE SET body=excluded.body",
-                        (entry.id, json.dumps(asdict(entry), ensure_ascii=False)),
+                    conn.execute("DELETE FROM chunks WHERE doc_id=?", (doc_id,))
+                    conn.execute("DELETE FROM search_keys WHERE doc_id=?", (doc_id,))
+                for d in upserts:
+                    conn.execute("INSERT INTO documents(id, body) VALUES(?, ?)", (d.entry.id, json.dumps(asdict(d.entry), ensure_ascii=False)))
+                    conn.executemany(
+                        "INSERT INTO chunks(doc_id, chunk_id, seq, text, terms) VALUES(?, ?, ?, ?, ?)",
+                        [(d.entry.id, c.chunk_id, i, c.text, _TERM_SEP.join(c.terms)) for i, c in enumerate(d.chunks)],
                     )
+                    rows, seq = [], 0
+                    for ci, (keys, vecs) in enumerate(zip(d.keys, d.vectors, strict=True)):
+                        for key, vec in zip(keys, vecs, strict=True):
+                            rows.append((d.entry.id, ci, seq, key.text, int(key.is_question), np.asarray(vec, np.float32).tobytes()))
+                            seq += 1
+                    conn.executemany(
+                        "INSERT INTO search_keys(doc_id, chunk_seq, seq, text, is_question, vector) VALUES(?, ?, ?, ?, ?, ?)", rows
+                    )
+                conn.execute("INSERT INTO settings(key, value) VALUES('embedder', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                             (self._embedder_id,))
                 conn.execute(
-                    "INSERT INTO meta(key, value) VALUES('kb_version', 1) "
-                    "ON CONFLICT(key) DO UPDATE SET value=value+1"
+                    "INSERT INTO meta(key, value) VALUES('kb_version', 1) ON CONFLICT(key) DO UPDATE SET value=value+1"
                 )
                 return int(conn.execute("SELECT value FROM meta WHERE key='kb_version'").fetchone()[0])
         finally:
             conn.close()
 
-    # -- vectors ---------------------------------------------------------------
-    @staticmethod
-    def _keys_of(entry: KnowledgeEntry) -> list[_SearchKey]:
-        keys = [_SearchKey(entry.id, "0", q, True) for q in entry.questions]
-        keys += [_SearchKey(entry.id, cid, text, False) for cid, text in entry.chunks() if entry.kind == "article"]
-        return keys
+    @property
+    def _embedder_id(self) -> str:
+        return str(getattr(self._embedder, "model_id", "multilingual-e5-small"))
 
-    async def _embed_keys(self, keys: Sequence[_SearchKey]) -> np.ndarray:
-        questions = [k.text for k in keys if k.is_question]
-        passages = [k.text for k in keys if not k.is_question]
-        q_vecs = await self._embedder.embed_queries(questions)
-        p_vecs = await self._embedder.embed_passages(passages)
-        out = np.zeros((len(keys), 384), dtype=np.float32)
-        qi = pi = 0
-        for row, key in enumerate(keys):
-            if key.is_question:
-                out[row], qi = q_vecs[qi], qi + 1
-            else:
-                out[row], pi = p_vecs[pi], pi + 1
-        return out
+    # -- indexing --------------------------------------------------------------
+    async def _index_entries(self, entries: Sequence[KnowledgeEntry], progress: Progress | None) -> list[_DocIndex]:
+        """Chunk, analyze and embed ``entries``, reusing vectors the snapshot already has."""
+        known: dict[tuple[str, bool], np.ndarray] = {}
+        snap = self._snapshot
+        ids = {e.id for e in entries}
+        for doc_id in ids & snap.docs.keys():
+            d = snap.docs[doc_id]
+            for keys, vecs in zip(d.keys, d.vectors, strict=True):
+                known.update({(k.text, k.is_question): v for k, v in zip(keys, vecs, strict=True)})
 
-    async def _build(self, entries: dict[str, KnowledgeEntry], version: int, reuse: _Snapshot | None = None) -> _Snapshot:
-        """Search arrays for ``entries``, embedding only texts ``reuse`` lacks."""
-        keys = [k for e in entries.values() for k in self._keys_of(e)]
-        known = {}
-        if reuse is not None:
-            known = {(k.doc_id, k.chunk_id, k.text): reuse.vectors[i] for i, k in enumerate(reuse.keys)}
-        missing = [k for k in keys if (k.doc_id, k.chunk_id, k.text) not in known]
-        fresh = await self._embed_keys(missing)
-        for k, v in zip(missing, fresh, strict=True):
-            known[(k.doc_id, k.chunk_id, k.text)] = v
-        vectors = np.stack([known[(k.doc_id, k.chunk_id, k.text)] for k in keys]) if keys else np.zeros((0, 384), np.float32)
-        return _Snapshot(dict(entries), keys, vectors.astype(np.float32), version)
+        def prepare() -> list[tuple[KnowledgeEntry, list[_Chunk], list[list[_Key]]]]:
+            out = []
+            for e in entries:
+                pieces = e.chunks()
+                chunks = [_Chunk(e.id, cid, text, analyze(_lexical_text(e, text))) for cid, text in pieces]
+                out.append((e, chunks, _keys_of(e, pieces)))
+            return out
+
+        prepared = await asyncio.to_thread(prepare)
+        missing = list(dict.fromkeys((k.text, k.is_question) for _, _, keys in prepared for ks in keys for k in ks
+                                     if (k.text, k.is_question) not in known))
+        total, done = len(missing), 0
+        if progress:
+            progress(0, total)
+        for is_question in (True, False):
+            texts = [t for t, q in missing if q == is_question]
+            for lo in range(0, len(texts), EMBED_BATCH):
+                batch = texts[lo:lo + EMBED_BATCH]
+                embed = self._embedder.embed_queries if is_question else self._embedder.embed_passages
+                vecs = np.asarray(await embed(batch), dtype=np.float32)
+                known.update({(t, is_question): v for t, v in zip(batch, vecs, strict=True)})
+                done += len(batch)
+                if progress:
+                    progress(done, total)
+        return [
+            _DocIndex(e, chunks, keys, [np.stack([known[(k.text, k.is_question)] for k in ks]) for ks in keys])
+            for e, chunks, keys in prepared
+        ]
+
+    async def _swap(self, docs: dict[str, _DocIndex], version: int) -> None:
+        self._snapshot = await asyncio.to_thread(_Snapshot, docs, version)
 
     # -- public ----------------------------------------------------------------
     @property
@@ -180,72 +312,175 @@ class EmbeddedIndex:
         return self._snapshot.version
 
     def __len__(self) -> int:
-        return len(self._snapshot.entries)
+        return len(self._snapshot.docs)
+
+    @property
+    def chunk_count(self) -> int:
+        return len(self._snapshot)
 
     def get(self, doc_id: str) -> KnowledgeEntry | None:
-        return self._snapshot.entries.get(doc_id)
+        d = self._snapshot.docs.get(doc_id)
+        return d.entry if d else None
 
     async def open(self) -> None:
-        entries, version = await asyncio.to_thread(self._load_entries)
-        self._snapshot = await self._build(entries, version)
+        async with self._write_lock:
+            docs, stale, version = await asyncio.to_thread(self._load)
+            await self._swap(docs, version)
+            if stale:
+                log.info("knowledge: indexing %d stored documents without current search data", len(stale))
+                fresh = await self._index_entries(stale, None)
+                version = await asyncio.to_thread(self._commit, fresh, ())
+                await self._swap({**docs, **{d.entry.id: d for d in fresh}}, version)
+        if self._watch_s > 0 and self._watch_task is None:
+            self._watch_task = asyncio.create_task(self._watch(), name="knowledge-watch")
 
-    async def upsert(self, entries: Sequence[KnowledgeEntry]) -> int:
-        """Add or replace documents; all become visible together. Returns the new version."""
-        seen: set[str] = set()
+    async def close(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            self._watch_task = None
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._watch_s)
+            try:
+                await self.refresh()
+            except Exception as exc:  # keep serving the current snapshot
+                log.warning("knowledge: could not check for changes by other writers: %s", exc)
+
+    async def refresh(self) -> bool:
+        """Reload when another process committed a newer version; True if it did."""
+        if await asyncio.to_thread(self._stored_version) == self._snapshot.version:
+            return False
+        async with self._write_lock:
+            docs, stale, version = await asyncio.to_thread(self._load)
+            if version == self._snapshot.version:
+                return False
+            docs.update({e.id: self._snapshot.docs[e.id] for e in stale if e.id in self._snapshot.docs})
+            await self._swap(docs, version)
+            log.info("knowledge: picked up version %d written by another process", version)
+            return True
+
+    @staticmethod
+    def check(entries: Sequence[KnowledgeEntry], seen: set[str] | None = None) -> None:
+        """Validate ``entries`` (and that no id comes twice, also across ``seen``)."""
+        seen = set() if seen is None else seen
         for e in entries:
             e.validate()
             if e.id in seen:
                 raise InvalidArgument(f"document {e.id!r} appears twice in one ingest")
             seen.add(e.id)
+
+    async def prepare(self, entries: Sequence[KnowledgeEntry], progress: Progress | None = None) -> list[_DocIndex]:
+        """Chunk, analyze and embed the entries that differ from what is stored; nothing
+        is visible or written until ``commit``. Runs beside searches and other writes."""
+        self.check(entries)
+        current = self._snapshot
+        changed = [e for e in entries if (d := current.docs.get(e.id)) is None or d.entry != e]
+        if not changed:
+            if progress:
+                progress(0, 0)
+            return []
+        return await self._index_entries(changed, progress)
+
+    async def commit(self, prepared: Sequence[_DocIndex]) -> int:
+        """Write prepared documents in one transaction and make them searchable
+        together. Returns the new version (the current one when there is nothing)."""
+        if not prepared:
+            return self._snapshot.version
         async with self._write_lock:
-            current = self._snapshot
-            merged = {**current.entries, **{e.id: e for e in entries}}
-            # Embed before committing: if the embedder fails nothing is written.
-            staged = await self._build(merged, current.version, reuse=current)
-            version = await asyncio.to_thread(self._commit, entries, ())
-            staged.version = version
-            self._snapshot = staged
+            version = await asyncio.to_thread(self._commit, prepared, ())
+            await self._swap({**self._snapshot.docs, **{d.entry.id: d for d in prepared}}, version)
             return version
+
+    async def upsert(self, entries: Sequence[KnowledgeEntry], progress: Progress | None = None) -> int:
+        """Add or replace documents; all become visible together. Returns the new
+        version (the current one when nothing changed). If embedding fails, nothing is written."""
+        return await self.commit(await self.prepare(entries, progress))
 
     async def delete(self, ids: Sequence[str]) -> tuple[list[str], list[str], int]:
         """Remove documents; returns (deleted, not_found, version)."""
         async with self._write_lock:
             current = self._snapshot
-            deleted = [i for i in ids if i in current.entries]
-            not_found = [i for i in ids if i not in current.entries]
+            deleted = list(dict.fromkeys(i for i in ids if i in current.docs))
+            not_found = [i for i in ids if i not in current.docs]
             if not deleted:
                 return [], not_found, current.version
             version = await asyncio.to_thread(self._commit, (), deleted)
-            remaining = {k: v for k, v in current.entries.items() if k not in set(deleted)}
-            self._snapshot = await self._build(remaining, version, reuse=current)
+            gone = set(deleted)
+            await self._swap({k: v for k, v in current.docs.items() if k not in gone}, version)
             return deleted, not_found, version
 
-    async def search(self, query: str, *, locales: Sequence[str] = (), tags: Sequence[str] = (), top_k: int = 3) -> SearchResult:
+    async def embed_query(self, query: str) -> np.ndarray:
+        return np.asarray((await self._embedder.embed_queries([query]))[0], dtype=np.float32)
+
+    async def search(
+        self,
+        query: str,
+        *,
+        locales: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        top_k: int = 3,
+        mode: str = "",
+        query_vector: np.ndarray | None = None,
+    ) -> SearchResult:
+        mode = mode or self._default_mode
+        if mode not in MODES:
+            raise InvalidArgument(f"unknown retrieval mode {mode!r}: use one of {', '.join(MODES)}")
         snap = self._snapshot
-        if not snap.keys:
+        if not len(snap):
             return SearchResult([], False, 0.0, snap.version)
-        q = (await self._embedder.embed_queries([query]))[0]
-        sims = snap.vectors @ q
-        best: dict[tuple[str, str], tuple[float, _SearchKey]] = {}
-        for i in np.argsort(-sims):
-            key = snap.keys[int(i)]
-            entry = snap.entries[key.doc_id]
-            if locales and entry.locale not in locales:
-                continue
-            if tags and not set(tags) & set(entry.tags):
-                continue
-            ident = (key.doc_id, key.chunk_id)
-            if ident not in best:
-                best[ident] = (float(sims[int(i)]), key)
-            if len(best) >= top_k:
-                break
-        hits = []
-        for (doc_id, chunk_id), (score, key) in best.items():
-            entry = snap.entries[doc_id]
-            text = dict(entry.chunks()).get(chunk_id, entry.answer)
-            hits.append(
-                RetrievalHit(doc_id, chunk_id, entry.title, text, key.text if key.is_question else "", score, entry.locale, list(entry.tags))
-            )
-        top = hits[0].score if hits else 0.0
-        answerability = float(1.0 / (1.0 + np.exp(-(top - self._min_score) / 0.015)))
-        return SearchResult(hits, top >= self._min_score, answerability, snap.version)
+        if query_vector is None:
+            query_vector = await self.embed_query(query)
+        hits = self.rank(snap, query, query_vector, locales=locales, tags=tags, top_k=top_k, mode=mode)
+        answerable, answerability = self._answerability.judge(query, hits)
+        return SearchResult(hits, answerable, answerability, snap.version)
+
+    def rank(
+        self, snap: _Snapshot, query: str, query_vector: np.ndarray, *, locales: Sequence[str], tags: Sequence[str], top_k: int, mode: str
+    ) -> list[RetrievalHit]:
+        """The ranking itself (synchronous, no I/O): what search latency measures."""
+        mask = snap.mask(locales, tags)
+        dense = snap.dense_scores(query_vector)
+        lexical = snap.bm25.scores(query)
+        if mask is not None:
+            dense = np.where(mask, dense, -np.inf)
+            lexical = np.where(mask, lexical, 0.0)
+        if mode == "bm25":
+            rows, scores = _top(lexical, top_k, positive=True)
+        elif mode == "dense":
+            rows, scores = _top(dense, top_k)
+        else:
+            rows, scores = self._fuse(dense, lexical, top_k)
+        out = []
+        for row, score in zip(rows, scores, strict=True):
+            chunk = snap.chunks[row]
+            entry = snap.docs[chunk.doc_id].entry
+            key = snap.best_key(row, query_vector)
+            out.append(RetrievalHit(
+                chunk.doc_id, chunk.chunk_id, entry.title, chunk.text, key.text if key.is_question else "", float(score),
+                entry.locale, list(entry.tags), dense_score=float(dense[row]), lexical_score=float(lexical[row]),
+            ))
+        return out
+
+    def _fuse(self, dense: np.ndarray, lexical: np.ndarray, top_k: int) -> tuple[list[int], list[float]]:
+        p = self._fusion
+        fused: dict[int, float] = {}
+        for weight, (rows, _) in ((p.dense_weight, _top(dense, p.rank_window)), (p.bm25_weight, _top(lexical, p.rank_window, positive=True))):
+            for rank, row in enumerate(rows, start=1):
+                fused[row] = fused.get(row, 0.0) + weight / (p.rank_constant + rank)
+        best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:top_k]
+        return [r for r, _ in best], [s for _, s in best]
+
+
+def _top(scores: np.ndarray, k: int, positive: bool = False) -> tuple[list[int], list[float]]:
+    if positive:
+        rows = top_positive(scores, k)
+    else:
+        finite = np.isfinite(scores)
+        k = min(k, int(finite.sum()))
+        if k <= 0:
+            return [], []
+        rows = np.argpartition(-scores, k - 1)[:k]
+        rows = rows[np.lexsort((rows, -scores[rows]))]
+    return [int(r) for r in rows], [float(scores[r]) for r in rows]
+

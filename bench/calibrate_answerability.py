@@ -1,0 +1,184 @@
+"""Fit the answerability model (services/knowledge/answerability.json) and check it.
+
+    PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2 .venv/bin/python bench/calibrate_answerability.py [--write]
+
+Labelled "does the best hit answer the question" examples from training splits
+of public data, each through kefu's real retrieval (embedded index, hybrid):
+
+- en, question to FAQ: CLINC150. One FAQ entry per intent whose questions are
+  10 training utterances; queries are other training utterances (answerable when
+  the best hit is their intent) and out-of-scope training utterances (never).
+- zh, question to FAQ: AFQMC (train). Each pair's second question is an FAQ entry;
+  the first is the query: answerable when the best hit is its partner and the pair
+  means the same (label 1).
+- zh and en, question to passage: InsuranceQA-zh train questions against the
+  answer pool (the index bench/retrieval.py built): answerable when the best hit
+  is one of the question's answers; the same questions with their answers
+  removed from the hits give unanswerable examples.
+
+The check uses the dev splits (CLINC150 val + oos_val, BQ corpus dev, InsuranceQA
+valid): AUC, expected calibration error and accuracy at 0.5. Evaluation data only:
+read from ../shared, never shipped; only the six fitted numbers are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import gzip
+import json
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from services.embedding import LocalEmbedder  # noqa: E402
+from services.knowledge.answerability import COEFFICIENTS, FEATURES, AnswerabilityModel, features  # noqa: E402
+from services.knowledge.entries import KnowledgeEntry  # noqa: E402
+from services.knowledge.index import EmbeddedIndex  # noqa: E402
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+async def _faq_examples(entries, queries, tmp: Path, embedder) -> list[tuple[dict, int]]:
+    """queries: (text, locale, gold doc id or None)."""
+    index = EmbeddedIndex(tmp / "knowledge.db", embedder)
+    await index.open()
+    await index.upsert(entries)
+    out = []
+    for text, locale, gold in queries:
+        vec = await index.embed_query(text)
+        hits = index.rank(index._snapshot, text, vec, locales=[locale], tags=(), top_k=3, mode="hybrid")
+        if hits:
+            out.append((features(text, hits), int(gold is not None and hits[0].doc_id == gold)))
+    return out
+
+
+def clinc(split: str, rng: random.Random, n: int):
+    data = json.load(open(DATA / "clinc150" / "data" / "data_full.json"))
+    by_intent: dict[str, list[str]] = {}
+    for text, intent in data["train"]:
+        by_intent.setdefault(intent, []).append(text)
+    entries, held = [], []
+    for intent, texts in sorted(by_intent.items()):
+        texts = texts[:]
+        rng.shuffle(texts)
+        entries.append(KnowledgeEntry(id=intent, kind="faq", title=intent, locale="en", questions=texts[:10], answer=f"About {intent.replace('_', ' ')}."))
+        held += [(t, "en", intent) for t in texts[10:]]
+    if split == "train":
+        queries = rng.sample(held, n) + [(t, "en", None) for t, _ in data["oos_train"]]
+    else:
+        queries = [(t, "en", i) for t, i in rng.sample(data["val"], n)] + [(t, "en", None) for t, _ in data["oos_val"]]
+    return entries, queries
+
+
+def pairs_zh(split: str, rng: random.Random, n: int):
+    if split == "train":
+        rows = [(r[1].lstrip("\ufeff"), r[2], int(r[3])) for r in csv.reader(open(DATA / "atec_afqmc" / "atec_nlp_sim_train.csv", encoding="utf-8-sig"), delimiter="\t")]
+    else:
+        rows = [(r["sentence1"], r["sentence2"], int(r["label"])) for r in csv.DictReader(open(DATA / "bq_corpus" / "dev.csv", encoding="utf-8-sig"))]
+    rows = rng.sample(rows, n)
+    entries = [KnowledgeEntry(id=f"q{i}", kind="faq", title=s2, locale="zh", questions=[s2], answer=s2) for i, (_, s2, _) in enumerate(rows)]
+    queries = [(s1, "zh", f"q{i}" if label else None) for i, (s1, _, label) in enumerate(rows)]
+    return entries, queries
+
+
+async def insuranceqa(split: str, rng: random.Random, n: int, work: Path, embedder) -> list[tuple[dict, int]]:
+    out = []
+    for lang in ("zh", "en"):
+        db = work / lang / "knowledge.db"
+        if not db.exists():
+            print(f"(no InsuranceQA index at {db}: run bench/retrieval.py first; skipped)")
+            continue
+        index = EmbeddedIndex(db, embedder)
+        await index.open()
+        questions = rng.sample(list(json.load(gzip.open(DATA / "insuranceqa_zh" / f"{split}.json.gz")).values()), n)
+        for q in questions:
+            gold = {str(a) for a in q["answers"]}
+            vec = await index.embed_query(q[lang])
+            hits = index.rank(index._snapshot, q[lang], vec, locales=(), tags=(), top_k=10, mode="hybrid")
+            if hits:
+                out.append((features(q[lang], hits), int(hits[0].doc_id in gold)))
+            rest = [h for h in hits if h.doc_id not in gold]
+            if rest:
+                out.append((features(q[lang], rest), 0))
+    return out
+
+
+def fit(examples: list[tuple[dict, int]], l2: float = 1e-2) -> dict:
+    x = np.array([[f[name] for name in FEATURES] for f, _ in examples], dtype=np.float64)
+    y = np.array([label for _, label in examples], dtype=np.float64)
+    x = np.hstack([np.ones((len(x), 1)), x])
+    w = np.zeros(x.shape[1])
+    for _ in range(50):  # Newton / IRLS
+        p = 1.0 / (1.0 + np.exp(-x @ w))
+        grad = x.T @ (p - y) + l2 * np.r_[0.0, w[1:]]
+        hess = (x * (p * (1 - p))[:, None]).T @ x + l2 * np.diag(np.r_[0.0, np.ones(len(w) - 1)])
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return {"bias": float(w[0]), "weights": {name: float(v) for name, v in zip(FEATURES, w[1:], strict=True)}}
+
+
+def report(name: str, examples, model: AnswerabilityModel) -> str:
+    p = np.array([model.probability(f) for f, _ in examples])
+    y = np.array([label for _, label in examples])
+    order = np.argsort(p)
+    ranks = np.empty(len(p))
+    ranks[order] = np.arange(1, len(p) + 1)
+    pos = y.sum()
+    auc = (ranks[y == 1].sum() - pos * (pos + 1) / 2) / (pos * (len(y) - pos)) if 0 < pos < len(y) else float("nan")
+    bins = np.minimum((p * 10).astype(int), 9)
+    ece = sum(abs(p[bins == b].mean() - y[bins == b].mean()) * (bins == b).sum() for b in range(10) if (bins == b).any()) / len(p)
+    acc = ((p >= 0.5) == (y == 1)).mean()
+    return f"| {name} | {len(y)} | {y.mean():.2f} | {auc:.3f} | {ece:.3f} | {acc:.3f} |"
+
+
+async def main_async(args) -> int:
+    rng = random.Random(args.seed)
+    embedder = LocalEmbedder()
+    sets: dict[str, dict[str, list]] = {"train": {}, "dev": {}}
+    for split, key in (("train", "train"), ("valid", "dev")):
+        with tempfile.TemporaryDirectory() as tmp:
+            e, q = clinc(split, rng, args.n)
+            (Path(tmp) / "clinc").mkdir()
+            sets[key]["en question→FAQ (CLINC150)"] = await _faq_examples(e, q, Path(tmp) / "clinc", embedder)
+            e, q = pairs_zh(split, rng, args.n)
+            (Path(tmp) / "zh").mkdir()
+            name = "zh question→FAQ (AFQMC)" if split == "train" else "zh question→FAQ (BQ)"
+            sets[key][name] = await _faq_examples(e, q, Path(tmp) / "zh", embedder)
+        sets[key]["zh+en question→passage (InsuranceQA)"] = await insuranceqa(split, rng, args.n // 2, args.work, embedder)
+        print(f"{key}: " + ", ".join(f"{k}: {len(v)}" for k, v in sets[key].items()), flush=True)
+    train = [ex for v in sets["train"].values() for ex in v]
+    coefficients = fit(train)
+    model = AnswerabilityModel(coefficients=coefficients)
+    print("\ncoefficients:", json.dumps(coefficients, indent=1))
+    print("\n| set | examples | answerable share | AUC | ECE | accuracy at 0.5 |\n| --- | ---: | ---: | ---: | ---: | ---: |")
+    for key in ("train", "dev"):
+        for name, ex in sets[key].items():
+            if ex:
+                print(report(f"{key}: {name}", ex, model))
+    if args.write:
+        coefficients["fit_by"] = "bench/calibrate_answerability.py (CLINC150 train, AFQMC train, InsuranceQA-zh train)"
+        COEFFICIENTS.write_text(json.dumps(coefficients, indent=2) + "\n")
+        print(f"\nwrote {COEFFICIENTS}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=1500, help="queries per data set and split")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/kefu-bench-insuranceqa"), help="bench/retrieval.py's indexes")
+    parser.add_argument("--write", action="store_true", help="write services/knowledge/answerability.json")
+    return asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

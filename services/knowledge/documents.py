@@ -1,0 +1,785 @@
+"""Loading knowledge files into ``KnowledgeEntry``s (``kefu ingest PATH...``).
+
+Formats, chosen by suffix:
+
+* FAQ tables and lists: ``.csv``, ``.jsonl``, ``.yaml`` / ``.yml``.
+
+  - ``.csv``: UTF-8 (a BOM is allowed), a header row, then one entry per row.
+    Columns (case-insensitive; Chinese headers 编号/问题/答案/标题/标签/语言 work too):
+    ``id``, ``question`` or ``questions`` (several phrasings separated by ``|`` or
+    line breaks), ``answer``, and optionally ``title``, ``tags`` (separated by
+    ``,`` ``|`` ``;`` or their Chinese forms) and ``locale``. Other columns are
+    ignored; rows whose cells are all blank are skipped. Errors count rows like a
+    spreadsheet does: the header is row 1.
+  - ``.jsonl``: one JSON object per line (blank lines skipped) with ``id``,
+    ``questions`` (a list) or ``question`` (a string), ``answer``, ``title``,
+    ``tags``, ``locale``. A line with ``text`` or ``body`` instead of ``answer``
+    is an article (``kind`` may also be given explicitly).
+  - ``.yaml`` / ``.yml``: a list of such objects, or a mapping whose ``faq:`` or
+    ``entries:`` key holds the list, with optional top-level ``locale`` and
+    ``tags`` applied to every entry (an entry's own ``locale`` wins; tags add up).
+
+* Documents, one article per file: ``.md`` / ``.markdown`` (optional YAML front
+  matter between ``---`` lines with ``id``, ``title``, ``locale``, ``tags``), ``.txt``,
+  ``.html`` / ``.htm`` (scripts, styles, navigation, footers and hidden elements
+  dropped; headings become Markdown headings so chunking sees the sections; lists,
+  tables and ``<pre>`` kept as Markdown), ``.pdf`` (the text of every page, pages
+  separated by a blank line).
+
+Rules:
+
+* Article id: ``"doc:" + the path relative to the base directory`` (posix), e.g.
+  ``doc:guides/returns.md``. The base is the directory given on the command line,
+  or the file's own directory when a file is named directly.
+* FAQ entry without an ``id``: ``"<relative path>#" + the first 12 hex digits of the
+  SHA-1 of the first question`` (NFKC, case-folded, whitespace collapsed), e.g.
+  ``faq.csv#3d4e69740719``, so the id survives re-ordering the rows and cosmetic
+  edits of the question (an article line without ``id``: of its title).
+* Title: FAQ entry without ``title``: its first question. Article: Markdown and
+  text: the front matter's ``title``, else the first heading, else the file name
+  without suffix; HTML: the first ``<h1>``, else ``<title>``, else the file name;
+  PDF: the metadata title, else the file name.
+* Locale: the entry's own ``locale`` (``zh-CN``, ``zh_Hans``, ``en-US``... are
+  reduced to ``zh`` / ``en``), else the file's (YAML top level, front matter), else
+  ``default_locale``, else detected: ``"zh"`` when Han characters are at least 30%
+  of the letters of the questions (of the answer or body when those have none),
+  otherwise ``"en"``.
+* Tags: ``default_tags`` first, then the file's, then the entry's; blanks and
+  repeats dropped.
+
+Every problem raises ``DocumentError``, an ``InvalidArgument`` whose message
+names the file and, where it applies, the row or line: ``"kb/faq.csv, row 7:
+answer is empty"``. A file gives all of its entries or an error, never part of them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import unicodedata
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import yaml
+
+from services.errors import InvalidArgument
+from services.knowledge.entries import KINDS, KnowledgeEntry
+
+log = logging.getLogger(__name__)
+
+FAQ_SUFFIXES = (".csv", ".jsonl", ".yaml", ".yml")
+DOCUMENT_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf")
+SUPPORTED_SUFFIXES = FAQ_SUFFIXES + DOCUMENT_SUFFIXES
+
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
+_LIST_SPLIT = re.compile(r"[,|;，；、]")
+_QUESTION_SPLIT = re.compile(r"[|\n]")
+_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+class DocumentError(InvalidArgument):
+    """A knowledge file that cannot be loaded; ``str()`` names the file (and row or line)."""
+
+    def __init__(self, path: Path | str, message: str, location: str | None = None) -> None:
+        self.path = Path(path)
+        self.location = location
+        self.detail = message
+        where = f"{path}, {location}" if location else f"{path}"
+        super().__init__(f"{where}: {message}")
+
+
+# --- shared helpers --------------------------------------------------------------------------------------------
+
+
+def detect_locale(text: str) -> str:
+    """``"zh"`` when Han characters are at least 30% of the letters of ``text``, else ``"en"``."""
+    letters = sum(1 for ch in text if ch.isalpha())
+    if not letters:
+        return "en"
+    return "zh" if len(_HAN.findall(text)) / letters >= 0.3 else "en"
+
+
+def normalise_locale(value: str) -> str:
+    """``zh-CN`` / ``zh_Hans`` / ``ZH`` -> ``zh``; ``en-US`` -> ``en``; anything else lower-cased as is."""
+    return re.split(r"[-_]", value.strip().lower(), maxsplit=1)[0]
+
+
+def _split_tags(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [t.strip() for t in _LIST_SPLIT.split(value) if t.strip()]
+    if isinstance(value, (list, tuple)) and all(isinstance(t, (str, int)) for t in value):
+        return [str(t).strip() for t in value if str(t).strip()]
+    raise ValueError("tags must be a string or a list of strings")
+
+
+def _merge_tags(*groups: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for group in groups:
+        for tag in group:
+            tag = tag.strip()
+            if tag and tag not in out:
+                out.append(tag)
+    return out
+
+
+def _stable_hash(text: str) -> str:
+    key = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:12]
+
+
+def _relative(path: Path, base: Path | None) -> str:
+    if base is not None:
+        try:
+            return path.resolve().relative_to(base.resolve()).as_posix()
+        except ValueError:
+            pass
+    return path.name
+
+
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DocumentError(
+            path, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); save the file as UTF-8", f"line {line}"
+        ) from None
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise DocumentError(path, "is a directory") from None
+    except FileNotFoundError:
+        raise DocumentError(path, "no such file") from None
+    except OSError as exc:
+        raise DocumentError(path, f"cannot be read: {exc.strerror or exc}") from None
+
+
+@dataclass
+class _Context:
+    path: Path
+    rel: str
+    default_locale: str | None
+    default_tags: list[str]
+
+
+def _finish(ctx: _Context, entries: Sequence[tuple[KnowledgeEntry, str | None]]) -> list[KnowledgeEntry]:
+    """Check ids for repeats and every entry with ``validate()``; all or nothing."""
+    seen: dict[str, str | None] = {}
+    for entry, where in entries:
+        if entry.id in seen:
+            raise DocumentError(ctx.path, f"duplicate id {entry.id!r} (also in {seen[entry.id]})", where)
+        seen[entry.id] = where
+        try:
+            entry.validate()
+        except InvalidArgument as exc:
+            raise DocumentError(ctx.path, str(exc), where) from None
+    return [e for e, _ in entries]
+
+
+# --- FAQ records -----------------------------------------------------------------------------------------------
+
+
+def _text_field(rec: dict[str, Any], key: str) -> str | None:
+    value = rec.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"field {key!r} must be text" + (" (quote it in YAML)" if isinstance(value, bool) else ""))
+    return str(value).strip()
+
+
+def _questions(rec: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for key in ("questions", "question"):
+        value = rec.get(key)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            out += _QUESTION_SPLIT.split(value)
+        elif isinstance(value, list) and all(isinstance(q, str) for q in value):
+            out += value
+        else:
+            raise ValueError(f"field {key!r} must be a string or a list of strings")
+    return [" ".join(q.split()) for q in out if q.strip()]
+
+
+def _entry(ctx: _Context, rec: dict[str, Any], *, file_locale: str | None = None, file_tags: Sequence[str] = ()) -> KnowledgeEntry:
+    """One entry from a record (a CSV row, a JSON line, a YAML item). Raises ValueError with a plain message."""
+    questions = _questions(rec)
+    answer = _text_field(rec, "answer")
+    body = _text_field(rec, "body") or _text_field(rec, "text")
+    kind = _text_field(rec, "kind")
+    if kind is None:
+        kind = "article" if body and not answer else "faq"
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    title = _text_field(rec, "title") or ""
+    if kind == "faq":
+        if not questions:
+            raise ValueError("question is empty")
+        if not answer:
+            raise ValueError("answer is empty")
+        if body:
+            raise ValueError("both an answer and a body/text: an FAQ entry has an answer, an article a body")
+        title = title or questions[0]
+        sample = " ".join(questions)
+        key = questions[0]
+    else:
+        if not body:
+            raise ValueError("body is empty")
+        title = title or _first_heading(body) or _first_line(body)
+        sample = body
+        key = title or body
+    doc_id = _text_field(rec, "id") or f"{ctx.rel}#{_stable_hash(key)}"
+    locale = _text_field(rec, "locale") or file_locale or ctx.default_locale
+    if not locale:
+        locale = detect_locale(sample) if _has_letters(sample) else detect_locale(answer or body or "")
+    tags = _merge_tags(ctx.default_tags, file_tags, _split_tags(rec.get("tags")))
+    return KnowledgeEntry(
+        id=doc_id,
+        kind=kind,
+        title=title,
+        locale=normalise_locale(locale),
+        tags=tags,
+        questions=questions,
+        answer=answer or "",
+        body=body or "",
+    )
+
+
+def _has_letters(text: str) -> bool:
+    return any(ch.isalpha() for ch in text)
+
+
+def _first_line(text: str, limit: int = 80) -> str:
+    for line in text.splitlines():
+        line = " ".join(line.split())
+        if line:
+            return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+    return ""
+
+
+def _first_heading(text: str) -> str:
+    """The first Markdown heading outside code fences, without markup ("" when there is none)."""
+    fence = ""
+    for line in text.splitlines():
+        m = _FENCE.match(line)
+        if m:
+            if not fence:
+                fence = m.group(1)[0] * len(m.group(1))
+            elif line.strip().startswith(fence):
+                fence = ""
+            continue
+        if fence:
+            continue
+        h = _HEADING.match(line)
+        if h and h.group(1).strip("*_` "):
+            return " ".join(h.group(1).strip("*_` ").split())
+    return ""
+
+
+_CSV_ALIASES = {
+    "id": "id",
+    "编号": "id",
+    "question": "question",
+    "questions": "questions",
+    "问题": "questions",
+    "answer": "answer",
+    "答案": "answer",
+    "title": "title",
+    "标题": "title",
+    "tags": "tags",
+    "tag": "tags",
+    "标签": "tags",
+    "locale": "locale",
+    "language": "locale",
+    "语言": "locale",
+}
+
+
+def _load_csv(ctx: _Context, text: str) -> list[KnowledgeEntry]:
+    path = ctx.path
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    rows: list[list[str]] = []
+    try:
+        for row in reader:
+            rows.append(row)
+    except csv.Error as exc:
+        raise DocumentError(path, f"malformed CSV: {exc}", f"row {len(rows) + 1} (line {reader.line_num})") from None
+    if not rows or not any(c.strip() for c in rows[0]):
+        raise DocumentError(path, "no header row")
+    columns: list[str | None] = []
+    for cell in rows[0]:
+        name = cell.strip().lstrip("\ufeff").lower()
+        key = _CSV_ALIASES.get(name)
+        if key is not None and key in columns:
+            raise DocumentError(path, f"column {cell.strip()!r} appears twice", "row 1")
+        columns.append(key)
+    if "question" not in columns and "questions" not in columns:
+        raise DocumentError(path, "missing required column 'question' (or 'questions')", "row 1")
+    if "answer" not in columns:
+        raise DocumentError(path, "missing required column 'answer'", "row 1")
+    entries: list[tuple[KnowledgeEntry, str]] = []
+    for number, row in enumerate(rows[1:], start=2):
+        where = f"row {number}"
+        if not any(c.strip() for c in row):
+            continue
+        if len(row) > len(columns) and any(c.strip() for c in row[len(columns):]):
+            raise DocumentError(path, f"{len(row)} cells but the header has {len(columns)} columns", where)
+        rec = {key: cell for key, cell in zip(columns, row, strict=False) if key is not None and cell.strip()}
+        try:
+            entries.append((_entry(ctx, rec), where))
+        except ValueError as exc:
+            raise DocumentError(path, str(exc), where) from None
+    if not entries:
+        raise DocumentError(path, "no entries (only a header row)")
+    return _finish(ctx, entries)
+
+
+def _load_jsonl(ctx: _Context, text: str) -> list[KnowledgeEntry]:
+    path = ctx.path
+    entries: list[tuple[KnowledgeEntry, str]] = []
+    # split("\n"), not splitlines(): JSON strings may hold U+2028 and other separators.
+    for number, line in enumerate(text.split("\n"), start=1):
+        where = f"line {number}"
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DocumentError(path, f"malformed JSON: {exc.msg} (column {exc.colno})", where) from None
+        if not isinstance(rec, dict):
+            raise DocumentError(path, f"expected a JSON object, got {type(rec).__name__}", where)
+        try:
+            entries.append((_entry(ctx, rec), where))
+        except ValueError as exc:
+            raise DocumentError(path, str(exc), where) from None
+    if not entries:
+        raise DocumentError(path, "no entries (the file is empty)")
+    return _finish(ctx, entries)
+
+
+def _load_yaml(ctx: _Context, text: str) -> list[KnowledgeEntry]:
+    path = ctx.path
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise DocumentError(path, f"malformed YAML: {problem}", f"line {mark.line + 1}" if mark else None) from None
+    file_locale: str | None = None
+    file_tags: list[str] = []
+    items_node: Any = root
+    if isinstance(data, dict):
+        keys = [k for k in ("faq", "entries") if k in data]
+        if len(keys) != 1:
+            raise DocumentError(path, "expected a list of entries, or a mapping with an 'faq:' or 'entries:' list")
+        items = data[keys[0]]
+        for k_node, v_node in root.value:
+            if k_node.value == keys[0]:
+                items_node = v_node
+        try:
+            loc = _text_field(data, "locale")
+            file_locale = normalise_locale(loc) if loc else None
+            file_tags = _split_tags(data.get("tags"))
+        except ValueError as exc:
+            raise DocumentError(path, f"top level: {exc}") from None
+    else:
+        items = data
+    if items is None:
+        raise DocumentError(path, "no entries")
+    if not isinstance(items, list):
+        raise DocumentError(path, "expected a list of entries, or a mapping with an 'faq:' or 'entries:' list")
+    entries: list[tuple[KnowledgeEntry, str]] = []
+    for number, item in enumerate(items, start=1):
+        where = f"entry {number}"
+        node = items_node.value[number - 1] if isinstance(items_node, yaml.SequenceNode) else None
+        if node is not None:
+            where += f" (line {node.start_mark.line + 1})"
+        if not isinstance(item, dict):
+            raise DocumentError(path, "expected a mapping with question(s) and answer", where)
+        try:
+            entries.append((_entry(ctx, item, file_locale=file_locale, file_tags=file_tags), where))
+        except ValueError as exc:
+            raise DocumentError(path, str(exc), where) from None
+    if not entries:
+        raise DocumentError(path, "no entries")
+    return _finish(ctx, entries)
+
+
+# --- documents -------------------------------------------------------------------------------------------------
+
+
+def _front_matter(path: Path, text: str) -> tuple[dict[str, Any], str]:
+    lines = text.split("\n")
+    if not lines or lines[0].strip() != "---":
+        return {}, text
+    for end in range(1, min(len(lines), 200)):
+        if lines[end].strip() in ("---", "..."):
+            try:
+                meta = yaml.safe_load("\n".join(lines[1:end])) or {}
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                where = f"line {mark.line + 2}" if mark else None
+                raise DocumentError(path, f"malformed front matter: {getattr(exc, 'problem', None) or exc}", where) from None
+            if not isinstance(meta, dict):
+                raise DocumentError(path, "front matter must be a mapping", "line 1")
+            return meta, "\n".join(lines[end + 1 :])
+    return {}, text
+
+
+def _article(ctx: _Context, body: str, *, title: str = "", meta: dict[str, Any] | None = None) -> list[KnowledgeEntry]:
+    meta = meta or {}
+    body = body.strip()
+    if not body:
+        raise DocumentError(ctx.path, "no text")
+    try:
+        doc_id = _text_field(meta, "id") or f"doc:{ctx.rel}"
+        title = _text_field(meta, "title") or title or _first_heading(body) or ctx.path.stem
+        locale = _text_field(meta, "locale") or ctx.default_locale or detect_locale(body)
+        tags = _merge_tags(ctx.default_tags, _split_tags(meta.get("tags")))
+    except ValueError as exc:
+        raise DocumentError(ctx.path, f"front matter: {exc}") from None
+    entry = KnowledgeEntry(id=doc_id, kind="article", title=" ".join(title.split()), locale=normalise_locale(locale), tags=tags, body=body)
+    return _finish(ctx, [(entry, None)])
+
+
+def _load_markdown(ctx: _Context, text: str) -> list[KnowledgeEntry]:
+    meta, body = _front_matter(ctx.path, text)
+    return _article(ctx, body, meta=meta)
+
+
+def _load_text(ctx: _Context, text: str) -> list[KnowledgeEntry]:
+    return _article(ctx, text)
+
+
+_SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "svg", "math", "nav", "footer", "iframe", "object",
+                        "canvas", "select", "button"})
+_VOID_TAGS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source",
+                        "track", "wbr"})
+_BLOCK_TAGS = frozenset({"p", "div", "section", "article", "main", "header", "aside", "blockquote", "ul", "ol", "dl",
+                         "dt", "dd", "table", "thead", "tbody", "tfoot", "figure", "figcaption", "address", "details",
+                         "summary", "body", "html", "hr"})
+
+
+class _HtmlToMarkdown(HTMLParser):
+    """HTML to the light Markdown that chunking reads; <title> and the first <h1> noted on the way."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.skip_depth = 0
+        self.title = ""
+        self.first_h1 = ""
+        self._in_title = False
+        self._heading: int = 0
+        self._heading_text: list[str] = []
+        self._pre = 0
+        self._cells: list[str] | None = None
+        self._cell: list[str] | None = None
+        self._list_stack: list[list[int]] = []  # [ordered?, counter]
+
+    # output helpers
+    def _emit(self, text: str) -> None:
+        if self._cell is not None:
+            self._cell.append(text)
+        elif self._heading:
+            self._heading_text.append(text)
+        else:
+            self.out.append(text)
+
+    def _block(self) -> None:
+        if self._cell is None and not self._heading:
+            self.out.append("\n\n")
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attr = dict(attrs)
+        hidden = "hidden" in attr or attr.get("aria-hidden") == "true" or attr.get("role") == "navigation"
+        if tag == "title":
+            self._in_title = True
+            return
+        if self.skip_depth or ((tag in _SKIP_TAGS or hidden) and tag not in _VOID_TAGS):
+            if tag not in _VOID_TAGS:
+                self.skip_depth += 1
+            return
+        if tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
+            self._block()
+            self._heading = int(tag[1])
+            self._heading_text = []
+        elif tag == "pre":
+            self._block()
+            self.out.append("```\n")
+            self._pre += 1
+        elif tag in ("ul", "ol"):
+            self._list_stack.append([tag == "ol", 0])
+            self._block()
+        elif tag == "li":
+            self.out.append("\n")
+            if self._list_stack and self._list_stack[-1][0]:
+                self._list_stack[-1][1] += 1
+                self.out.append(f"{self._list_stack[-1][1]}. ")
+            else:
+                self.out.append("- ")
+        elif tag == "tr":
+            self._cells = []
+        elif tag in ("td", "th") and self._cells is not None:
+            self._cell = []
+        elif tag == "br":
+            self._emit("\n" if self._pre else " \n")
+        elif tag in _BLOCK_TAGS:
+            self._block()
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+            return
+        if self.skip_depth:
+            if tag not in _VOID_TAGS:
+                self.skip_depth -= 1
+            return
+        if tag in ("h1", "h2", "h3", "h4", "h5", "h6") and self._heading:
+            text = " ".join("".join(self._heading_text).split())
+            level, self._heading = self._heading, 0
+            if text:
+                if level == 1 and not self.first_h1:
+                    self.first_h1 = text
+                self.out.append(f"\n\n{'#' * level} {text}\n\n")
+        elif tag == "pre" and self._pre:
+            self._pre -= 1
+            self.out.append("\n```\n\n")
+        elif tag in ("ul", "ol"):
+            if self._list_stack:
+                self._list_stack.pop()
+            self._block()
+        elif tag in ("td", "th") and self._cell is not None and self._cells is not None:
+            self._cells.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tr" and self._cells is not None:
+            if any(self._cells):
+                self.out.append("\n| " + " | ".join(self._cells) + " |\n")
+            self._cells = None
+        elif tag in _BLOCK_TAGS:
+            self._block()
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+            return
+        if self.skip_depth:
+            return
+        self._emit(data if self._pre else re.sub(r"\s+", " ", data))
+
+    def markdown(self) -> str:
+        text = "".join(self.out)
+        # Tidy: no trailing spaces, at most one blank line in a row.
+        lines = [line.rstrip() if line.strip() else "" for line in text.split("\n")]
+        text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+        return text.strip()
+
+
+def _html_text(path: Path, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        m = re.search(rb"""charset\s*=\s*["']?([A-Za-z0-9_\-]+)""", data[:4096], re.IGNORECASE)
+        if m and m.group(1).lower() not in (b"utf-8", b"utf8"):
+            try:
+                return data.decode(m.group(1).decode("ascii"))
+            except (LookupError, UnicodeDecodeError):
+                pass
+        return _decode(path, data)
+
+
+def _load_html(ctx: _Context, text: str) -> list[KnowledgeEntry]:
+    parser = _HtmlToMarkdown()
+    try:
+        parser.feed(text)
+        parser.close()
+    except Exception as exc:  # noqa: BLE001 - html.parser is lenient; anything left is a broken file
+        raise DocumentError(ctx.path, f"cannot parse HTML: {exc}") from None
+    # The page's own first <h1> before <title>, which usually carries the site's name too ("Invoices | Shop").
+    title = parser.first_h1 or " ".join(parser.title.split())
+    return _article(ctx, parser.markdown(), title=title)
+
+
+def _load_pdf(ctx: _Context, data: bytes) -> list[KnowledgeEntry]:
+    from pypdf import PdfReader
+
+    path = ctx.path
+    pypdf_log = logging.getLogger("pypdf")
+    level = pypdf_log.level
+    pypdf_log.setLevel(logging.ERROR)  # pypdf warns about every small oddity of a file
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise DocumentError(path, "the PDF is encrypted")
+        pages = []
+        for number, page in enumerate(reader.pages, start=1):
+            try:
+                pages.append(page.extract_text() or "")
+            except Exception as exc:  # noqa: BLE001 - a broken page breaks the file
+                raise DocumentError(path, f"cannot extract text: {exc}", f"page {number}") from None
+        meta_title = ""
+        try:
+            meta = reader.metadata
+            meta_title = str(meta.title or "") if meta is not None else ""
+        except Exception:  # noqa: BLE001 - a broken info dictionary only loses the title
+            meta_title = ""
+    except DocumentError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pypdf raises many kinds for a damaged file
+        raise DocumentError(path, f"not a readable PDF: {exc}") from None
+    finally:
+        pypdf_log.setLevel(level)
+    body = "\n\n".join(p.strip() for p in pages if p.strip())
+    if not body:
+        raise DocumentError(path, "no extractable text (a scanned PDF needs OCR first)")
+    return _article(ctx, body, title=" ".join(meta_title.split()) or path.stem)
+
+
+_TEXT_LOADERS = {
+    ".csv": _load_csv,
+    ".jsonl": _load_jsonl,
+    ".yaml": _load_yaml,
+    ".yml": _load_yaml,
+    ".md": _load_markdown,
+    ".markdown": _load_markdown,
+    ".txt": _load_text,
+    ".html": _load_html,
+    ".htm": _load_html,
+}
+
+
+# --- public API ------------------------------------------------------------------------------------------------
+
+
+def load_path(
+    path: Path,
+    *,
+    default_locale: str | None = None,
+    default_tags: Sequence[str] = (),
+    base: Path | None = None,
+) -> list[KnowledgeEntry]:
+    """The entries of one file (see the module docstring for formats and rules).
+
+    ``base`` is the directory ids are relative to (default: the file's directory).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise DocumentError(path, f"unsupported file type {suffix or '(no suffix)'!r}; use one of {', '.join(SUPPORTED_SUFFIXES)}")
+    if default_locale is not None:
+        default_locale = normalise_locale(default_locale)
+    tags = _split_tags(default_tags if isinstance(default_tags, str) else list(default_tags))
+    ctx = _Context(path, _relative(path, base if base is not None else path.parent), default_locale, _merge_tags(tags))
+    data = _read_bytes(path)
+    if suffix == ".pdf":
+        return _load_pdf(ctx, data)
+    text = _html_text(path, data) if suffix in (".html", ".htm") else _decode(path, data)
+    return _TEXT_LOADERS[suffix](ctx, text)
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def expand_paths(paths: Iterable[Path | str]) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """``iter_paths`` with each file's base directory: ``([(file, base), ...], skipped)``.
+
+    The base is the directory argument a file was found under, or the file's own
+    directory for a file named directly; pass it to ``load_path(..., base=base)``
+    so ids keep sub-folders (``doc:guides/returns.md``).
+    """
+    out: list[tuple[Path, Path]] = []
+    skipped: list[Path] = []
+    seen: set[Path] = set()
+
+    def add(file: Path, base: Path) -> None:
+        key = file.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append((file, base))
+
+    def skip(p: Path, why: str) -> None:
+        log.info("ingest: skipping %s (%s)", p, why)
+        skipped.append(p)
+
+    for raw in paths:
+        root = Path(raw)
+        if root.is_dir():
+            found: list[Path] = []
+            for dirpath, dirnames, filenames in os.walk(root):
+                for d in sorted(dirnames):
+                    if _hidden(d):
+                        skip(Path(dirpath) / d, "hidden")
+                dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+                for name in sorted(filenames):
+                    file = Path(dirpath) / name
+                    if _hidden(name):
+                        skip(file, "hidden")
+                    elif file.suffix.lower() not in SUPPORTED_SUFFIXES:
+                        skip(file, "unsupported file type")
+                    else:
+                        found.append(file)
+            for file in sorted(found, key=lambda f: f.relative_to(root).as_posix()):
+                add(file, root)
+        elif root.is_file():
+            if root.suffix.lower() not in SUPPORTED_SUFFIXES:
+                raise DocumentError(root, f"unsupported file type {root.suffix or '(no suffix)'!r}; "
+                                          f"use one of {', '.join(SUPPORTED_SUFFIXES)}")
+            add(root, root.parent)
+        else:
+            raise DocumentError(root, "no such file or directory")
+    return out, skipped
+
+
+def iter_paths(paths: Iterable[Path | str]) -> tuple[list[Path], list[Path]]:
+    """``(files, skipped)``: the files to load, and what was left out of directories.
+
+    Files are kept as given; directories are expanded recursively, sorted by path
+    relative to the directory. Inside directories, hidden files and directories
+    (``.name``) and files of an unsupported type are skipped (and logged). A file
+    named explicitly with an unsupported type, or a path that does not exist, raises
+    ``DocumentError``. A file reached twice is listed once.
+    """
+    pairs, skipped = expand_paths(paths)
+    return [file for file, _ in pairs], skipped
+
+
+def load_paths(
+    paths: Iterable[Path | str],
+    *,
+    default_locale: str | None = None,
+    default_tags: Sequence[str] = (),
+    skipped: list[Path] | None = None,
+) -> list[KnowledgeEntry]:
+    """All entries of ``paths`` (as ``iter_paths`` expands them), ids relative to the directory each came from.
+
+    Raises ``DocumentError`` for the first bad file, or when two files give the same id.
+    """
+    entries: list[KnowledgeEntry] = []
+    origin: dict[str, Path] = {}
+    pairs, left_out = expand_paths(paths)
+    if skipped is not None:
+        skipped += left_out
+    for file, base in pairs:
+        for entry in load_path(file, default_locale=default_locale, default_tags=default_tags, base=base):
+            if entry.id in origin:
+                raise DocumentError(file, f"duplicate id {entry.id!r} (also in {origin[entry.id]})")
+            origin[entry.id] = file
+            entries.append(entry)
+    return entries

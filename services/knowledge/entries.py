@@ -1,0 +1,109 @@
+"""What the knowledge base holds and returns, shared by every index backend.
+
+A ``KnowledgeEntry`` is an FAQ entry (one or more phrasings of a question and an
+answer) or an article (a body that is cut into chunks). A search returns
+``RetrievalHit``s: one per (document, chunk), each carrying what a citation needs.
+Backends (the embedded index, Elasticsearch) implement ``KnowledgeIndex``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence
+
+from services.errors import InvalidArgument
+
+KINDS = ("faq", "article")
+LOCALES = ("zh", "en")
+MODES = ("hybrid", "bm25", "dense")
+
+# Called as progress(done, total) while a write embeds its texts.
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class KnowledgeEntry:
+    """An FAQ entry (questions + answer) or an article (body, chunked)."""
+
+    id: str
+    kind: str
+    title: str
+    locale: str
+    tags: list[str] = field(default_factory=list)
+    questions: list[str] = field(default_factory=list)
+    answer: str = ""
+    body: str = ""
+
+    def validate(self) -> None:
+        where = f"document {self.id or '<no id>'!r}"
+        if not self.id.strip():
+            raise InvalidArgument("document id must not be empty")
+        if len(self.id) > 512:
+            raise InvalidArgument(f"{where[:60]}...: document id is longer than 512 characters")
+        if self.kind not in KINDS:
+            raise InvalidArgument(f"{where}: kind must be one of {KINDS}")
+        if self.locale not in LOCALES:
+            raise InvalidArgument(f"{where}: locale must be one of {LOCALES}, got {self.locale!r}")
+        if self.kind == "faq" and (not [q for q in self.questions if q.strip()] or not self.answer.strip()):
+            raise InvalidArgument(f"{where}: an FAQ entry needs at least one question and an answer")
+        if self.kind == "article" and not self.body.strip():
+            raise InvalidArgument(f"{where}: an article needs a body")
+
+    def chunks(self) -> list[tuple[str, str]]:
+        """(chunk_id, passage text): the answer for an FAQ entry, sentence-aware
+        chunks of the body for an article."""
+        if self.kind == "faq":
+            return [("0", self.answer.strip())]
+        from services.knowledge.chunking import chunk_text
+
+        return [(str(i), text) for i, text in enumerate(chunk_text(self.body))]
+
+
+@dataclass
+class RetrievalHit:
+    doc_id: str
+    chunk_id: str
+    title: str
+    text: str
+    # For an FAQ entry, the stored question that matched best ("" for a passage).
+    matched_question: str
+    # The ranking score of the mode used (comparable within one result only).
+    score: float
+    locale: str
+    tags: list[str]
+    # Cosine similarity of the query to the best-matching key of this chunk
+    # (0.0 when no vector was compared, e.g. bm25 mode).
+    dense_score: float = 0.0
+    # BM25 score of this chunk for the query (0.0 when not computed).
+    lexical_score: float = 0.0
+
+
+@dataclass
+class SearchResult:
+    hits: list[RetrievalHit]
+    answerable: bool
+    answerability: float
+    kb_version: int
+
+
+class KnowledgeIndex(Protocol):
+    """A knowledge-base backend. Every write is atomic and raises the version by one."""
+
+    @property
+    def version(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def get(self, doc_id: str) -> KnowledgeEntry | None: ...
+
+    async def open(self) -> None: ...
+
+    async def upsert(self, entries: Sequence[KnowledgeEntry], progress: Progress | None = None) -> int: ...
+
+    async def delete(self, ids: Sequence[str]) -> tuple[list[str], list[str], int]: ...
+
+    async def search(
+        self, query: str, *, locales: Sequence[str] = (), tags: Sequence[str] = (), top_k: int = 3, mode: str = "hybrid"
+    ) -> SearchResult: ...
+
+    async def close(self) -> None: ...
