@@ -127,6 +127,13 @@ class Knowledge:
     elasticsearch_url: str = ""
     elasticsearch_index_prefix: str = "kefu-knowledge"
     elasticsearch_api_key: str = ""
+    elasticsearch_ca_certs: str = ""
+    elasticsearch_timeout_s: float = 10.0
+    # "kefu_zh" (CJK bigrams, no plugin) or "smartcn" (needs the analysis-smartcn plugin).
+    elasticsearch_zh_analyzer: str = "kefu_zh"
+    # Hybrid fusion: "server" (the RRF retriever; needs a license that has it),
+    # "client" (two searches fused by kefu), or "auto" (server, client when refused).
+    elasticsearch_hybrid_fusion: str = "auto"
 
 
 @dataclass

@@ -59,7 +59,10 @@ async def build_knowledge(cfg: KefuConfig) -> ServiceSpec:
 
         index = ElasticsearchIndex(
             k.elasticsearch_url, embedder, index_prefix=k.elasticsearch_index_prefix,
-            api_key=k.elasticsearch_api_key or None, answerability=answerability,
+            api_key=k.elasticsearch_api_key or None, answerability=answerability, default_mode=k.mode,
+            sync_interval_s=k.watch_s or None, request_timeout_s=k.elasticsearch_timeout_s,
+            ca_certs=k.elasticsearch_ca_certs or None, zh_analyzer=k.elasticsearch_zh_analyzer,
+            hybrid_fusion=k.elasticsearch_hybrid_fusion,
         )
     elif k.backend == "embedded":
         from services.knowledge.index import EmbeddedIndex, FusionParams
