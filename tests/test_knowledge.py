@@ -47,3 +47,54 @@ def test_ingest_search_delete_round_trip(knowledge):
     assert gone.deleted == 2 and list(gone.not_found) == ["never-was"] and gone.kb_version == reply.kb_version + 1
     after = knowledge.Search(knowledge_pb2.SearchRequest(query="may I bring my dog", tags=["test"]), timeout=30)
     assert [h.doc_id for h in after.hits] == []
+
+
+def test_a_bad_document_fails_the_whole_stream_and_nothing_is_ingested(knowledge):
+    before = knowledge.Search(knowledge_pb2.SearchRequest(query="x"), timeout=30).kb_version
+    with pytest.raises(grpc.RpcError) as err:
+        knowledge.Ingest(iter([
+            _faq("fine-en", "en", ["Is this fine?"], "Yes."),
+            _faq("broken-fr", "fr", ["Est-ce bien ?"], "Non."),
+        ]), timeout=60)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "broken-fr" in err.value.details() and "locale" in err.value.details()
+    after = knowledge.Search(knowledge_pb2.SearchRequest(query="Is this fine?", tags=["test"]), timeout=30)
+    assert after.kb_version == before and [h.doc_id for h in after.hits] == []
+
+
+def test_search_modes_and_answerability_over_grpc(knowledge):
+    for mode in (knowledge_pb2.RETRIEVAL_MODE_BM25, knowledge_pb2.RETRIEVAL_MODE_DENSE, knowledge_pb2.RETRIEVAL_MODE_HYBRID):
+        found = knowledge.Search(knowledge_pb2.SearchRequest(query="买东西要付多少运费", locales=["zh"], mode=mode), timeout=30)
+        assert found.hits[0].doc_id == "shipping-fees-zh", (mode, [h.doc_id for h in found.hits])
+        assert found.hits[0].dense_score > 0.8
+    covered = knowledge.Search(knowledge_pb2.SearchRequest(query="运费怎么算", locales=["zh"]), timeout=30)
+    off_topic = knowledge.Search(knowledge_pb2.SearchRequest(query="明天会下雨吗", locales=["zh"]), timeout=30)
+    assert covered.answerable and not off_topic.answerable
+    assert covered.answerability > off_topic.answerability
+
+
+def test_kefu_ingest_sends_files_to_the_running_service(cfg, knowledge, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    faq = tmp_path / "extra.yaml"
+    faq.write_text(
+        "locale: en\ntags: [cli-test]\nentries:\n"
+        "  - id: cli-gift-wrap-en\n    questions: ['Do you offer gift wrapping?']\n    answer: Gift wrapping costs 5 yuan per parcel.\n"
+    )
+    run = [sys.executable, "-m", "services.cli", "ingest", "--target", cfg.target("knowledge")]
+    out = subprocess.run([*run, str(faq)], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "ingested 1 entries" in out.stdout
+    hit = knowledge.Search(knowledge_pb2.SearchRequest(query="can you wrap my present", tags=["cli-test"]), timeout=30).hits[0]
+    assert hit.doc_id == "cli-gift-wrap-en"
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,question\nx,no answer column\n")
+    out = subprocess.run([*run, str(faq), str(bad)], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "bad.csv" in out.stderr and "nothing was ingested" in out.stderr and "Traceback" not in out.stderr
+
+    out = subprocess.run([*run, "--delete", str(faq)], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "deleted 1" in out.stdout, out.stderr
