@@ -468,7 +468,8 @@ class EmbeddedIndex:
         for weight, (rows, _) in ((p.dense_weight, _top(dense, p.rank_window)), (p.bm25_weight, _top(lexical, p.rank_window, positive=True))):
             for rank, row in enumerate(rows, start=1):
                 fused[row] = fused.get(row, 0.0) + weight / (p.rank_constant + rank)
-        best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:top_k]
+        # Equal fused scores (first in one ranking, first in the other) go to the closer meaning.
+        best = sorted(fused.items(), key=lambda kv: (-round(kv[1], 9), -dense[kv[0]], kv[0]))[:top_k]
         return [r for r, _ in best], [s for _, s in best]
 
 
