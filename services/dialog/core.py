@@ -130,18 +130,19 @@ class DialogEngine:
         return sum(c.confidence for c in understanding.intents if (i := self._intent(c.name)) and i.action == action)
 
     def _answers(self, found: knowledge_pb2.SearchResponse, outcome: TurnOutcome) -> bool:
-        """Whether the best hit answers the question: a close hit on its own, or a
-        near miss backed by a confident in-domain intent."""
+        """Whether the best hit answers the question: Knowledge is confident on its
+        own, or fairly sure and NLU is confident the question is an in-domain one."""
         if not found.hits:
             return False
-        if found.answerable:
+        k = self._cfg.knowledge
+        if found.answerability >= k.confident_threshold:
             return True
         intent = self._intent(outcome.intent)
-        near = found.answerability >= self._cfg.knowledge.near_miss_threshold
-        return (
-            near and not outcome.understanding.out_of_scope and intent is not None and intent.action == "answer"
+        in_domain = (
+            not outcome.understanding.out_of_scope and intent is not None and intent.action == "answer"
             and outcome.intent_confidence >= self._cfg.dialog.answer_intent_confidence
         )
+        return in_domain and found.answerability >= k.near_miss_threshold
 
     async def _open_ticket(self, outcome: TurnOutcome, session: SessionRecord, intent: str) -> None:
         from services.dialog.tickets import new_ticket_id

@@ -14,7 +14,9 @@ every backend, from the hits alone:
   cosines sit higher than question-to-passage ones), and ``dense*question``;
 - ``coverage``: share of the query's analyzed terms found in the hit's text and
   matched question (a hit that shares no word with the query is suspect);
-- ``margin``: the best hit's cosine minus the second's (a clear winner).
+- ``margin``: the best hit's cosine minus the second's (a clear winner);
+- ``zh`` and ``dense*zh``: e5 cosines between unrelated Chinese texts sit higher
+  than between unrelated English ones, so Chinese gets its own scale.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Sequence
 from services.knowledge.analysis import analyze
 from services.knowledge.entries import RetrievalHit
 
-FEATURES = ("dense", "question", "dense_question", "coverage", "margin")
+FEATURES = ("dense", "question", "dense_question", "coverage", "margin", "zh", "dense_zh")
 COEFFICIENTS = Path(__file__).with_name("answerability.json")
 # Used only when answerability.json is missing: a steep step around cosine 0.90.
 _FALLBACK = {"bias": -90.0, "weights": {"dense": 100.0, "question": 0.0, "dense_question": 0.0, "coverage": 0.0, "margin": 0.0}}
@@ -40,12 +42,17 @@ def features(query: str, hits: Sequence[RetrievalHit]) -> dict[str, float]:
     found = set(analyze(f"{best.matched_question}\n{best.text}")) if terms else set()
     coverage = len(terms & found) / len(terms) if terms else 0.0
     second = max((h.dense_score for h in hits[1:]), default=best.dense_score - 0.1)
+    han = sum(1 for ch in query if "\u3400" <= ch <= "\u9fff")
+    letters = sum(1 for ch in query if ch.isalpha())
+    zh = 1.0 if letters and han / letters >= 0.3 else 0.0
     return {
         "dense": best.dense_score,
         "question": question,
         "dense_question": best.dense_score * question,
         "coverage": coverage,
         "margin": best.dense_score - second,
+        "zh": zh,
+        "dense_zh": best.dense_score * zh,
     }
 
 

@@ -16,6 +16,9 @@ from services.errors import InvalidArgument
 KINDS = ("faq", "article")
 LOCALES = ("zh", "en")
 MODES = ("hybrid", "bm25", "dense")
+# Passage size per locale, in characters: about 250-400 e5 tokens either way
+# (a Chinese character is about one token, an English word of ~5 letters about 1.3).
+CHUNK_CHARS = {"zh": 400, "en": 1200}
 
 # Called as progress(done, total) while a write embeds its texts.
 Progress = Callable[[int, int], None]
@@ -56,7 +59,7 @@ class KnowledgeEntry:
             return [("0", self.answer.strip())]
         from services.knowledge.chunking import chunk_text
 
-        return [(str(i), text) for i, text in enumerate(chunk_text(self.body))]
+        return [(str(i), text) for i, text in enumerate(chunk_text(self.body, max_chars=CHUNK_CHARS[self.locale]))]
 
 
 @dataclass
