@@ -35,6 +35,17 @@ def _stemmer():
     return snowballstemmer.stemmer("english")
 
 
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
+
+
+def detect_locale(text: str) -> str:
+    """``"zh"`` when Han characters are at least 30% of the letters of ``text``, else ``"en"``."""
+    letters = sum(1 for ch in text if ch.isalpha())
+    if not letters:
+        return "en"
+    return "zh" if len(_HAN.findall(text)) / letters >= 0.3 else "en"
+
+
 def analyze(text: str) -> list[str]:
     """Index terms of ``text`` (for documents and queries alike)."""
     text = unicodedata.normalize("NFKC", text).casefold()

@@ -26,7 +26,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from services.knowledge.analysis import analyze
+from services.knowledge.analysis import analyze, detect_locale
 from services.knowledge.entries import RetrievalHit
 
 FEATURES = ("dense", "question", "dense_question", "coverage", "margin", "zh", "dense_zh")
@@ -42,9 +42,7 @@ def features(query: str, hits: Sequence[RetrievalHit]) -> dict[str, float]:
     found = set(analyze(f"{best.matched_question}\n{best.text}")) if terms else set()
     coverage = len(terms & found) / len(terms) if terms else 0.0
     second = max((h.dense_score for h in hits[1:]), default=best.dense_score - 0.1)
-    han = sum(1 for ch in query if "\u3400" <= ch <= "\u9fff")
-    letters = sum(1 for ch in query if ch.isalpha())
-    zh = 1.0 if letters and han / letters >= 0.3 else 0.0
+    zh = 1.0 if detect_locale(query) == "zh" else 0.0
     return {
         "dense": best.dense_score,
         "question": question,

@@ -7,7 +7,7 @@ from typing import AsyncIterator, Sequence
 
 from services.demo.pack import DomainPack
 from services.errors import InvalidArgument
-from services.knowledge.entries import LOCALES, MODES, KnowledgeEntry, KnowledgeIndex, Progress, SearchResult
+from services.knowledge.entries import LOCALES, MODES, KnowledgeEntry, KnowledgeIndex, Progress, SearchResult, check_entries
 
 log = logging.getLogger(__name__)
 
@@ -75,32 +75,23 @@ class KnowledgeBase:
         embedded in batches while the stream is still coming in, so a slow
         embedder slows the sender (gRPC flow control) and its progress is real.
         Returns (documents, chunks, kb_version)."""
-        staged = hasattr(self._index, "prepare")
         seen: set[str] = set()
         batch: list[KnowledgeEntry] = []
         prepared: list = []
-        everything: list[KnowledgeEntry] = []
         count = chunks = 0
         async for entry in entries:
-            entry.validate()
-            if entry.id in seen:
-                raise InvalidArgument(f"document {entry.id!r} appears twice in one ingest")
-            seen.add(entry.id)
+            check_entries([entry], seen)
             count += 1
             chunks += len(entry.chunks())
-            (batch if staged else everything).append(entry)
-            if staged and len(batch) >= batch_size:
+            batch.append(entry)
+            if len(batch) >= batch_size:
                 prepared += await self._index.prepare(batch)
                 batch = []
         if not count:
             raise InvalidArgument("no documents to ingest")
-        if staged:
-            if batch:
-                prepared += await self._index.prepare(batch)
-            version = await self._index.commit(prepared)
-        else:
-            version = await self._index.upsert(everything)
-        return count, chunks, version
+        if batch:
+            prepared += await self._index.prepare(batch)
+        return count, chunks, await self._index.commit(prepared)
 
     async def delete(self, ids: Sequence[str]) -> tuple[list[str], list[str], int]:
         if not ids:

@@ -70,6 +70,7 @@ from typing import Any, Iterable, Sequence
 import yaml
 
 from services.errors import InvalidArgument
+from services.knowledge.analysis import detect_locale
 from services.knowledge.entries import KINDS, KnowledgeEntry
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,6 @@ FAQ_SUFFIXES = (".csv", ".jsonl", ".yaml", ".yml")
 DOCUMENT_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf")
 SUPPORTED_SUFFIXES = FAQ_SUFFIXES + DOCUMENT_SUFFIXES
 
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
 _LIST_SPLIT = re.compile(r"[,|;，；、]")
 _QUESTION_SPLIT = re.compile(r"[|\n]")
 _HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
@@ -97,14 +97,6 @@ class DocumentError(InvalidArgument):
 
 
 # --- shared helpers --------------------------------------------------------------------------------------------
-
-
-def detect_locale(text: str) -> str:
-    """``"zh"`` when Han characters are at least 30% of the letters of ``text``, else ``"en"``."""
-    letters = sum(1 for ch in text if ch.isalpha())
-    if not letters:
-        return "en"
-    return "zh" if len(_HAN.findall(text)) / letters >= 0.3 else "en"
 
 
 def normalise_locale(value: str) -> str:

@@ -97,7 +97,7 @@ from elastic_transport import ConnectionTimeout, SerializationError, TransportEr
 from services.embedding import Embedder
 from services.errors import InvalidArgument, KefuError, Unavailable
 from services.knowledge.answerability import AnswerabilityModel
-from services.knowledge.entries import LOCALES, MODES, KnowledgeEntry, Progress, RetrievalHit, SearchResult
+from services.knowledge.entries import LOCALES, MODES, KnowledgeEntry, Progress, RetrievalHit, SearchResult, check_entries
 
 log = logging.getLogger(__name__)
 
@@ -780,20 +780,10 @@ class ElasticsearchIndex:
         self._last_sync = time.monotonic()
         log.info("knowledge (elasticsearch %s, %s-*): %d documents, version %d", safe_url(self._url), self._prefix, len(self), self.version)
 
-    @staticmethod
-    def check(entries: Sequence[KnowledgeEntry], seen: set[str] | None = None) -> None:
-        """Validate ``entries`` (and that no id comes twice, also across ``seen``)."""
-        seen = set() if seen is None else seen
-        for e in entries:
-            e.validate()
-            if e.id in seen:
-                raise InvalidArgument(f"document {e.id!r} appears twice in one ingest")
-            seen.add(e.id)
-
     async def prepare(self, entries: Sequence[KnowledgeEntry], progress: Progress | None = None) -> list[PreparedEntry]:
         """Validate and embed the entries that differ from what is stored; nothing is
         written until ``commit``. If the embedder fails, nothing is written."""
-        self.check(entries)
+        check_entries(entries)
         self._require_open()
         current = self._state.entries
         changed = [e for e in entries if current.get(e.id) != e]
@@ -809,7 +799,7 @@ class ElasticsearchIndex:
         Returns the new version (the current one when there is nothing to write)."""
         if not prepared:
             return self.version
-        self.check([p.entry for p in prepared])
+        check_entries([p.entry for p in prepared])
         self._require_open()
         entries = [p.entry for p in prepared]
         async with self._lock:

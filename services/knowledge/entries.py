@@ -62,6 +62,16 @@ class KnowledgeEntry:
         return [(str(i), text) for i, text in enumerate(chunk_text(self.body, max_chars=CHUNK_CHARS[self.locale]))]
 
 
+def check_entries(entries: Sequence[KnowledgeEntry], seen: set[str] | None = None) -> None:
+    """Validate ``entries`` and that no id comes twice (also across ``seen``, which grows)."""
+    seen = set() if seen is None else seen
+    for e in entries:
+        e.validate()
+        if e.id in seen:
+            raise InvalidArgument(f"document {e.id!r} appears twice in one ingest")
+        seen.add(e.id)
+
+
 @dataclass
 class RetrievalHit:
     doc_id: str
@@ -90,7 +100,9 @@ class SearchResult:
 
 
 class KnowledgeIndex(Protocol):
-    """A knowledge-base backend. Every write is atomic and raises the version by one."""
+    """A knowledge-base backend. Every write that changes something raises the version
+    by one; a write that changes nothing keeps it. ``prepare`` embeds without writing,
+    ``commit`` makes prepared documents visible together; ``upsert`` is both."""
 
     @property
     def version(self) -> int: ...
@@ -100,6 +112,10 @@ class KnowledgeIndex(Protocol):
     def get(self, doc_id: str) -> KnowledgeEntry | None: ...
 
     async def open(self) -> None: ...
+
+    async def prepare(self, entries: Sequence[KnowledgeEntry], progress: Progress | None = None) -> list: ...
+
+    async def commit(self, prepared: Sequence) -> int: ...
 
     async def upsert(self, entries: Sequence[KnowledgeEntry], progress: Progress | None = None) -> int: ...
 

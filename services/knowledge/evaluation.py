@@ -23,6 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from services.errors import InvalidArgument
+from services.knowledge.analysis import detect_locale
 from services.knowledge.entries import LOCALES, MODES, KnowledgeEntry
 
 KS = (1, 3, 5, 10)
@@ -33,12 +34,6 @@ class Query:
     text: str
     relevant: set[str]
     locale: str = ""
-
-
-def detect_locale(text: str) -> str:
-    han = sum(1 for ch in text if "\u3400" <= ch <= "\u9fff")
-    letters = sum(1 for ch in text if ch.isalpha())
-    return "zh" if letters and han / letters >= 0.3 else "en"
 
 
 def _read_jsonl(path: Path, what: str) -> list[tuple[int, dict]]:

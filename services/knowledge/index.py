@@ -38,7 +38,7 @@ from services.errors import InvalidArgument
 from services.knowledge.analysis import analyze
 from services.knowledge.answerability import AnswerabilityModel
 from services.knowledge.bm25 import BM25Index, top_positive
-from services.knowledge.entries import LOCALES, MODES, KnowledgeEntry, Progress, RetrievalHit, SearchResult
+from services.knowledge.entries import LOCALES, MODES, KnowledgeEntry, Progress, RetrievalHit, SearchResult, check_entries
 
 log = logging.getLogger(__name__)
 
@@ -362,20 +362,10 @@ class EmbeddedIndex:
             log.info("knowledge: picked up version %d written by another process", version)
             return True
 
-    @staticmethod
-    def check(entries: Sequence[KnowledgeEntry], seen: set[str] | None = None) -> None:
-        """Validate ``entries`` (and that no id comes twice, also across ``seen``)."""
-        seen = set() if seen is None else seen
-        for e in entries:
-            e.validate()
-            if e.id in seen:
-                raise InvalidArgument(f"document {e.id!r} appears twice in one ingest")
-            seen.add(e.id)
-
     async def prepare(self, entries: Sequence[KnowledgeEntry], progress: Progress | None = None) -> list[_DocIndex]:
         """Chunk, analyze and embed the entries that differ from what is stored; nothing
         is visible or written until ``commit``. Runs beside searches and other writes."""
-        self.check(entries)
+        check_entries(entries)
         current = self._snapshot
         changed = [e for e in entries if (d := current.docs.get(e.id)) is None or d.entry != e]
         if not changed:
