@@ -35,7 +35,7 @@ from elastic_transport import ApiResponseMeta, ConnectionError, ConnectionTimeou
 from elasticsearch import AuthenticationException, BadRequestError, UnsupportedProductError
 
 from services.errors import InvalidArgument, KefuError, Unavailable
-from services.knowledge import elasticsearch as es
+from services.knowledge import elasticsearch_requests as es
 from services.knowledge.elasticsearch import ElasticsearchIndex
 from services.knowledge.entries import KnowledgeEntry
 

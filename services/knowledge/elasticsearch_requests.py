@@ -1,0 +1,596 @@
+"""Elasticsearch request bodies and their answers, for the knowledge backend in
+``elasticsearch.py``: index settings and mappings, chunk documents and bulk
+actions, search bodies for each mode, client-side RRF, hits from responses,
+the stored state after a crash, and error mapping. Pure functions, so every
+body can be checked offline.
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+from elastic_transport import ApiError as TransportApiError
+from elastic_transport import ConnectionError as TransportConnectionError
+from elastic_transport import ConnectionTimeout, SerializationError, TransportError
+
+from services.embedding import Embedder
+from services.errors import InvalidArgument, KefuError, Unavailable
+from services.knowledge.entries import LOCALES, MODES, KnowledgeEntry, Progress, RetrievalHit
+
+
+SCHEMA_VERSION = 1
+DIMS = 384
+META_ID = "kb"
+TOMBSTONE = "tombstone"
+RRF_RANK_CONSTANT = 60
+FUSIONS = ("auto", "server", "client")
+EMBED_BATCH = 64
+BULK_BATCH = 200
+SCAN_PAGE = 500
+TERMS_BATCH = 1000
+# Boosts of the lexical fields: a question phrasing says most about a match.
+FIELD_BOOSTS = {"questions": 2.0, "title": 1.5, "text": 1.0}
+INDEX_PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,200}$")
+
+
+# -- index layout --------------------------------------------------------------
+def chunks_index(prefix: str) -> str:
+    return f"{prefix}-chunks"
+
+
+def meta_index(prefix: str) -> str:
+    return f"{prefix}-meta"
+
+
+def doc_key(doc_id: str) -> str:
+    """A short, stable, id-safe key for a document id (ids may be 512 characters)."""
+    return hashlib.sha256(doc_id.encode("utf-8")).hexdigest()[:32]
+
+
+def chunk_doc_id(doc_id: str, chunk_id: str, version: int) -> str:
+    return f"{doc_key(doc_id)}-v{version}-{chunk_id}"
+
+
+def tombstone_doc_id(doc_id: str, version: int) -> str:
+    return f"{doc_key(doc_id)}-v{version}-x"
+
+
+def index_settings() -> dict[str, Any]:
+    """Settings of the chunks index: one shard, and the language analyzers."""
+    return {
+        "number_of_shards": 1,
+        "auto_expand_replicas": "0-1",
+        "analysis": {
+            "analyzer": {
+                # What the built-in "cjk" analyzer does, minus its English stop list:
+                # Han characters become overlapping bigrams, Latin words stay whole.
+                "kefu_zh": {"type": "custom", "tokenizer": "standard", "filter": ["cjk_width", "lowercase", "cjk_bigram"]},
+                "kefu_en": {"type": "english"},
+            }
+        },
+    }
+
+
+def _language_fields(zh_analyzer: str) -> dict[str, Any]:
+    analyzers = {"zh": zh_analyzer, "en": "kefu_en"}
+    return {f"{name}_{loc}": {"type": "text", "analyzer": analyzers[loc]} for name in FIELD_BOOSTS for loc in LOCALES}
+
+
+def index_mappings(dims: int = DIMS, zh_analyzer: str = "kefu_zh") -> dict[str, Any]:
+    keyword = {"type": "keyword"}
+    shown = {"type": "text", "index": False}
+    return {
+        "dynamic": "strict",
+        "_meta": {"kefu_schema": SCHEMA_VERSION, "dims": dims},
+        "properties": {
+            "doc_id": keyword,
+            "chunk_id": keyword,
+            "kind": keyword,
+            "locale": keyword,
+            "tags": keyword,
+            "version": {"type": "long"},
+            "title": shown,
+            "text": shown,
+            "questions": shown,
+            **_language_fields(zh_analyzer),
+            "keys": {
+                "type": "nested",
+                "properties": {
+                    # -1: the chunk's passage; i >= 0: questions[i].
+                    "ord": {"type": "integer"},
+                    "vector": {
+                        "type": "dense_vector",
+                        "dims": dims,
+                        "index": True,
+                        "similarity": "cosine",
+                        "index_options": {"type": "hnsw", "m": 16, "ef_construction": 100},
+                    },
+                    "vector_b64": {"type": "binary"},
+                },
+            },
+            "entry": {"type": "object", "enabled": False},
+        },
+    }
+
+
+def meta_settings() -> dict[str, Any]:
+    return {"number_of_shards": 1, "auto_expand_replicas": "0-1"}
+
+
+def meta_mappings() -> dict[str, Any]:
+    return {"dynamic": False, "properties": {"kb_version": {"type": "long"}}}
+
+
+# -- documents -----------------------------------------------------------------
+@dataclass
+class EntryVectors:
+    """Embeddings of one entry: a row per chunk (passages), a row per question."""
+
+    passages: np.ndarray
+    questions: np.ndarray
+
+
+def entry_questions(entry: KnowledgeEntry) -> list[str]:
+    return [q.strip() for q in entry.questions if q.strip()]
+
+
+def encode_vector(vector: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+
+def decode_vector(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f4")
+
+
+def _key(ord_: int, vector: np.ndarray) -> dict[str, Any]:
+    v = np.asarray(vector, dtype=np.float32)
+    return {"ord": ord_, "vector": [round(float(x), 7) for x in v], "vector_b64": encode_vector(v)}
+
+
+async def _embed_batched(embed: Any, texts: list[str], dims: int, step: Any) -> np.ndarray:
+    rows = []
+    for start in range(0, len(texts), EMBED_BATCH):
+        part = texts[start : start + EMBED_BATCH]
+        vecs = np.asarray(await embed(part), dtype=np.float32)
+        if vecs.shape != (len(part), dims):
+            raise KefuError(f"the embedder returned vectors of shape {vecs.shape}, expected ({len(part)}, {dims})")
+        rows.append(vecs)
+        step(len(part))
+    return np.concatenate(rows) if rows else np.zeros((0, dims), np.float32)
+
+
+async def embed_entries(
+    embedder: Embedder, entries: Sequence[KnowledgeEntry], progress: Progress | None = None, dims: int = DIMS
+) -> list[EntryVectors]:
+    """Passage vectors of every chunk and query vectors of every question, per entry."""
+    chunks = [[text for _, text in e.chunks()] for e in entries]
+    questions = [entry_questions(e) for e in entries]
+    total = sum(map(len, chunks)) + sum(map(len, questions))
+    done = 0
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    p_all = await _embed_batched(embedder.embed_passages, [t for c in chunks for t in c], dims, step)
+    q_all = await _embed_batched(embedder.embed_queries, [q for qs in questions for q in qs], dims, step)
+    out, pi, qi = [], 0, 0
+    for c, qs in zip(chunks, questions, strict=True):
+        out.append(EntryVectors(p_all[pi : pi + len(c)], q_all[qi : qi + len(qs)]))
+        pi, qi = pi + len(c), qi + len(qs)
+    return out
+
+
+def chunk_documents(entries: Sequence[KnowledgeEntry], vectors: Sequence[EntryVectors], version: int) -> list[tuple[str, dict]]:
+    """(``_id``, ``_source``) of every chunk document of ``entries`` at ``version``."""
+    docs: list[tuple[str, dict]] = []
+    for entry, vecs in zip(entries, vectors, strict=True):
+        questions = entry_questions(entry)
+        chunks = entry.chunks()
+        if len(vecs.passages) != len(chunks) or len(vecs.questions) != len(questions):
+            raise ValueError(f"vectors do not match the chunks and questions of document {entry.id!r}")
+        for n, (chunk_id, text) in enumerate(chunks):
+            first = chunk_id == "0"
+            qs = questions if first else []
+            keys = [_key(-1, vecs.passages[n])] + ([_key(i, v) for i, v in enumerate(vecs.questions)] if first else [])
+            source: dict[str, Any] = {
+                "doc_id": entry.id,
+                "chunk_id": chunk_id,
+                "kind": entry.kind,
+                "locale": entry.locale,
+                "tags": list(entry.tags),
+                "version": version,
+                "title": entry.title,
+                "text": text,
+                "questions": qs,
+                f"title_{entry.locale}": entry.title,
+                f"text_{entry.locale}": text,
+                f"questions_{entry.locale}": qs,
+                "keys": keys,
+            }
+            if first:
+                source["entry"] = dataclasses.asdict(entry)
+            docs.append((chunk_doc_id(entry.id, chunk_id, version), source))
+    return docs
+
+
+def tombstone_documents(doc_ids: Sequence[str], version: int) -> list[tuple[str, dict]]:
+    return [(tombstone_doc_id(d, version), {"doc_id": d, "chunk_id": "-", "kind": TOMBSTONE, "version": version}) for d in doc_ids]
+
+
+def bulk_actions(index: str, docs: Sequence[tuple[str, dict]]) -> list[dict]:
+    """The ``_bulk`` body (action and source lines) that indexes ``docs``."""
+    ops: list[dict] = []
+    for doc_id, source in docs:
+        ops.append({"index": {"_index": index, "_id": doc_id}})
+        ops.append(source)
+    return ops
+
+
+def delete_actions(index: str, ids: Sequence[str]) -> list[dict]:
+    return [{"delete": {"_index": index, "_id": i}} for i in ids]
+
+
+def bulk_item_errors(response: Mapping[str, Any]) -> list[tuple[str, int, str, str]]:
+    """(``_id``, status, error type, reason) of every failed item of a ``_bulk`` answer."""
+    out = []
+    for item in response.get("items", []):
+        for result in item.values():
+            error = result.get("error")
+            if error:
+                if isinstance(error, dict):
+                    out.append((str(result.get("_id")), int(result.get("status", 0)), str(error.get("type", "")), str(error.get("reason", ""))))
+                else:
+                    out.append((str(result.get("_id")), int(result.get("status", 0)), "", str(error)))
+    return out
+
+
+def bulk_error(errors: Sequence[tuple[str, int, str, str]], docs: Sequence[tuple[str, dict]]) -> KefuError:
+    """The error a write raises when items of its bulk request failed."""
+    where = {i: (s.get("doc_id", "?"), s.get("chunk_id", "?")) for i, s in docs}
+    _id, status, kind, reason = errors[0]
+    doc_id, chunk_id = where.get(_id, ("?", "?"))
+    message = (
+        f"elasticsearch rejected {len(errors)} of {len(docs)} chunk documents, so nothing was written "
+        f"(first: document {doc_id!r} chunk {chunk_id}: {kind or 'error'}: {reason[:300]})"
+    )
+    if all(e[1] == 400 for e in errors):
+        return InvalidArgument(message)
+    return Unavailable(message)
+
+
+# -- queries -------------------------------------------------------------------
+def fetch_size(top_k: int) -> int:
+    """Hits asked for: more than ``top_k``, since superseded chunks are dropped here."""
+    return min(top_k * 2 + 5, 10_000)
+
+
+def search_filters(locales: Sequence[str], tags: Sequence[str], max_version: int) -> list[dict]:
+    filters: list[dict] = [{"range": {"version": {"lte": max_version}}}]
+    if locales:
+        filters.append({"terms": {"locale": list(locales)}})
+    if tags:
+        filters.append({"terms": {"tags": list(tags)}})
+    return filters
+
+
+def lexical_fields(locales: Sequence[str] = ()) -> list[str]:
+    locs = [loc for loc in LOCALES if loc in locales] or list(LOCALES)
+    return [f"{name}_{loc}^{boost:g}" for name, boost in FIELD_BOOSTS.items() for loc in locs]
+
+
+def search_source() -> dict[str, Any]:
+    """What a search reads back: no stored entry, no indexed copies, no float vectors
+    (the base64 copy in ``keys.vector_b64`` is enough for the client-side cosine)."""
+    return {"excludes": ["entry", "keys.vector", *(f"{name}_{loc}" for name in FIELD_BOOSTS for loc in LOCALES)]}
+
+
+def lexical_query(query: str, filters: list[dict], locales: Sequence[str] = ()) -> dict[str, Any]:
+    return {
+        "bool": {
+            "must": [{"multi_match": {"query": query, "fields": lexical_fields(locales), "type": "best_fields", "tie_breaker": 0.3}}],
+            "filter": filters,
+        }
+    }
+
+
+def knn_clause(query_vector: Sequence[float], filters: list[dict], k: int, num_candidates: int) -> dict[str, Any]:
+    return {
+        "field": "keys.vector",
+        "query_vector": [float(x) for x in query_vector],
+        "k": k,
+        "num_candidates": num_candidates,
+        "filter": filters,
+    }
+
+
+def num_candidates_for(k: int) -> int:
+    return min(max(k * 10, 100), 10_000)
+
+
+def search_body(
+    query: str,
+    query_vector: Sequence[float] | None,
+    mode: str,
+    *,
+    locales: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    top_k: int = 3,
+    max_version: int,
+    rank_window_size: int | None = None,
+    rank_constant: int = RRF_RANK_CONSTANT,
+) -> dict[str, Any]:
+    """The ``_search`` body of one search: ``bm25``, ``dense`` or ``hybrid`` (RRF retriever)."""
+    if mode not in MODES:
+        raise InvalidArgument(f"unknown search mode {mode!r}: use one of {', '.join(MODES)}")
+    if mode != "bm25" and query_vector is None:
+        raise ValueError(f"mode {mode!r} needs a query vector")
+    size = fetch_size(top_k)
+    filters = search_filters(locales, tags, max_version)
+    body: dict[str, Any] = {"size": size, "_source": search_source()}
+    if mode == "bm25":
+        body["query"] = lexical_query(query, filters, locales)
+    elif mode == "dense":
+        body["knn"] = knn_clause(query_vector, filters, size, num_candidates_for(size))  # type: ignore[arg-type]
+    else:
+        window = max(rank_window_size or 0, size, 50)
+        body["retriever"] = {
+            "rrf": {
+                "retrievers": [
+                    {"standard": {"query": lexical_query(query, filters, locales)}},
+                    {"knn": knn_clause(query_vector, filters, window, num_candidates_for(window))},  # type: ignore[arg-type]
+                ],
+                "rank_window_size": window,
+                "rank_constant": rank_constant,
+            }
+        }
+    return body
+
+
+def client_fusion_bodies(
+    query: str, query_vector: Sequence[float], *, locales: Sequence[str] = (), tags: Sequence[str] = (), top_k: int = 3, max_version: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two searches (lexical, kNN) whose ranks ``rrf_fuse`` combines when the cluster
+    cannot run the RRF retriever; each returns the RRF window."""
+    window = max(fetch_size(top_k), 50)
+    filters = search_filters(locales, tags, max_version)
+    source = search_source()
+    lexical = {"size": window, "_source": source, "query": lexical_query(query, filters, locales)}
+    dense = {"size": window, "_source": source, "knn": knn_clause(query_vector, filters, window, num_candidates_for(window))}
+    return lexical, dense
+
+
+def rrf_fuse(rankings: Sequence[Sequence[str]], rank_constant: int = RRF_RANK_CONSTANT) -> list[tuple[str, float]]:
+    """Reciprocal rank fusion: score(d) = sum over rankings of 1 / (rank_constant + rank), rank from 1."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, ident in enumerate(ranking, start=1):
+            scores[ident] = scores.get(ident, 0.0) + 1.0 / (rank_constant + rank)
+    return sorted(scores.items(), key=lambda kv: -kv[1])
+
+
+def scan_body(after: Sequence[Any] | None = None) -> dict[str, Any]:
+    """One page of the read of every chunk's bookkeeping fields (``open()``)."""
+    body: dict[str, Any] = {
+        "size": SCAN_PAGE,
+        "query": {"match_all": {}},
+        "sort": [{"doc_id": "asc"}, {"version": "asc"}, {"chunk_id": "asc"}],
+        "_source": ["doc_id", "chunk_id", "kind", "version", "entry"],
+        "track_total_hits": False,
+    }
+    if after is not None:
+        body["search_after"] = list(after)
+    return body
+
+
+def older_versions_query(doc_ids: Sequence[str], keep: int) -> dict[str, Any]:
+    return {"bool": {"filter": [{"terms": {"doc_id": list(doc_ids)}}, {"range": {"version": {"lt": keep}}}]}}
+
+
+def uncommitted_query(committed: int) -> dict[str, Any]:
+    return {"range": {"version": {"gt": committed}}}
+
+
+def tombstones_query(doc_ids: Sequence[str], upto: int) -> dict[str, Any]:
+    return {"bool": {"filter": [{"terms": {"doc_id": list(doc_ids)}}, {"term": {"kind": TOMBSTONE}}, {"range": {"version": {"lte": upto}}}]}}
+
+
+# -- reading results -----------------------------------------------------------
+def key_similarity(keys: Sequence[Mapping[str, Any]], query_vector: np.ndarray, questions: Sequence[str]) -> tuple[float, str]:
+    """(cosine of the query with the chunk's best vector, the best-matching question or "")."""
+    vecs, ords = [], []
+    for k in keys:
+        if k.get("vector_b64"):
+            v = decode_vector(k["vector_b64"])
+        elif k.get("vector") is not None:
+            v = np.asarray(k["vector"], dtype=np.float32)
+        else:
+            continue
+        vecs.append(v)
+        ords.append(int(k.get("ord", -1)))
+    if not vecs:
+        return 0.0, ""
+    m = np.stack(vecs).astype(np.float32)
+    m /= np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+    q = np.asarray(query_vector, dtype=np.float32)
+    q = q / max(float(np.linalg.norm(q)), 1e-12)
+    sims = m @ q
+    matched = ""
+    q_rows = [i for i, o in enumerate(ords) if 0 <= o < len(questions)]
+    if q_rows:
+        best = max(q_rows, key=lambda i: sims[i])
+        matched = questions[ords[best]]
+    return float(sims.max()), matched
+
+
+def build_hits(
+    raw: Iterable[tuple[Mapping[str, Any], float, float]],
+    query_vector: np.ndarray | None,
+    doc_versions: Mapping[str, int],
+    top_k: int,
+) -> list[RetrievalHit]:
+    """Hits from (``_source``, score, lexical score) in rank order, dropping chunks that
+    are not the committed version of their document (superseded, deleted, uncommitted)."""
+    hits: list[RetrievalHit] = []
+    for source, score, lexical in raw:
+        doc_id = source.get("doc_id", "")
+        if source.get("kind") == TOMBSTONE or doc_versions.get(doc_id) != source.get("version"):
+            continue
+        questions = list(source.get("questions") or [])
+        dense, matched = (0.0, "") if query_vector is None else key_similarity(source.get("keys") or [], query_vector, questions)
+        hits.append(
+            RetrievalHit(
+                doc_id=doc_id,
+                chunk_id=str(source.get("chunk_id", "")),
+                title=source.get("title", ""),
+                text=source.get("text", ""),
+                matched_question=matched,
+                score=float(score),
+                locale=source.get("locale", ""),
+                tags=list(source.get("tags") or []),
+                dense_score=dense,
+                lexical_score=float(lexical),
+            )
+        )
+        if len(hits) >= top_k:
+            break
+    return hits
+
+
+@dataclass
+class StoredState:
+    """What the chunks index says, read back by ``resolve_state``."""
+
+    entries: dict[str, KnowledgeEntry]
+    doc_versions: dict[str, int]
+    # Chunks written by a write that never committed (version > committed).
+    uncommitted: bool = False
+    # keep version -> doc ids that still have chunks of older versions.
+    stale: dict[int, list[str]] = field(default_factory=dict)
+    # tombstone version -> doc ids deleted at that version (tombstones still there).
+    tombstones: dict[int, list[str]] = field(default_factory=dict)
+
+
+def _entry_from(data: Mapping[str, Any]) -> KnowledgeEntry:
+    names = {f.name for f in dataclasses.fields(KnowledgeEntry)}
+    return KnowledgeEntry(**{k: v for k, v in data.items() if k in names})
+
+
+def resolve_state(rows: Iterable[Mapping[str, Any]], committed: int) -> StoredState:
+    """Live documents from the bookkeeping fields of every chunk document: a document's
+    live version is its newest version <= ``committed``; a tombstone there deletes it."""
+    rows = list(rows)
+    latest: dict[str, int] = {}
+    uncommitted = False
+    for r in rows:
+        v = int(r.get("version", 0))
+        if v > committed:
+            uncommitted = True
+        elif v > latest.get(r["doc_id"], -1):
+            latest[r["doc_id"]] = v
+    entries: dict[str, KnowledgeEntry] = {}
+    versions: dict[str, int] = {}
+    dead: dict[str, int] = {}
+    stale_docs: set[str] = set()
+    for r in rows:
+        doc_id, v = r["doc_id"], int(r.get("version", 0))
+        if v > committed:
+            continue
+        if v < latest[doc_id]:
+            stale_docs.add(doc_id)
+        elif r.get("kind") == TOMBSTONE:
+            dead[doc_id] = v
+        elif r.get("chunk_id") == "0" and r.get("entry"):
+            entries[doc_id] = _entry_from(r["entry"])
+            versions[doc_id] = v
+    stale: dict[int, list[str]] = {}
+    for doc_id in sorted(stale_docs - dead.keys()):  # a deleted document's older chunks go with its tombstone
+        stale.setdefault(latest[doc_id], []).append(doc_id)
+    tombstones: dict[int, list[str]] = {}
+    for doc_id, v in sorted(dead.items()):
+        tombstones.setdefault(v, []).append(doc_id)
+    return StoredState(entries, versions, uncommitted, stale, tombstones)
+
+
+# -- errors --------------------------------------------------------------------
+def safe_url(url: str) -> str:
+    """``url`` without credentials, for messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    if parts.username or parts.password:
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
+
+
+def error_reason(body: Any) -> str:
+    """A short reason from an Elasticsearch error body."""
+    if isinstance(body, Mapping):
+        error = body.get("error")
+        if isinstance(error, Mapping):
+            root = (error.get("root_cause") or [{}])[0]
+            kind = root.get("type") or error.get("type") or "error"
+            reason = root.get("reason") or error.get("reason") or ""
+            caused = (error.get("caused_by") or {}).get("reason")
+            text = f"{kind}: {reason}"
+            if caused and caused not in text:
+                text += f" ({caused})"
+            return text[:500]
+        if error:
+            return str(error)[:500]
+        if body.get("found") is False:
+            return "not found"
+    return str(body)[:500] if body else "no details"
+
+
+def map_error(exc: BaseException, url: str) -> KefuError:
+    """The kefu error for an exception of the Elasticsearch client (no stack trace in it)."""
+    where = f"elasticsearch at {safe_url(url)}"
+    if isinstance(exc, ConnectionTimeout):
+        return Unavailable(f"{where} unreachable: no answer in time ({exc})")
+    if isinstance(exc, TransportConnectionError):
+        return Unavailable(f"{where} unreachable: {exc}")
+    if isinstance(exc, SerializationError):
+        return Unavailable(f"{where} sent an answer that could not be read: {exc}")
+    if isinstance(exc, TransportError):
+        return Unavailable(f"{where} unreachable: {exc}")
+    if isinstance(exc, TransportApiError):
+        status = exc.meta.status if exc.meta is not None else 0
+        reason = error_reason(exc.body)
+        if type(exc).__name__ == "UnsupportedProductError":
+            return Unavailable(f"{where} does not answer as Elasticsearch: {exc.message}")
+        if status == 400:
+            return InvalidArgument(f"elasticsearch rejected the request: {reason}")
+        if status in (401, 403):
+            return Unavailable(f"{where} refused access ({status}): {reason}; check the API key and its privileges")
+        if status == 404:
+            return Unavailable(f"{where}: {reason}; the knowledge indices may have been deleted, restart the service to recreate them")
+        if status == 409:
+            return Unavailable(f"{where}: conflicting concurrent write: {reason}")
+        if status == 429 or status >= 500:
+            return Unavailable(f"{where} is overloaded or failing ({status}): {reason}")
+        return KefuError(f"{where} failed ({status}): {reason}")
+    return KefuError(f"{where} failed: {type(exc).__name__}")
+
+
+def rrf_unsupported(exc: BaseException) -> bool:
+    """Whether a failed hybrid search means this cluster cannot run the RRF retriever
+    (license without RRF, or a version before retrievers)."""
+    if not isinstance(exc, TransportApiError) or exc.meta is None:
+        return False
+    text = f"{exc.message} {error_reason(exc.body)}".lower()
+    if exc.meta.status == 403 and "license" in text:
+        return True
+    return exc.meta.status == 400 and ("retriever" in text or "rrf" in text)
