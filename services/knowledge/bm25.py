@@ -26,7 +26,7 @@ class BM25Index:
         self._vocab: dict[str, int] = {}
         self._indptr = np.zeros(1, dtype=np.int64)
         self._rows = np.zeros(0, dtype=np.int32)
-        self._tfs = np.zeros(0, dtype=np.float32)
+        self._tfs = np.zeros(0, dtype=np.float32)  # per posting: tf * (k1 + 1) / (tf + length norm)
         self._idf = np.zeros(0, dtype=np.float32)
         self._doc_len = np.zeros(0, dtype=np.float32)
         self._avg_len = 1.0
@@ -62,6 +62,11 @@ class BM25Index:
         self._tfs = tf.astype(np.float32)
         n = len(docs)
         self._idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
+        # Each posting's term-frequency part of the score, computed once here rather
+        # than for every query (Lucene's "impacts"): a query term then costs one
+        # multiply-add over its postings.
+        norm = self.k1 * (1.0 - self.b + self.b * self._doc_len[self._rows] / self._avg_len)
+        self._tfs = (self._tfs * (self.k1 + 1.0) / (self._tfs + norm)).astype(np.float32)
         return self
 
     def query_terms(self, query: str) -> list[tuple[int, int]]:
@@ -83,12 +88,9 @@ class BM25Index:
         if not self.ids:
             return out
         terms = self.query_terms(query) if isinstance(query, str) else query
-        k1, b, avg = self.k1, self.b, self._avg_len
         for tid, qtf in terms:
             lo, hi = self._indptr[tid], self._indptr[tid + 1]
-            rows, tf = self._rows[lo:hi], self._tfs[lo:hi]
-            norm = k1 * (1.0 - b + b * self._doc_len[rows] / avg)
-            out[rows] += qtf * self._idf[tid] * tf * (k1 + 1.0) / (tf + norm)
+            out[self._rows[lo:hi]] += (qtf * self._idf[tid]) * self._tfs[lo:hi]
         return out
 
     def search(self, query: str, top_k: int = 10, mask: np.ndarray | None = None) -> list[tuple[str, float]]:
