@@ -150,6 +150,23 @@ class Dialog:
     answer_intent_confidence: float = 0.50
     # Deadline in seconds for calls from Dialog to NLU and Knowledge.
     call_timeout_s: float = 10.0
+    # A turn counts as dissatisfied when NLU's dissatisfaction score reaches this; after
+    # dissatisfied_turns_for_handoff such turns in a row, Dialog hands over to a person.
+    dissatisfaction_threshold: float = 0.6
+    dissatisfied_turns_for_handoff: int = 2
+    # When the knowledge does not answer and the two best intents are this close
+    # (confidence margin) while both are plausible, Dialog asks which one was meant
+    # instead of abstaining.
+    clarify_margin: float = 0.2
+    clarify_min_confidence: float = 0.25
+
+
+@dataclass
+class Nlu:
+    # Sensitive-word lexicon (one term per line, optional TAB category); empty means the
+    # packaged default (services/nlu/resources). Changes are picked up while running.
+    sensitive_lexicon: str = ""
+    lexicon_reload_s: float = 2.0
 
 
 @dataclass
@@ -174,6 +191,7 @@ class KefuConfig:
     models: Models = field(default_factory=Models)
     temporal: Temporal = field(default_factory=Temporal)
     knowledge: Knowledge = field(default_factory=Knowledge)
+    nlu: Nlu = field(default_factory=Nlu)
     generation: Generation = field(default_factory=Generation)
     dialog: Dialog = field(default_factory=Dialog)
     telemetry: Telemetry = field(default_factory=Telemetry)

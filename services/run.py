@@ -23,7 +23,8 @@ async def build_nlu(cfg: KefuConfig) -> ServiceSpec:
     from kefu.v1 import nlu_pb2, nlu_pb2_grpc
     from services.demo.pack import load_domain_pack
     from services.embedding import TritonEmbedder
-    from services.nlu.core import IntentMatcher, MessageAnalyzer, TritonIntentModel
+    from services.nlu.core import MessageAnalyzer
+    from services.nlu.intents import IntentMatcher, TritonIntentModel
     from services.nlu.servicer import NluServicer
     from services.nlu.training import ensure_intent_model
     from services.serving.triton_client import IntentClassifierClient

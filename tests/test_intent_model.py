@@ -18,7 +18,7 @@ import numpy as np
 from services.config import REPO_ROOT
 from services.demo.pack import load_domain_pack
 from services.embedding import TritonEmbedder
-from services.nlu.core import IntentMatcher, TritonIntentModel
+from services.nlu.intents import IntentMatcher, TritonIntentModel
 from services.nlu.training import (
     ensure_intent_model,
     fit_intent_classifier,

@@ -29,6 +29,13 @@ class Intent:
     examples: dict[str, list[str]]
     # Fixed reply per language; only smalltalk intents have them.
     replies: dict[str, str] = field(default_factory=dict)
+    # Short name per language shown to the customer when Dialog asks which of two
+    # intents was meant ("退货政策" / "return policy"); optional.
+    titles: dict[str, str] = field(default_factory=dict)
+
+    def title(self, language: str) -> str:
+        """The customer-facing name in ``language``: the title, else the first example."""
+        return self.titles.get(language) or self.examples.get(language, self.examples["en"])[0]
 
 
 @dataclass(frozen=True)
@@ -133,12 +140,17 @@ def _intent(raw: Any, index: int) -> Intent:
             replies[lang] = _text(replies_raw, lang, f"{where}: replies")
     elif replies_raw:
         raise ValueError(f"{where}: only smalltalk intents have fixed replies (action is {action!r})")
+    titles_raw = raw.get("titles") or {}
+    if not isinstance(titles_raw, dict) or set(titles_raw) - set(LANGUAGES):
+        raise ValueError(f"{where}: 'titles' must map languages ({', '.join(LANGUAGES)}) to short names")
+    titles = {lang: _text(titles_raw, lang, f"{where}: titles") for lang in titles_raw}
     return Intent(
         name=name,
         action=action,
         description=_text(raw, "description", where),
         examples=examples,
         replies=replies,
+        titles=titles,
     )
 
 

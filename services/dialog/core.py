@@ -3,9 +3,14 @@
 A turn: understand it (NLU) → decide (policy) → act:
 - smalltalk intents get the domain pack's fixed reply;
 - handoff intents (a person, a complaint) open a ticket through Temporal;
+- a customer who sounds dissatisfied for several turns in a row is handed over too
+  (NLU's dissatisfaction score, counted across the session's turns);
+- a message NLU flags as an attempt to steer the model ("prompt_injection") is not
+  passed to the model: kefu says what it can help with, and the turn records why;
 - everything else is answered from the knowledge base by the language model,
-  streamed, with citations — or, when the knowledge does not answer it, kefu
-  says it is not sure and offers a human agent instead of inventing.
+  streamed, with citations — or, when the knowledge does not answer it, kefu asks
+  which of two close intents was meant, or says it is not sure and offers a human
+  agent instead of inventing.
 """
 
 from __future__ import annotations
@@ -96,8 +101,17 @@ class DialogEngine:
             handoff=session.handoff,
         )
 
+        dissatisfaction = float(understanding.sentiment.dissatisfaction)
         if intent is not None and confident and intent.action == "handoff":
-            await self._open_ticket(outcome, session, intent.name)
+            await self._open_ticket(outcome, session, "complaint" if intent.name == "complaint" else "handoff")
+            yield outcome.reply_text
+        elif session.handoff == "bot" and self._dissatisfied_streak(session, dissatisfaction) >= self._cfg.dialog.dissatisfied_turns_for_handoff:
+            await self._open_ticket(outcome, session, "complaint", reply_name="dissatisfied_handoff")
+            outcome.actions[0].detail["reason"] = "dissatisfied"
+            yield outcome.reply_text
+        elif "prompt_injection" in understanding.flags:
+            outcome.reply_text = reply("screened", language)
+            outcome.actions.append(StoredAction("screened", detail={"flag": "prompt_injection"}))
             yield outcome.reply_text
         elif intent is not None and confident and intent.action == "smalltalk":
             outcome.reply_text = intent.replies.get(language) or intent.replies["en"]
@@ -113,6 +127,7 @@ class DialogEngine:
                 index=outcome.turn_index, customer_text=understanding.masked_text, reply_text=outcome.reply_text,
                 intent=outcome.intent, actions=outcome.actions, citations=outcome.citations,
                 created_at=datetime.now(timezone.utc).isoformat(),
+                dissatisfaction=dissatisfaction, flags=list(understanding.flags),
             ),
             handoff=outcome.handoff if outcome.handoff != session.handoff else None,
         )
@@ -129,6 +144,32 @@ class DialogEngine:
         between complaint and human_agent, but both mean a handoff."""
         return sum(c.confidence for c in understanding.intents if (i := self._intent(c.name)) and i.action == action)
 
+    def _dissatisfied_streak(self, session: SessionRecord, dissatisfaction: float) -> int:
+        """Dissatisfied turns in a row, ending with this one (0 when this one is not)."""
+        threshold = self._cfg.dialog.dissatisfaction_threshold
+        if dissatisfaction < threshold:
+            return 0
+        streak = 1
+        for turn in reversed(session.turns):
+            if turn.dissatisfaction < threshold:
+                break
+            streak += 1
+        return streak
+
+    def _clarification(self, outcome: TurnOutcome) -> tuple[Intent, Intent] | None:
+        """The two intents to ask about when NLU cannot tell them apart, else None."""
+        u = outcome.understanding
+        if u.out_of_scope or len(u.intents) < 2:
+            return None
+        d = self._cfg.dialog
+        first, second = u.intents[0], u.intents[1]
+        a, b = self._intent(first.name), self._intent(second.name)
+        if a is None or b is None or "smalltalk" in (a.action, b.action):
+            return None
+        if second.confidence < d.clarify_min_confidence or first.confidence - second.confidence >= d.clarify_margin:
+            return None
+        return a, b
+
     def _answers(self, found: knowledge_pb2.SearchResponse, outcome: TurnOutcome) -> bool:
         """Whether the best hit answers the question: Knowledge is confident on its
         own, or fairly sure and NLU is confident the question is an in-domain one."""
@@ -144,20 +185,20 @@ class DialogEngine:
         )
         return in_domain and found.answerability >= k.near_miss_threshold
 
-    async def _open_ticket(self, outcome: TurnOutcome, session: SessionRecord, intent: str) -> None:
+    async def _open_ticket(self, outcome: TurnOutcome, session: SessionRecord, category: str, *, reply_name: str = "ticket_created") -> None:
         from services.dialog.tickets import new_ticket_id
 
         history = "\n".join(f"customer: {t.customer_text}\nkefu: {t.reply_text}" for t in session.turns[-8:])
         request = TicketRequest(
             ticket_id=new_ticket_id(),
             session_id=session.session_id,
-            category="complaint" if intent == "complaint" else "handoff",
+            category=category,
             summary=(history + "\n" if history else "") + f"customer: {outcome.understanding.masked_text}",
             language=outcome.language,
             customer_id=session.customer_id,
         )
         receipt, workflow_id = await self._tickets.open_ticket(request)
-        outcome.reply_text = reply("ticket_created", outcome.language, ticket_id=receipt.ticket_id)
+        outcome.reply_text = reply(reply_name, outcome.language, ticket_id=receipt.ticket_id)
         outcome.actions += [
             StoredAction("create_ticket", ticket_id=receipt.ticket_id, workflow_id=workflow_id, detail={"category": request.category}),
             StoredAction("handoff", ticket_id=receipt.ticket_id),
@@ -168,6 +209,12 @@ class DialogEngine:
         question = outcome.understanding.masked_text
         found = await self._upstream.search(question, locales=[outcome.language], top_k=self._cfg.knowledge.top_k)
         if not self._answers(found, outcome):
+            pair = self._clarification(outcome)
+            if pair is not None:
+                outcome.reply_text = reply("clarify", outcome.language, first=pair[0].title(outcome.language), second=pair[1].title(outcome.language))
+                outcome.actions.append(StoredAction("clarify", detail={"intents": f"{pair[0].name},{pair[1].name}"}))
+                yield outcome.reply_text
+                return
             outcome.reply_text = reply("abstain", outcome.language)
             outcome.actions.append(StoredAction("abstain", detail={"answerability": f"{found.answerability:.3f}"}))
             yield outcome.reply_text

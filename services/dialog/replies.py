@@ -8,6 +8,20 @@ REPLIES = {
         "en": "Sorry, I'm not sure about that and don't want to give you a wrong answer. "
         "Shall I connect you with a human agent or open a ticket? Just reply \"talk to a person\".",
     },
+    "dissatisfied_handoff": {
+        "zh": "非常抱歉给您带来了不好的体验。我已为您转接人工客服，并创建工单 {ticket_id}，客服人员会尽快联系您。",
+        "en": "I'm very sorry for the trouble. I've passed your conversation to a human agent and opened ticket {ticket_id}; "
+        "an agent will contact you shortly.",
+    },
+    "screened": {
+        "zh": "抱歉，我只能帮您处理购物、订单和售后方面的问题，无法执行这类指令。请问有什么购物方面的问题需要帮忙吗？",
+        "en": "Sorry, I can only help with shopping, orders and after-sales questions, "
+        "and can't follow instructions like that. Is there anything about your order I can help with?",
+    },
+    "clarify": {
+        "zh": "我想确认一下：您是想咨询「{first}」，还是「{second}」？",
+        "en": "Just to be sure: do you mean \"{first}\" or \"{second}\"?",
+    },
     "ticket_created": {
         "zh": "已为您转接人工客服，并创建工单 {ticket_id}。客服人员会尽快联系您，请保留工单号以便查询。",
         "en": "I've passed your conversation to a human agent and opened ticket {ticket_id}. "

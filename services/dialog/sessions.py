@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS turns (
   actions TEXT NOT NULL,
   citations TEXT NOT NULL,
   created_at TEXT NOT NULL,
+  nlu TEXT NOT NULL DEFAULT '{}',
   PRIMARY KEY (session_id, turn_index)
 );
 """
@@ -63,6 +64,10 @@ class TurnRecord:
     actions: list[StoredAction]
     citations: list[StoredCitation]
     created_at: str
+    # What NLU read in the customer's message: dissatisfaction in [0, 1] (Dialog counts
+    # dissatisfied turns in a row) and screening flags such as "prompt_injection".
+    dissatisfaction: float = 0.0
+    flags: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -86,6 +91,9 @@ class SessionStore:
         self._local = threading.local()
         with self._conn() as conn:
             conn.executescript(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(turns)")}
+            if "nlu" not in columns:  # a database written before turns kept NLU's reading
+                conn.execute("ALTER TABLE turns ADD COLUMN nlu TEXT NOT NULL DEFAULT '{}'")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -114,16 +122,19 @@ class SessionStore:
             return None
         record = SessionRecord(*row)
         for t in conn.execute(
-            "SELECT turn_index, customer_text, reply_text, intent, actions, citations, created_at "
+            "SELECT turn_index, customer_text, reply_text, intent, actions, citations, created_at, nlu "
             "FROM turns WHERE session_id=? ORDER BY turn_index",
             (session_id,),
         ):
+            nlu = json.loads(t[7] or "{}")
             record.turns.append(
                 TurnRecord(
                     index=t[0], customer_text=t[1], reply_text=t[2], intent=t[3],
                     actions=[StoredAction(**a) for a in json.loads(t[4])],
                     citations=[StoredCitation(**c) for c in json.loads(t[5])],
                     created_at=t[6],
+                    dissatisfaction=float(nlu.get("dissatisfaction", 0.0)),
+                    flags=list(nlu.get("flags", [])),
                 )
             )
         return record
@@ -131,13 +142,14 @@ class SessionStore:
     def append_turn(self, session_id: str, turn: TurnRecord, *, handoff: str | None = None) -> None:
         with self._conn() as conn:
             conn.execute(
-                "INSERT INTO turns(session_id, turn_index, customer_text, reply_text, intent, actions, citations, created_at) "
-                "VALUES(?,?,?,?,?,?,?,?)",
+                "INSERT INTO turns(session_id, turn_index, customer_text, reply_text, intent, actions, citations, created_at, nlu) "
+                "VALUES(?,?,?,?,?,?,?,?,?)",
                 (
                     session_id, turn.index, turn.customer_text, turn.reply_text, turn.intent,
                     json.dumps([asdict(a) for a in turn.actions], ensure_ascii=False),
                     json.dumps([asdict(c) for c in turn.citations], ensure_ascii=False),
                     turn.created_at,
+                    json.dumps({"dissatisfaction": round(turn.dissatisfaction, 4), "flags": turn.flags}, ensure_ascii=False),
                 ),
             )
             if handoff:
