@@ -32,6 +32,8 @@ class Intent:
     # Short name per language shown to the customer when Dialog asks which of two
     # intents was meant ("退货政策" / "return policy"); optional.
     titles: dict[str, str] = field(default_factory=dict)
+    # Category of the ticket a handoff intent opens ("complaint", "sales"...).
+    ticket_category: str = "handoff"
 
     def title(self, language: str) -> str:
         """The customer-facing name in ``language``: the title, else the first example."""
@@ -144,6 +146,11 @@ def _intent(raw: Any, index: int) -> Intent:
     if not isinstance(titles_raw, dict) or set(titles_raw) - set(LANGUAGES):
         raise ValueError(f"{where}: 'titles' must map languages ({', '.join(LANGUAGES)}) to short names")
     titles = {lang: _text(titles_raw, lang, f"{where}: titles") for lang in titles_raw}
+    ticket_category = raw.get("ticket_category", "handoff")
+    if not isinstance(ticket_category, str) or not ticket_category.strip():
+        raise ValueError(f"{where}: 'ticket_category' must be a non-empty string")
+    if "ticket_category" in raw and action != "handoff":
+        raise ValueError(f"{where}: only handoff intents open tickets ('ticket_category' with action {action!r})")
     return Intent(
         name=name,
         action=action,
@@ -151,6 +158,7 @@ def _intent(raw: Any, index: int) -> Intent:
         examples=examples,
         replies=replies,
         titles=titles,
+        ticket_category=ticket_category.strip(),
     )
 
 

@@ -103,7 +103,7 @@ class DialogEngine:
 
         dissatisfaction = float(understanding.sentiment.dissatisfaction)
         if intent is not None and confident and intent.action == "handoff":
-            await self._open_ticket(outcome, session, "complaint" if intent.name == "complaint" else "handoff")
+            await self._open_ticket(outcome, session, intent.ticket_category)
             yield outcome.reply_text
         elif session.handoff == "bot" and self._dissatisfied_streak(session, dissatisfaction) >= self._cfg.dialog.dissatisfied_turns_for_handoff:
             await self._open_ticket(outcome, session, "complaint", reply_name="dissatisfied_handoff")
