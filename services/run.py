@@ -13,6 +13,7 @@ import sys
 import grpc
 
 from services.config import KefuConfig, load_config
+from services.nlu.pii import install_pii_log_filter
 from services.server import ServiceSpec, serve
 from services.telemetry import setup_tracing
 
@@ -149,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="YAML configuration file (default: $KEFU_CONFIG, then built-in defaults)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.service} %(name)s %(levelname)s %(message)s")
+    install_pii_log_filter()  # no phone number, email, ID or card number reaches the logs
     cfg = load_config(args.config)
     cfg.home_path.mkdir(parents=True, exist_ok=True)
     asyncio.run(run_service(args.service, cfg))

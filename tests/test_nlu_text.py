@@ -22,3 +22,20 @@ def test_normalize_full_width_and_language():
     assert detect_language("你们的退货政策是什么？") == "zh"
     assert detect_language("What is your return policy?") == "en"
     assert detect_language("我的order还没到") == "zh"
+
+
+def test_compatible_names_stay_importable_from_text():
+    from services.nlu.text import ORDER_ID, MaskedText, PiiMatch
+
+    assert [m.group(0) for m in ORDER_ID.finditer("订单KF2026110100299和kf2026110100300")] == [
+        "KF2026110100299",
+        "kf2026110100300",
+    ]
+    assert not ORDER_ID.search("KF20261101002991")  # 14 digits: not an order id
+    masked = mask_pii("手机13812345678")
+    assert isinstance(masked, MaskedText) and isinstance(masked.spans[0], PiiMatch)
+
+
+def test_normalize_folds_traditional_and_colloquial_forms():
+    assert normalize("這個咋回事兒？") == "这个怎么回事?"
+    assert normalize("pls   help\n me") == "please help me"

@@ -21,6 +21,7 @@ ACTION_TYPES = {
     "handoff": dialog_pb2.ACTION_TYPE_HANDOFF,
     "abstain": dialog_pb2.ACTION_TYPE_ABSTAIN,
     "smalltalk": dialog_pb2.ACTION_TYPE_SMALLTALK,
+    "screened": dialog_pb2.ACTION_TYPE_SCREENED,
 }
 HANDOFF = {
     "bot": dialog_pb2.HANDOFF_STATE_BOT,

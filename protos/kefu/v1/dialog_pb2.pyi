@@ -21,6 +21,7 @@ class ActionType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACTION_TYPE_HANDOFF: _ClassVar[ActionType]
     ACTION_TYPE_ABSTAIN: _ClassVar[ActionType]
     ACTION_TYPE_SMALLTALK: _ClassVar[ActionType]
+    ACTION_TYPE_SCREENED: _ClassVar[ActionType]
 
 class HandoffState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -36,6 +37,7 @@ ACTION_TYPE_CREATE_TICKET: ActionType
 ACTION_TYPE_HANDOFF: ActionType
 ACTION_TYPE_ABSTAIN: ActionType
 ACTION_TYPE_SMALLTALK: ActionType
+ACTION_TYPE_SCREENED: ActionType
 HANDOFF_STATE_UNSPECIFIED: HandoffState
 HANDOFF_STATE_BOT: HandoffState
 HANDOFF_STATE_REQUESTED: HandoffState

@@ -1,0 +1,59 @@
+"""Dialog's decisions that rest on NLU's reading alone (pure methods of DialogEngine):
+when to ask which of two intents was meant, and how dissatisfied turns are counted."""
+
+from __future__ import annotations
+
+from kefu.v1 import common_pb2, nlu_pb2
+from services.config import KefuConfig
+from services.demo.pack import load_domain_pack
+from services.dialog.core import DialogEngine, TurnOutcome
+from services.dialog.replies import reply
+from services.dialog.sessions import SessionRecord, TurnRecord
+
+CFG = KefuConfig()
+PACK = load_domain_pack(CFG.domain_pack)
+ENGINE = DialogEngine(CFG, PACK, sessions=None, upstream=None, tickets=None)  # only pure methods are used
+
+
+def _outcome(*candidates: tuple[str, float], out_of_scope: bool = False) -> TurnOutcome:
+    understanding = nlu_pb2.AnalyzeResponse(
+        language="zh",
+        intents=[common_pb2.IntentCandidate(name=n, confidence=c) for n, c in candidates],
+        out_of_scope=out_of_scope,
+    )
+    top = candidates[0]
+    return TurnOutcome("s", 1, "", "zh", top[0], top[1], understanding)
+
+
+def test_two_close_intents_are_asked_about():
+    pair = ENGINE._clarification(_outcome(("return_policy", 0.41), ("return_request", 0.33)))
+    assert pair is not None and [i.name for i in pair] == ["return_policy", "return_request"]
+    text = reply("clarify", "zh", first=pair[0].title("zh"), second=pair[1].title("zh"))
+    assert pair[0].title("zh") in text and pair[1].title("zh") in text and "「" in text
+
+
+def test_no_clarification_when_one_intent_clearly_leads_or_the_message_is_off_topic():
+    assert ENGINE._clarification(_outcome(("return_policy", 0.70), ("return_request", 0.20))) is None  # wide margin
+    assert ENGINE._clarification(_outcome(("return_policy", 0.20), ("return_request", 0.15))) is None  # neither plausible
+    assert ENGINE._clarification(_outcome(("return_policy", 0.41), ("return_request", 0.33), out_of_scope=True)) is None
+    assert ENGINE._clarification(_outcome(("greeting", 0.41), ("return_request", 0.33))) is None  # smalltalk is not asked about
+    assert ENGINE._clarification(_outcome(("return_policy", 0.9))) is None
+
+
+def test_titles_exist_in_both_languages_for_every_intent():
+    for intent in PACK.intents:
+        assert intent.title("zh").strip() and intent.title("en").strip(), intent.name
+
+
+def _session(*scores: float) -> SessionRecord:
+    record = SessionRecord("s", "", "", "", "bot")
+    record.turns = [TurnRecord(i + 1, "x", "y", "order_status", [], [], "", dissatisfaction=s) for i, s in enumerate(scores)]
+    return record
+
+
+def test_dissatisfied_streak_counts_turns_in_a_row_ending_now():
+    t = CFG.dialog.dissatisfaction_threshold
+    assert ENGINE._dissatisfied_streak(_session(), t + 0.1) == 1
+    assert ENGINE._dissatisfied_streak(_session(t + 0.2, t + 0.1), t) == 3
+    assert ENGINE._dissatisfied_streak(_session(t + 0.2, t - 0.3, t + 0.1), t + 0.05) == 2  # a calm turn breaks the streak
+    assert ENGINE._dissatisfied_streak(_session(t + 0.2, t + 0.2), t - 0.01) == 0  # this turn is calm
