@@ -77,6 +77,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from services.knowledge.cli import add_knowledge_commands
+    from services.nlu.cli import add_nlu_commands
     from services.serving.model_files import add_models_commands
     from services.serving.trtllm import add_trtllm_commands
 
@@ -98,9 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=("nlu", "knowledge", "generation", "dialog"))
     serve.set_defaults(func=_cmd_serve)
 
-    evaluate = sub.add_parser("eval", help="measure kefu on your data: retrieval")
+    evaluate = sub.add_parser("eval", help="measure kefu on your data: retrieval, intents, slots, sentiment")
     eval_sub = evaluate.add_subparsers(dest="what", required=True)
     add_knowledge_commands(sub, eval_sub)
+    add_nlu_commands(eval_sub)
     add_models_commands(sub)
     add_trtllm_commands(sub)
     return parser

@@ -25,7 +25,11 @@ async def build_nlu(cfg: KefuConfig) -> ServiceSpec:
     from services.demo.pack import load_domain_pack
     from services.embedding import TritonEmbedder
     from services.nlu.core import MessageAnalyzer
+    from services.nlu.entities import EntityExtractor
     from services.nlu.intents import IntentMatcher, TritonIntentModel
+    from services.nlu.preprocess import Preprocessor
+    from services.nlu.sentiment import load_or_train_pack_model
+    from services.nlu.slots import load_or_train_pack_tagger
     from services.nlu.servicer import NluServicer
     from services.nlu.training import ensure_intent_model
     from services.serving.triton_client import IntentClassifierClient
@@ -36,7 +40,14 @@ async def build_nlu(cfg: KefuConfig) -> ServiceSpec:
     # has Triton load it.
     await ensure_intent_model(cfg, embedder, classifier, pack=load_domain_pack(cfg.domain_pack))
     matcher = IntentMatcher(embedder, TritonIntentModel(classifier))
-    servicer = NluServicer(MessageAnalyzer(matcher), max_chars=cfg.dialog.max_message_chars)
+    # The pack's sentiment model and open-slot tagger: trained on first start (seconds),
+    # then loaded from KEFU_HOME/models, keyed by the sha256 of their pack files.
+    models_dir = cfg.home_path / "models"
+    sentiment = await load_or_train_pack_model(cfg.domain_pack, models_dir, embedder.embed_queries)
+    tagger = await asyncio.to_thread(load_or_train_pack_tagger, cfg.domain_pack, models_dir)
+    preprocessor = Preprocessor(cfg.nlu.sensitive_lexicon or None, cfg.nlu.lexicon_reload_s)
+    analyzer = MessageAnalyzer(matcher, preprocessor=preprocessor, entities=EntityExtractor(tagger), sentiment=sentiment)
+    servicer = NluServicer(analyzer, max_chars=cfg.dialog.max_message_chars)
 
     def register(server: grpc.aio.Server) -> list[str]:
         nlu_pb2_grpc.add_NLUServicer_to_server(servicer, server)

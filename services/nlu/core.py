@@ -1,14 +1,28 @@
-"""NLU core: understands one customer message. Knows nothing of gRPC."""
+"""NLU core: understands one customer message. Knows nothing of gRPC.
+
+    text ─ Preprocessor ─> normalized, language, masked (PII), flags (lexicon, injection)
+         ─ IntentMatcher(masked) ─> intent candidates, margin, out of scope
+         ─ EntityReader(normalized) ─> order ids, phones, dates, amounts, addresses, open slots
+         ─ SentimentReader(masked) ─> polarity, dissatisfaction
+
+Entities are found on the normalized text (their offsets point into it); an entity that
+covers masked personal data shows the placeholder as its ``text`` and keeps the value
+(Dialog and the workflows need the phone number; logs and the model see the placeholder).
+"""
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Protocol
+
+import numpy as np
 
 from services.nlu.intents import IntentMatcher, IntentScore
+from services.nlu.preprocess import Preprocessor
 from services.nlu.results import EntityMatch, SentimentReading
-from services.nlu.text import ORDER_ID, MaskedText, detect_language, mask_pii, normalize
+from services.nlu.text import MaskedText
 
 log = logging.getLogger(__name__)
 
@@ -26,48 +40,52 @@ class Understanding:
     flags: list[str] = field(default_factory=list)
 
 
-_NEGATIVE_WORDS = re.compile(
-    r"投诉|差劲|太差|垃圾|生气|气死|失望|骗子|不满|怎么回事|还没到|退钱|糟糕|"
-    r"terrible|awful|angry|unacceptable|disappointed|worst|ridiculous|complain|scam|furious",
-    re.IGNORECASE,
-)
-_POSITIVE_WORDS = re.compile(r"谢谢|感谢|太好了|满意|不错|棒|thanks|thank you|great|perfect|awesome|helpful", re.IGNORECASE)
+class EntityReader(Protocol):
+    def extract(self, text: str, *, reference_time: datetime, language: str) -> list[EntityMatch]: ...
 
 
-def read_sentiment(text: str) -> SentimentReading:
-    """A lexicon reading of polarity and dissatisfaction (a learned model replaces it later)."""
-    neg = len(_NEGATIVE_WORDS.findall(text)) + text.count("!") * 0.25 + text.count("！") * 0.25
-    pos = len(_POSITIVE_WORDS.findall(text))
-    if neg > pos:
-        return SentimentReading("negative", min(0.5 + 0.15 * neg, 0.95), min(0.4 + 0.2 * neg, 1.0))
-    if pos > neg:
-        return SentimentReading("positive", min(0.5 + 0.15 * pos, 0.95), 0.0)
-    return SentimentReading("neutral", 0.5, 0.0)
+class SentimentReader(Protocol):
+    def read(self, text: str, embedding: np.ndarray | None = None) -> SentimentReading: ...
 
 
-def extract_entities(text: str) -> list[EntityMatch]:
-    return [EntityMatch("order_id", m.group(0), m.group(0).upper(), m.start(), m.end()) for m in ORDER_ID.finditer(text)]
+def _show_masked(entity: EntityMatch, masked: MaskedText) -> EntityMatch:
+    """The entity as the masked message shows it: a span over personal data reads as its placeholder(s)."""
+    covered = [s for s in masked.spans if s.start < entity.end and entity.start < s.end]
+    if not covered:
+        return entity
+    return EntityMatch(entity.type, " ".join(s.placeholder for s in covered), entity.value, entity.start, entity.end,
+                       entity.confidence, entity.source)
 
 
 class MessageAnalyzer:
     """Turns a raw customer message into an ``Understanding``."""
 
-    def __init__(self, matcher: IntentMatcher) -> None:
+    def __init__(
+        self, matcher: IntentMatcher, *, preprocessor: Preprocessor, entities: EntityReader, sentiment: SentimentReader
+    ) -> None:
         self._matcher = matcher
+        self._preprocessor = preprocessor
+        self._entities = entities
+        self._sentiment = sentiment
 
-    async def analyze(self, text: str, *, language_hint: str = "", top_k: int = 3) -> Understanding:
-        normalized = normalize(text)
-        masked = mask_pii(normalized)
-        language = language_hint or detect_language(normalized)
-        intents, out_of_scope = await self._matcher.rank(masked.text, max(top_k, 2))
+    async def analyze(
+        self, text: str, *, language_hint: str = "", top_k: int = 3, reference_time: datetime | None = None
+    ) -> Understanding:
+        pre = self._preprocessor.process(text, language_hint=language_hint)
+        masked = pre.masked
+        embedding = await self._matcher.embed(masked.text)
+        intents, out_of_scope = await self._matcher.rank_embedded(masked.text, embedding, max(top_k, 2))
         margin = intents[0].confidence - intents[1].confidence if len(intents) > 1 else intents[0].confidence
+        when = reference_time or datetime.now(timezone.utc)
+        entities = [_show_masked(e, masked) for e in self._entities.extract(pre.normalized, reference_time=when, language=pre.language)]
         return Understanding(
-            language=language,
-            normalized_text=normalized,
+            language=pre.language,
+            normalized_text=pre.normalized,
             masked=masked,
             intents=intents[:top_k],
             margin=margin,
             out_of_scope=out_of_scope,
-            entities=extract_entities(normalized),
-            sentiment=read_sentiment(normalized),
+            entities=entities,
+            sentiment=self._sentiment.read(masked.text, embedding),
+            flags=list(pre.flags),
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -27,15 +27,18 @@ class IntentScore:
 
 
 class IntentPredictions(Protocol):
-    labels: list[str]
+    labels: list[str]  # may include OUT_OF_SCOPE when the training set had such examples
     probabilities: np.ndarray  # [n, len(labels)], calibrated
     similarity: np.ndarray  # [n], cosine to the closest training example
+    novelty: np.ndarray  # [n], out-of-scope score
+    out_of_scope: np.ndarray  # [n] bool, the classifier's out-of-scope verdict
 
 
 class IntentModel(Protocol):
-    """A trained intent classifier: calibrated probabilities for e5 query embeddings."""
+    """A trained intent classifier: calibrated probabilities for messages, given their
+    e5 query embeddings and their texts."""
 
-    async def classify(self, embeddings: np.ndarray) -> IntentPredictions: ...
+    async def classify(self, embeddings: np.ndarray, texts: Sequence[str]) -> IntentPredictions: ...
 
 
 class TritonIntentModel:
@@ -45,40 +48,68 @@ class TritonIntentModel:
         self._client = client  # services.serving.triton_client.IntentClassifierClient
         self._timeout_s = timeout_s
 
-    async def classify(self, embeddings: np.ndarray) -> IntentPredictions:
+    async def classify(self, embeddings: np.ndarray, texts: Sequence[str]) -> IntentPredictions:
         from services.serving.triton_client import ModelTimeout, ModelUnavailable
 
         try:
-            return await self._client.classify(embeddings, timeout_s=self._timeout_s)
+            return await self._client.classify(embeddings, texts, timeout_s=self._timeout_s)
         except ModelUnavailable as exc:
             raise Unavailable(f"intent model unavailable: {exc}") from exc
         except ModelTimeout as exc:
             raise DeadlineExceeded(f"intent model timed out: {exc}") from exc
 
 
-class IntentMatcher:
-    """Intent by a classifier over the message's e5 embedding.
+class LocalIntentModel:
+    """A trained :class:`~services.serving.intent_model.IntentArtifact` in this process
+    (``kefu eval intents``, tests): the same arithmetic Triton runs."""
 
-    The classifier (a calibrated logistic regression trained on the domain pack's
-    example utterances, served by Triton) gives one probability per intent. A message
-    is out of scope when no intent is likely enough, or when it is far from every
-    example: a softmax always picks some intent, also for "who won the match?".
+    def __init__(self, artifact) -> None:
+        self.artifact = artifact
+
+    async def classify(self, embeddings: np.ndarray, texts: Sequence[str]) -> IntentPredictions:
+        return self.classify_now(embeddings, texts)
+
+    def classify_now(self, embeddings: np.ndarray, texts: Sequence[str]) -> IntentPredictions:
+        from services.serving.intent_model import IntentClassification
+
+        probabilities, similarity, novelty, out_of_scope = self.artifact.predict(embeddings, list(texts))
+        return IntentClassification(list(self.artifact.labels), probabilities, similarity, novelty, out_of_scope,
+                                    str(self.artifact.meta.get("version", "")))
+
+
+class IntentMatcher:
+    """Intent by a classifier over the message's e5 embedding and its words.
+
+    The classifier (trained on the domain pack's example utterances, served by Triton)
+    gives one calibrated probability per intent and says whether the message is out of
+    scope: a softmax always picks some intent, also for "who won the match?", so the
+    classifier also scores how far the message is from every intent (its threshold is
+    set in training, see services/nlu/training.py). An ``oos`` class, when the training
+    set has one, is never ranked: it only makes the message out of scope.
     """
 
-    def __init__(self, embedder: Embedder, model: IntentModel, *, min_probability: float = 0.5, min_similarity: float = 0.86) -> None:
+    def __init__(self, embedder: Embedder, model: IntentModel) -> None:
         self._embedder = embedder
         self._model = model
-        self._min_probability = min_probability
-        self._min_similarity = min_similarity
 
     async def rank(self, text: str, top_k: int) -> tuple[list[IntentScore], bool]:
+        """The ``top_k`` intents, most likely first, and whether the message is out of scope."""
         query = await self._embedder.embed_queries([text])
-        prediction = await self._model.classify(query)
+        return await self.rank_embedded(text, query[0], top_k)
+
+    async def embed(self, text: str) -> np.ndarray:
+        """The message's e5 query embedding (what :meth:`rank_embedded` takes; other readers reuse it)."""
+        return np.asarray((await self._embedder.embed_queries([text]))[0], dtype=np.float32)
+
+    async def rank_embedded(self, text: str, embedding: np.ndarray, top_k: int) -> tuple[list[IntentScore], bool]:
+        """:meth:`rank` for a message whose embedding is already known."""
+        query = np.asarray(embedding, dtype=np.float32).reshape(1, -1)
+        prediction = await self._model.classify(query, [text])
         probabilities = np.asarray(prediction.probabilities, dtype=np.float64).reshape(len(query), -1)[0]
         ranked = sorted(
-            (IntentScore(name, float(p)) for name, p in zip(prediction.labels, probabilities.tolist(), strict=True)),
+            (IntentScore(name, float(p)) for name, p in zip(prediction.labels, probabilities.tolist(), strict=True)
+             if name != OUT_OF_SCOPE),
             key=lambda s: -s.confidence,
         )
-        similarity = float(np.asarray(prediction.similarity).reshape(-1)[0])
-        out_of_scope = ranked[0].confidence < self._min_probability or similarity < self._min_similarity
+        out_of_scope = bool(np.asarray(prediction.out_of_scope).reshape(-1)[0])
         return ranked[:top_k], out_of_scope

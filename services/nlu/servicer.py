@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timezone
+
 import grpc
 
 from kefu.v1 import common_pb2, nlu_pb2, nlu_pb2_grpc
-from services.errors import grpc_errors, require_text
+from services.errors import InvalidArgument, grpc_errors, require_text
 from services.nlu.core import MessageAnalyzer, Understanding
 
 POLARITY = {
@@ -45,6 +47,11 @@ class NluServicer(nlu_pb2_grpc.NLUServicer):
     @grpc_errors
     async def Analyze(self, request: nlu_pb2.AnalyzeRequest, context: grpc.aio.ServicerContext) -> nlu_pb2.AnalyzeResponse:
         text = require_text(request.text, field="text", max_chars=self._max_chars)
-        top_k = request.top_k or 3
-        understanding = await self._analyzer.analyze(text, language_hint=request.language_hint, top_k=top_k)
+        if request.top_k < 0:
+            raise InvalidArgument(f"top_k must not be negative (got {request.top_k})")
+        top_k = min(request.top_k or 3, 20)
+        reference_time = request.reference_time.ToDatetime(tzinfo=timezone.utc) if request.HasField("reference_time") else None
+        understanding = await self._analyzer.analyze(
+            text, language_hint=request.language_hint, top_k=top_k, reference_time=reference_time
+        )
         return to_proto(understanding)

@@ -244,16 +244,6 @@ class EmbedderClient(_TritonClient):
         return np.concatenate(parts, axis=0)
 
 
-@dataclass(frozen=True)
-class IntentPrediction:
-    """What ``intent_classifier`` said about ``n`` embeddings."""
-
-    labels: list[str]  # intent name of each probability column
-    probabilities: np.ndarray  # [n, len(labels)], calibrated, rows sum to 1
-    similarity: np.ndarray  # [n], cosine to the closest training example
-    version: str  # the model version that answered
-
-
 class IntentClassifierClient(_TritonClient):
     """Calls the versioned ``intent_classifier`` model, and loads its newest version."""
 
@@ -262,23 +252,33 @@ class IntentClassifierClient(_TritonClient):
         self.model = model
         self.batch_size = batch_size
 
-    async def classify(self, embeddings: np.ndarray, *, timeout_s: float) -> IntentPrediction:
-        """Calibrated intent probabilities for ``[n, 384]`` L2-normalised e5 query embeddings."""
-        x = np.ascontiguousarray(np.asarray(embeddings, dtype=np.float32).reshape(-1, EMBEDDING_DIM))
-        client = self._get()
+    async def classify(self, embeddings: np.ndarray, texts: Sequence[str], *, timeout_s: float):
+        """Calibrated intent probabilities and the out-of-scope verdict for ``[n, 384]``
+        L2-normalised e5 query embeddings and the ``n`` texts they embed: an
+        :class:`services.serving.intent_model.IntentClassification`."""
+        from services.serving.intent_model import IntentClassification
 
-        async def one(batch: np.ndarray):
+        x = np.ascontiguousarray(np.asarray(embeddings, dtype=np.float32).reshape(-1, EMBEDDING_DIM))
+        if len(texts) != len(x):
+            raise ValueError(f"{len(texts)} texts for {len(x)} embeddings")
+        words = np.array([t.encode("utf-8") for t in texts], dtype=np.object_).reshape(-1, 1)
+        client = self._get()
+        names = ("probabilities", "labels", "similarity", "novelty", "out_of_scope")
+
+        async def one(start: int):
+            batch, text = x[start:start + self.batch_size], words[start:start + self.batch_size]
             inp = grpcclient.InferInput("embedding", list(batch.shape), "FP32")
             inp.set_data_from_numpy(batch)
-            outs = [grpcclient.InferRequestedOutput(n) for n in ("probabilities", "labels", "similarity")]
+            txt = grpcclient.InferInput("text", list(text.shape), "BYTES")
+            txt.set_data_from_numpy(text)
             try:
-                return await client.infer(self.model, [inp], outputs=outs, client_timeout=timeout_s)
+                return await client.infer(self.model, [inp, txt], outputs=[grpcclient.InferRequestedOutput(n) for n in names],
+                                          client_timeout=timeout_s)
             except Exception as exc:
                 raise _translate(exc, f"{self.model} at {self.target}") from exc
 
-        batches = [x[i:i + self.batch_size] for i in range(0, len(x), self.batch_size)] or [x]
         try:
-            results = await asyncio.wait_for(asyncio.gather(*(one(b) for b in batches)), timeout_s)
+            results = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(0, max(len(x), 1), self.batch_size))), timeout_s)
         except asyncio.TimeoutError:
             raise ModelTimeout(f"{self.model}: no reply within {timeout_s} s") from None
         labels = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in results[0].as_numpy("labels")[0]] if len(x) else []
@@ -286,10 +286,16 @@ class IntentClassifierClient(_TritonClient):
             if [v.decode("utf-8") for v in r.as_numpy("labels")[0]] != labels:
                 # A new version was swapped in between two batches of one call.
                 raise ModelError(f"{self.model}: versions changed during one request, retry")
-        return IntentPrediction(
+
+        def column(name: str) -> np.ndarray:
+            return np.concatenate([r.as_numpy(name).reshape(-1) for r in results], axis=0)
+
+        return IntentClassification(
             labels=labels,
             probabilities=np.concatenate([r.as_numpy("probabilities") for r in results], axis=0).astype(np.float32, copy=False),
-            similarity=np.concatenate([r.as_numpy("similarity").reshape(-1) for r in results], axis=0),
+            similarity=column("similarity"),
+            novelty=column("novelty"),
+            out_of_scope=column("out_of_scope").astype(bool),
             version=results[0].get_response().model_version,
         )
 

@@ -1,0 +1,140 @@
+"""``kefu eval intents --train T --test E``: train kefu's intent classifier on T, report on E.
+
+T and E are CSV (header ``text,label``) or JSONL (``{"text": ..., "label": ...}``); the
+label ``oos`` marks an out-of-scope message. Training is what the service runs
+(services/nlu/training.py: e5 embeddings + TF-IDF, calibrated linear SVM, out-of-scope
+detector with every threshold set by cross-validation on T); E is only predicted.
+
+Reported: ``accuracy`` (a message flagged out of scope counts as the prediction
+``oos``), ``macro_f1`` (over E's labels), ``in_scope_accuracy`` (on E's rows that are
+not ``oos``), ``oos_recall`` (share of E's ``oos`` rows flagged; empty without any),
+``oos_flagged`` (share of in-scope rows flagged), ``p50_ms`` / ``p95_ms`` (per query:
+embedding + classification, one query at a time, in this process), ``train_s`` (all of
+training, embedding T included) and ``n`` (rows of E). ``heldout_*`` are the same measures out-of-fold on T (what
+training saw of its own accuracy and operating point), never on E.
+
+With ``--oos auto`` (default) the out-of-scope verdict is used only when T or E has
+``oos`` rows; otherwise the task is closed-set and the top intent is the prediction.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+MODES = ("fast",)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--train", required=True, metavar="T", help="training file (CSV text,label or JSONL)")
+    parser.add_argument("--test", required=True, metavar="E", help="file to report on (CSV text,label or JSONL)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--mode", choices=MODES, default="fast",
+                        help="fast: linear SVM on e5 embeddings + TF-IDF (what the service trains)")
+    parser.add_argument("--oos", choices=("auto", "on", "off"), default="auto",
+                        help="use the out-of-scope verdict: auto = when T or E has oos rows")
+    parser.add_argument("--reject-rate", type=float, default=None,
+                        help="share of in-scope training messages (out-of-fold) the detector may flag (default 0.02)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _progress(line: str) -> None:
+    print(f"[eval intents] {line}", file=sys.stderr, flush=True)
+
+
+def score(gold: list[str], predicted: list[str], *, oos_label: str = "oos") -> dict:
+    """accuracy, macro-F1 (over the gold labels), in-scope accuracy, out-of-scope recall,
+    and the share of in-scope rows predicted ``oos``."""
+    from sklearn.metrics import f1_score
+
+    pairs = list(zip(gold, predicted, strict=True))
+    inside = [(g, p) for g, p in pairs if g != oos_label]
+    outside = [(g, p) for g, p in pairs if g == oos_label]
+    return {
+        "accuracy": sum(g == p for g, p in pairs) / len(pairs),
+        "macro_f1": float(f1_score(gold, predicted, labels=sorted(set(gold)), average="macro", zero_division=0)),
+        "in_scope_accuracy": sum(g == p for g, p in inside) / len(inside) if inside else None,
+        "oos_recall": sum(p == oos_label for _, p in outside) / len(outside) if outside else None,
+        "oos_flagged": sum(p == oos_label for _, p in inside) / len(inside) if inside else None,
+    }
+
+
+async def evaluate(train, test, *, oos: str = "auto", seed: int = 0, embedder=None, progress=_progress, **options) -> dict:
+    """Train on ``train`` and report on ``test`` (lists of ``LabelledText``); see the module doc."""
+    import numpy as np
+
+    from services.nlu.intents import OUT_OF_SCOPE, LocalIntentModel
+    from services.nlu.training import train_on_texts
+
+    if embedder is None:
+        from services.embedding import LocalEmbedder
+
+        embedder = LocalEmbedder("torch")
+    use_oos = oos == "on" or (oos == "auto" and any(r.label == OUT_OF_SCOPE for r in (*train, *test)))
+    labels = sorted({r.label for r in train})
+    progress(f"training on {len(train)} examples, {len(labels)} labels"
+             f"{' (oos included)' if OUT_OF_SCOPE in labels else ''}; out-of-scope verdict {'on' if use_oos else 'off'}")
+    unseen = sorted({r.label for r in test} - set(labels) - {OUT_OF_SCOPE})
+    if unseen:
+        progress(f"warning: {len(unseen)} test labels never seen in training (always wrong): {unseen[:5]}")
+    t0 = time.perf_counter()
+    artifact = await train_on_texts([r.text for r in train], [r.label for r in train], embedder.embed_queries, seed=seed, **options)
+    train_s = time.perf_counter() - t0
+    m = artifact.meta["metrics"]
+    progress(f"trained in {train_s:.1f} s (embedding {artifact.meta['embed_seconds']:.1f} s); out-of-fold on the training set: "
+             f"accuracy {m['heldout_accuracy']:.4f}, in-scope accuracy at the out-of-scope threshold "
+             f"{m['heldout_in_scope_accuracy']:.4f}, oos recall {m.get('heldout_oos_recall', float('nan')):.3f}; "
+             f"temperature {artifact.temperature:.3f}")
+
+    model = LocalIntentModel(artifact)
+    await embedder.embed_queries([test[0].text])  # warm-up: the first call builds the engine's caches
+    predicted, times = [], []
+    for i, row in enumerate(test, start=1):
+        t = time.perf_counter()
+        x = await embedder.embed_queries([row.text])
+        prediction = model.classify_now(x, [row.text])
+        times.append(time.perf_counter() - t)
+        top = prediction.labels[int(np.argmax(prediction.probabilities[0]))]
+        predicted.append(OUT_OF_SCOPE if use_oos and bool(prediction.out_of_scope[0]) else top)
+        if i % 500 == 0:
+            progress(f"{i}/{len(test)} test queries")
+    report = score([r.label for r in test], predicted, oos_label=OUT_OF_SCOPE)
+    ms = np.asarray(times) * 1000.0
+    report.update(
+        p50_ms=float(np.percentile(ms, 50)), p95_ms=float(np.percentile(ms, 95)), train_s=train_s, n=len(test),
+        train_n=len(train), intents=len([lab for lab in labels if lab != OUT_OF_SCOPE]), oos_verdict=use_oos,
+        heldout_accuracy=m["heldout_accuracy"], heldout_in_scope_accuracy=m["heldout_in_scope_accuracy"],
+        heldout_oos_recall=m.get("heldout_oos_recall"),
+    )
+    return report
+
+
+def _table(report: dict) -> str:
+    lines = ["| metric | value |", "|---|---|"]
+    for key, value in report.items():
+        text = "–" if value is None else f"{value:.4f}" if isinstance(value, float) and not key.endswith(("_ms", "_s")) else \
+            f"{value:.1f}" if isinstance(value, float) else str(value)
+        lines.append(f"| {key} | {text} |")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    import asyncio
+
+    from services.nlu.datasets import DatasetError, read_labelled
+
+    try:
+        train, test = read_labelled(args.train), read_labelled(args.test)
+    except DatasetError as exc:
+        print(f"kefu eval intents: {exc}", file=sys.stderr)
+        return 2
+    options = {} if args.reject_rate is None else {"reject_rate": args.reject_rate}
+    try:
+        report = asyncio.run(evaluate(train, test, oos=args.oos, seed=args.seed, **options))
+    except ValueError as exc:  # e.g. fewer than two intents
+        print(f"kefu eval intents: {exc}", file=sys.stderr)
+        return 2
+    report = {"mode": args.mode, **report}
+    print(json.dumps(report, ensure_ascii=False) if args.json else _table(report))
+    return 0

@@ -1,0 +1,658 @@
+"""Sentiment and dissatisfaction of a customer message (zh and en).
+
+Polarity: a stack of two linear models, both cheap on a CPU:
+
+* the *text* model: logistic regression on sublinear TF-IDF of character 1-3-grams and word
+  1-2-grams (jieba words for text with Chinese characters, regex words otherwise) of the
+  normalized, lower-cased message;
+* the *embedding* model: logistic regression on the message's multilingual-e5-small query
+  embedding (which NLU computes anyway for intent classification, so it costs nothing extra).
+
+Each is trained on ``k`` stratified folds and predicts the fold it did not see; a small
+multinomial logistic regression (the *stacker*) learns from those out-of-fold log-probabilities
+how much to trust each model, which also calibrates the combined probabilities. The component
+models are then refitted on all examples. A second stacker on the text model alone serves
+messages that come without an embedding (the embedder is down, or the model was trained with
+``embeddings=None``).
+
+Labels are whatever the training data has (``0/1``, ``negative/neutral/positive``, ...). Each
+label is mapped to a polarity by name (:data:`POLARITY_NAMES`) or by ``label_polarity``; numeric
+labels default to ``0 -> negative, 1 -> positive`` (two labels, as ChnSentiCorp) or ``0 ->
+negative, 1 -> neutral, 2 -> positive`` (three, as TweetEval). A label without a polarity is fine
+for evaluation; :meth:`SentimentModel.read` then refuses to guess.
+
+Dissatisfaction (how angry or fed up the customer sounds, 0..1) combines the probability of
+negative polarity ``p`` with anger cues found by :func:`anger_cues` (complaint and cancellation
+threats, swearing, angry words, "again / still / third time", ``!!`` and ``??`` runs, SHOUTING)::
+
+    cues = 1 - prod(1 - w_i)                 # noisy-OR over the cue kinds found, w_i in CUE_WEIGHTS
+    dissatisfaction = p * (BASE + (1 - BASE) * cues) + (1 - p) * SPILL * cues
+
+So a plainly negative message without cues scores ``BASE * p`` (~0.3: "it's a bit small"),
+cues raise a negative message towards 1 ("the parcel is late AGAIN!!! third time" ~0.75), and a
+threat in a message the classifier does not read as negative still counts a little
+(``SPILL``). Dialog can count messages above :data:`DISSATISFIED_AT` across turns.
+
+Saved models are a folder of ``meta.json`` (labels, settings, metrics), ``vocabulary.json``
+(the n-grams) and ``weights.npz`` (numpy arrays, loaded with ``allow_pickle=False``): no pickle.
+The demo store's model is trained from ``services/demo/pack/sentiment.yaml`` by
+:func:`load_or_train_pack_model` and cached by the file's sha256.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Awaitable, Callable, Sequence
+
+import numpy as np
+
+from services.nlu.results import SentimentReading
+
+log = logging.getLogger(__name__)
+
+MODEL_FORMAT = "kefu-sentiment-1"
+POLARITIES = ("negative", "neutral", "positive")
+DISSATISFIED_AT = 0.6  # a message at or above this reads as dissatisfied
+EMBEDDING_C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1)
+
+# Label names understood without a mapping (lower-cased).
+POLARITY_NAMES = {
+    "negative": "negative", "neg": "negative", "bad": "negative", "负面": "negative", "消极": "negative", "差评": "negative",
+    "neutral": "neutral", "neu": "neutral", "none": "neutral", "中性": "neutral", "中立": "neutral",
+    "positive": "positive", "pos": "positive", "good": "positive", "正面": "positive", "积极": "positive", "好评": "positive",
+}
+
+# texts -> L2-normalised e5 query embeddings [n, 384] (e.g. ``Embedder.embed_queries``)
+EmbedQueries = Callable[[list[str]], Awaitable[np.ndarray]]
+
+
+def default_label_polarity(labels: Sequence[str]) -> dict[str, str]:
+    """Polarity of each label that has one: by name, else the numeric conventions (0/1, 0/1/2)."""
+    out = {label: POLARITY_NAMES[label.lower()] for label in labels if label.lower() in POLARITY_NAMES}
+    if not out and all(label.lstrip("-").isdigit() for label in labels):
+        ordered = sorted(labels, key=int)
+        if len(ordered) == 2:
+            out = dict(zip(ordered, ("negative", "positive"), strict=True))
+        elif len(ordered) == 3:
+            out = dict(zip(ordered, POLARITIES, strict=True))
+    return out
+
+
+# ------------------------------------------------------------------ text features
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*|[!?！？]")
+_JIEBA_LOCK = threading.Lock()
+_jieba_ready = False
+_BIGRAM_JOIN = "\x1f"
+
+
+def _jieba_cut(text: str) -> list[str]:
+    global _jieba_ready
+    import jieba
+
+    if not _jieba_ready:
+        with _JIEBA_LOCK:
+            if not _jieba_ready:
+                jieba.setLogLevel(logging.WARNING)
+                jieba.initialize()
+                _jieba_ready = True
+    return [w for w in jieba.lcut(text, HMM=True) if w.strip()]
+
+
+def words(text: str) -> list[str]:
+    """Words of a prepared (normalized, lower-cased) text: jieba for Chinese, else letters/digits runs and ``!?``."""
+    return _jieba_cut(text) if _CJK.search(text) else _WORD.findall(text)
+
+
+def prepare(text: str) -> str:
+    """What the text model reads: the message normalized (``services.nlu.text.normalize``) and lower-cased."""
+    from services.nlu.text import normalize
+
+    return normalize(text).lower()
+
+
+class TextFeatures:
+    """Sublinear TF-IDF (``1 + log tf`` times smoothed idf, rows L2-normalised per block) of
+    character n-grams and word n-grams; the two blocks side by side."""
+
+    def __init__(self, char_ngrams: tuple[int, int] = (1, 3), word_ngrams: tuple[int, int] = (1, 2), min_df: int = 1) -> None:
+        self.char_ngrams = tuple(char_ngrams)
+        self.word_ngrams = tuple(word_ngrams)
+        self.min_df = min_df
+        self.vocab: list[dict[str, int]] = [{}, {}]  # chars, words
+        self.idf: list[np.ndarray] = [np.zeros(0), np.zeros(0)]
+
+    def _grams(self, text: str) -> tuple[list[str], list[str]]:
+        lo, hi = self.char_ngrams
+        chars = [text[i:i + n] for n in range(lo, hi + 1) for i in range(len(text) - n + 1)]
+        ws = words(text)
+        lo, hi = self.word_ngrams
+        wgrams = [_BIGRAM_JOIN.join(ws[i:i + n]) for n in range(lo, hi + 1) for i in range(len(ws) - n + 1)]
+        return chars, wgrams
+
+    @property
+    def size(self) -> int:
+        return len(self.vocab[0]) + len(self.vocab[1])
+
+    def fit(self, texts: Sequence[str]) -> "TextFeatures":
+        """Learn the vocabulary (n-grams in at least ``min_df`` texts, sorted) and idf from prepared texts."""
+        self.fit_transform(texts)
+        return self
+
+    def fit_transform(self, texts: Sequence[str]):
+        """:meth:`fit`, then :meth:`transform` of the same texts (each text is cut into n-grams once)."""
+        grams = [self._grams(text) for text in texts]
+        df: list[Counter] = [Counter(), Counter()]
+        for pair in grams:
+            for block in (0, 1):
+                df[block].update(set(pair[block]))
+        n = len(texts)
+        for block in (0, 1):
+            kept = sorted(g for g, c in df[block].items() if c >= self.min_df)
+            self.vocab[block] = {g: i for i, g in enumerate(kept)}
+            counts = np.array([df[block][g] for g in kept], dtype=np.float64)
+            self.idf[block] = np.log((1.0 + n) / (1.0 + counts)) + 1.0
+        return self._matrix(grams)
+
+    def transform(self, texts: Sequence[str]):
+        """CSR matrix [len(texts), size] of prepared texts."""
+        return self._matrix([self._grams(text) for text in texts])
+
+    def _matrix(self, grams: list[tuple[list[str], list[str]]]):
+        from scipy.sparse import csr_matrix
+
+        offsets = (0, len(self.vocab[0]))
+        indptr, indices, values, total = [0], [], [], 0
+        for pair in grams:
+            for block in (0, 1):
+                vocab, idf = self.vocab[block], self.idf[block]
+                counts = Counter(vocab[g] for g in pair[block] if g in vocab)
+                if not counts:
+                    continue
+                cols = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+                tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+                w = (1.0 + np.log(tf)) * idf[cols]
+                w /= np.linalg.norm(w)
+                indices.append(cols + offsets[block])
+                values.append(w)
+                total += len(cols)
+            indptr.append(total)
+        data = np.concatenate(values) if values else np.zeros(0)
+        cols = np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64)
+        return csr_matrix((data, cols, np.array(indptr)), shape=(len(grams), self.size))
+
+
+# ------------------------------------------------------------------ linear models
+
+
+_ABSENT = -30.0  # bias of a class a model never saw
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+@dataclass
+class _Linear:
+    """``logits = ((x - mean) / scale) @ weights.T + bias``, one row of weights per class."""
+
+    weights: np.ndarray
+    bias: np.ndarray
+    mean: np.ndarray | None = None
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        # [features, classes] in C order: a sparse row times it does not copy the weights each call.
+        self._columns = np.ascontiguousarray(self.weights.T)
+
+    def logits(self, x) -> np.ndarray:
+        if self.mean is not None:
+            x = (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
+        return np.asarray(x @ self._columns) + self.bias
+
+    def log_proba(self, x) -> np.ndarray:
+        return _log_softmax(self.logits(x))
+
+
+def _fit_logistic(x, y: np.ndarray, classes: int, c: float, *, standardize: bool = False) -> _Linear:
+    """Multinomial logistic regression (sklearn, lbfgs: deterministic), as plain arrays with one
+    row per class; a class absent from ``y`` (a small fold) gets a very low bias."""
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = None, 1.0
+    if standardize:
+        x = np.asarray(x, dtype=np.float64)
+        mean = x.mean(axis=0)
+        scale = float(x.std(axis=0).mean()) or 1.0
+        x = (x - mean) / scale
+    present = np.unique(y)
+    weights, bias = np.zeros((classes, x.shape[1])), np.full(classes, _ABSENT)
+    if len(present) == 1:
+        bias[present] = 0.0
+        return _Linear(weights, bias, mean, scale)
+    model = LogisticRegression(C=c, max_iter=3000, tol=1e-5)
+    model.fit(x, y)
+    w, b = np.asarray(model.coef_, dtype=np.float64), np.asarray(model.intercept_, dtype=np.float64)
+    if len(present) == 2:  # sklearn keeps one row for two classes: logit z for the second -> (-z/2, z/2)
+        w, b = np.vstack([-w / 2, w / 2]), np.array([-b[0] / 2, b[0] / 2])
+    weights[present], bias[present] = w, b
+    return _Linear(weights, bias, mean, scale)
+
+
+def _stratified_folds(y: np.ndarray, folds: int, seed: int, groups: Sequence[str] | None = None) -> np.ndarray:
+    """Fold number of each example; every class spread evenly over the folds. Examples with the
+    same ``groups`` value (the same text) share a fold, so a duplicate never predicts its twin."""
+    rng = np.random.default_rng(seed)
+    if groups is not None:
+        first: dict[str, int] = {}
+        rep = np.array([first.setdefault(g, i) for i, g in enumerate(groups)])
+        heads = np.flatnonzero(rep == np.arange(len(y)))
+        return _stratified_folds(y[heads], folds, seed)[np.searchsorted(heads, rep)]
+    fold_of = np.zeros(len(y), dtype=np.int64)
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        rng.shuffle(members)
+        fold_of[members] = (np.arange(len(members)) + int(rng.integers(folds))) % folds
+    return fold_of
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """ECE of the top prediction over ``bins`` equal-width confidence bins."""
+    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == y
+    total = 0.0
+    for lo, hi in zip(np.linspace(0, 1, bins + 1)[:-1], np.linspace(0, 1, bins + 1)[1:], strict=True):
+        inside = (confidence > lo) & (confidence <= hi)
+        if inside.any():
+            total += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(total)
+
+
+# ------------------------------------------------------------------ dissatisfaction
+
+BASE = 0.35  # dissatisfaction of a negative message without anger cues, per unit of P(negative)
+SPILL = 0.5  # share of the cues that counts when the message does not read as negative
+CUE_WEIGHTS = {
+    "threat": 0.6,  # complain, report, cancel, chargeback, lawyer, bad review: 投诉 12315 差评 退货退款
+    "swearing": 0.6,  # wtf, damn, 他妈, 垃圾
+    "angry_words": 0.45,  # furious, unacceptable, ridiculous, 气死, 太过分, 忍无可忍
+    "repeated": 0.3,  # again, still, third time, 又, 一直, 第三次, 到底
+    "exclamations": 0.3,  # "!!" / "！！" (a single "!": a third of it)
+    "questions": 0.25,  # "??" / "？？" / "?!"
+    "shouting": 0.3,  # words IN CAPITALS
+}
+_CUE_PATTERNS = {
+    "threat": re.compile(
+        r"投诉|举报|曝光|12315|消协|消费者协会|工商局|市场监管|起诉|律师|法院|差评|打官司|维权|告你们|找媒体|再也不(?:买|来|用)|拉黑|"
+        r"(?:不然|否则)我就|"
+        r"\b(?:complain(?:t|ts|ing)?|report(?:ing)? (?:you|this)|lawyer|sue|legal action|chargeback|dispute|bbb|"
+        r"bad review|1[- ]star|one[- ]star|cancel(?:l?ing)? my (?:membership|account|subscription)|(?:or|otherwise) i(?:'ll| will)|"
+        r"never (?:buy|order|shop)(?:ing)? (?:from|here|again)|never again|escalate|manager|supervisor)\b", re.IGNORECASE),
+    "swearing": re.compile(
+        r"他妈|妈的|(?<![a-z])tmd(?![a-z])|草泥马|卧槽|我靠|垃圾(?!袋|桶|分类|箱|篓)|狗屁|什么玩意|破玩意|滚蛋|给我滚|傻逼|(?<![a-z])sb(?![a-z])|"
+        r"坑爹|骗子|无良|黑店|"
+        r"\b(?:wtf|f+u+c+k\w*|shit\w*|damn\w*|crap\w*|bullshit|hell|scam\w*|rip-?off|pathetic)\b", re.IGNORECASE),
+    "angry_words": re.compile(
+        r"气死|生气|愤怒|火大|恼火|受够|忍无可忍|太过分|过分|离谱|无语|失望透顶|太差|差劲|恶心|搞什么|什么破|怎么回事|凭什么|有病|"
+        r"\b(?:furious|angry|mad|outrage\w*|unacceptable|ridiculous|disgust\w*|appall\w*|terrible|horrible|awful|worst|"
+        r"fed up|sick of|tired of|joke|useless|incompetent|nonsense|absurd|insane)\b", re.IGNORECASE),
+    "repeated": re.compile(
+        r"又|还没|还是没|一直没|总是|第[二三四五六七八九十两\d]+次|多少次|几次了|好几次|到底|天天|每次都|催了|"
+        r"\b(?:again|still|yet again|third time|second time|\w+ times|every time|keeps?|constantly|how many times|"
+        r"for days|for weeks)\b", re.IGNORECASE),
+}
+_BOTH_AND = re.compile(r"又[^又，。！？,.!?\s]{1,3}又")  # 又快又好: "both ... and", not "again"
+_EXCLAIM_RUN = re.compile(r"[!！]{2,}")
+_EXCLAIM = re.compile(r"[!！]")
+_QUESTION_RUN = re.compile(r"[?？]{2,}|[?？][!！]|[!！][?？]")
+_CAPS_WORD = re.compile(r"\b[A-Z]{3,}\b")
+_ACRONYMS = {"DHL", "UPS", "USPS", "SMS", "FAQ", "USB", "APP", "VIP", "ETA", "ASAP", "PDF", "CEO", "TV", "LED", "OK", "EMS", "SKU", "FYI",
+             "BBB", "USA", "GPS", "ATM", "PIN", "CVV", "QR", "NFC", "HDMI", "CPU", "RAM", "SSD", "XXL", "XXXL", "WTF"}
+
+
+def anger_cues(text: str) -> dict[str, float]:
+    """The anger cue kinds found in ``text`` (case kept), each with its strength in [0, 1]."""
+    found: dict[str, float] = {}
+    plain = _BOTH_AND.sub(" ", text)
+    for kind, pattern in _CUE_PATTERNS.items():
+        if pattern.search(plain):
+            found[kind] = 1.0
+    if _EXCLAIM_RUN.search(text):
+        found["exclamations"] = 1.0
+    elif _EXCLAIM.search(text):
+        found["exclamations"] = 1.0 / 3.0
+    if _QUESTION_RUN.search(text):
+        found["questions"] = 1.0
+    caps = [w for w in _CAPS_WORD.findall(text) if w not in _ACRONYMS and not w.startswith("KF")]
+    if len(caps) >= 2 or any(len(w) >= 5 for w in caps):
+        found["shouting"] = 1.0
+    elif caps and len(caps[0]) == 4:  # one short word in capitals may be a name or a code
+        found["shouting"] = 0.6
+    return found
+
+
+def dissatisfaction_score(p_negative: float, cues: dict[str, float]) -> float:
+    """``p * (BASE + (1 - BASE) * c) + (1 - p) * SPILL * c`` with ``c`` the noisy-OR of the weighted cues."""
+    keep = 1.0
+    for kind, strength in cues.items():
+        keep *= 1.0 - CUE_WEIGHTS[kind] * strength
+    c = 1.0 - keep
+    p = min(max(float(p_negative), 0.0), 1.0)
+    return float(min(max(p * (BASE + (1.0 - BASE) * c) + (1.0 - p) * SPILL * c, 0.0), 1.0))
+
+
+# ------------------------------------------------------------------ the model
+
+
+@dataclass
+class SentimentModel:
+    """Polarity classifier (text model + embedding model, stacked) with a dissatisfaction score."""
+
+    labels: list[str]
+    label_polarity: dict[str, str]
+    features: TextFeatures
+    text_model: _Linear
+    text_stacker: _Linear
+    embedding_model: _Linear | None = None
+    stacker: _Linear | None = None
+    meta: dict = field(default_factory=dict)
+
+    # ---------------------------------------------------------------- training
+
+    @classmethod
+    def train(
+        cls, texts: Sequence[str], labels: Sequence[str], embeddings: np.ndarray | None = None, *,
+        label_polarity: dict[str, str] | None = None, text_c: float = 10.0, embedding_c: float | str = "auto", stack_c: float = 1.0,
+        folds: int = 5, min_df: int | None = None, char_ngrams: tuple[int, int] = (1, 3), word_ngrams: tuple[int, int] = (1, 2),
+        seed: int = 0,
+    ) -> "SentimentModel":
+        """Fit on ``texts`` with string ``labels`` (and their e5 query embeddings, if given).
+
+        ``label_polarity`` maps labels to negative/neutral/positive (default
+        :func:`default_label_polarity`). Every label needs at least two examples (the
+        stacker learns from out-of-fold predictions over ``min(folds, rarest label count)``
+        folds; copies of one text share a fold). ``min_df`` defaults to 2 from 1,000 examples up,
+        else 1. ``embedding_c`` (inverse L2 strength on standardized embeddings) "auto" picks from
+        :data:`EMBEDDING_C_GRID` the value with the lowest out-of-fold log-loss (cheap: 384 features).
+        """
+        t0 = time.perf_counter()
+        texts = [str(t) for t in texts]
+        labels = [str(label) for label in labels]
+        if len(texts) != len(labels):
+            raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+        names = sorted(set(labels))
+        if len(names) < 2:
+            raise ValueError("the sentiment classifier needs at least two labels")
+        counts = Counter(labels)
+        rare = [name for name in names if counts[name] < 2]
+        if rare:
+            raise ValueError(f"every label needs at least two examples; too few for: {', '.join(rare)}")
+        polarity = dict(default_label_polarity(names) if label_polarity is None else label_polarity)
+        bad = {k: v for k, v in polarity.items() if v not in POLARITIES}
+        if bad:
+            raise ValueError(f"label_polarity values must be one of {', '.join(POLARITIES)}: {bad}")
+        x_emb = None
+        if embeddings is not None:
+            x_emb = np.asarray(embeddings, dtype=np.float64)
+            if x_emb.ndim != 2 or len(x_emb) != len(texts):
+                raise ValueError(f"embeddings must be [{len(texts)}, dim], not {list(x_emb.shape)}")
+        index = {name: i for i, name in enumerate(names)}
+        y = np.array([index[label] for label in labels], dtype=np.int64)
+        k = len(names)
+        folds = max(2, min(folds, min(counts.values())))
+
+        prepared = [prepare(t) for t in texts]
+        features = TextFeatures(char_ngrams, word_ngrams, min_df if min_df is not None else (2 if len(texts) >= 1000 else 1))
+        x_text = features.fit_transform(prepared)  # vocabulary and idf see every text; labels never leak
+
+        fold_of = _stratified_folds(y, folds, seed, groups=prepared)
+        oof_text = np.zeros((len(y), k))
+        oof_emb: np.ndarray | None = None
+        for f in range(folds):
+            fit, held = fold_of != f, fold_of == f
+            oof_text[held] = _fit_logistic(x_text[fit], y[fit], k, text_c).log_proba(x_text[held])
+        if x_emb is not None:
+            grid = EMBEDDING_C_GRID if embedding_c == "auto" else (float(embedding_c),)
+            best = None
+            for c in grid:
+                oof = np.zeros((len(y), k))
+                for f in range(folds):
+                    fit, held = fold_of != f, fold_of == f
+                    oof[held] = _fit_logistic(x_emb[fit], y[fit], k, c, standardize=True).log_proba(x_emb[held])
+                loss = float(-oof[np.arange(len(y)), y].mean())
+                if best is None or loss < best[0] - 1e-9:
+                    best = (loss, c, oof)
+            _, embedding_c, oof_emb = best
+        text_stacker = _fit_logistic(oof_text, y, k, stack_c)
+        stacker = _fit_logistic(np.hstack([oof_text, oof_emb]), y, k, stack_c) if oof_emb is not None else None
+
+        model = cls(
+            labels=names, label_polarity={name: polarity[name] for name in names if name in polarity}, features=features,
+            text_model=_fit_logistic(x_text, y, k, text_c), text_stacker=text_stacker,
+            embedding_model=_fit_logistic(x_emb, y, k, embedding_c, standardize=True) if x_emb is not None else None,
+            stacker=stacker,
+        )
+        metrics = {}
+        for name, oof, stack in (("text", oof_text, text_stacker), ("embedding", oof_emb, None),
+                                 ("stacked", np.hstack([oof_text, oof_emb]) if oof_emb is not None else None, stacker)):
+            if oof is None:
+                continue
+            probs = np.exp(stack.log_proba(oof) if stack is not None else oof)
+            metrics[f"oof_accuracy_{name}"] = float((probs.argmax(axis=1) == y).mean())
+            metrics[f"oof_ece_{name}"] = expected_calibration_error(probs, y)
+        metrics["oof_ece_text_uncalibrated"] = expected_calibration_error(np.exp(oof_text), y)
+        model.meta = {
+            "format": MODEL_FORMAT, "examples": len(texts), "label_counts": {n: counts[n] for n in names},
+            "embeddings": x_emb is not None, "embedding_dim": int(x_emb.shape[1]) if x_emb is not None else None,
+            "features": features.size, "folds": folds, "seed": seed,
+            "settings": {"text_c": text_c, "embedding_c": embedding_c, "stack_c": stack_c, "min_df": features.min_df,
+                         "char_ngrams": list(char_ngrams), "word_ngrams": list(word_ngrams)},
+            "metrics": metrics, "fit_seconds": round(time.perf_counter() - t0, 3),
+        }
+        return model
+
+    # ---------------------------------------------------------------- prediction
+
+    @property
+    def uses_embeddings(self) -> bool:
+        return self.embedding_model is not None
+
+    def predict_proba(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
+        """[n, len(labels)] probabilities (columns in ``labels`` order). Without embeddings (or
+        for a model trained without them) only the text model speaks."""
+        x_text = self.features.transform([prepare(t) for t in texts])
+        text_lp = self.text_model.log_proba(x_text)
+        if embeddings is None or self.embedding_model is None or self.stacker is None:
+            return np.exp(self.text_stacker.log_proba(text_lp))
+        x_emb = np.asarray(embeddings, dtype=np.float64).reshape(len(texts), -1)
+        emb_lp = self.embedding_model.log_proba(x_emb)
+        return np.exp(self.stacker.log_proba(np.hstack([text_lp, emb_lp])))
+
+    def predict(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> list[str]:
+        """The most probable label of each text."""
+        return [self.labels[i] for i in self.predict_proba(texts, embeddings).argmax(axis=1)]
+
+    def polarity_proba(self, probs: np.ndarray) -> dict[str, float]:
+        """Label probabilities (one row) summed per polarity."""
+        out = dict.fromkeys(POLARITIES, 0.0)
+        for label, p in zip(self.labels, probs, strict=True):
+            if label not in self.label_polarity:
+                raise ValueError(f"label {label!r} has no polarity: train with label_polarity={{...}}")
+            out[self.label_polarity[label]] += float(p)
+        return out
+
+    def read(self, text: str, embedding: np.ndarray | None = None) -> SentimentReading:
+        """Polarity (with its probability as confidence) and dissatisfaction of one message."""
+        probs = self.predict_proba([text], None if embedding is None else np.asarray(embedding).reshape(1, -1))[0]
+        by_polarity = self.polarity_proba(probs)
+        polarity = max(POLARITIES, key=lambda p: (by_polarity[p], p == "neutral"))
+        return SentimentReading(polarity, round(by_polarity[polarity], 4),
+                                round(dissatisfaction_score(by_polarity["negative"], anger_cues(text)), 4))
+
+    # ---------------------------------------------------------------- files
+
+    def save(self, folder: str | Path) -> None:
+        """Write ``meta.json``, ``vocabulary.json`` and ``weights.npz`` into ``folder`` (created)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays = {"char_idf": self.features.idf[0], "word_idf": self.features.idf[1]}
+        parts = {"text_model": self.text_model, "text_stacker": self.text_stacker,
+                 "embedding_model": self.embedding_model, "stacker": self.stacker}
+        for name, part in parts.items():
+            if part is None:
+                continue
+            arrays[f"{name}.weights"], arrays[f"{name}.bias"] = part.weights, part.bias
+            if part.mean is not None:
+                arrays[f"{name}.mean"], arrays[f"{name}.scale"] = part.mean, np.array([part.scale])
+        np.savez_compressed(folder / "weights.npz", **arrays)
+        vocabulary = {"chars": sorted(self.features.vocab[0], key=self.features.vocab[0].get),
+                      "words": sorted(self.features.vocab[1], key=self.features.vocab[1].get)}
+        (folder / "vocabulary.json").write_text(json.dumps(vocabulary, ensure_ascii=False), encoding="utf-8")
+        meta = dict(self.meta, format=MODEL_FORMAT, labels=self.labels, label_polarity=self.label_polarity)
+        (folder / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "SentimentModel":
+        """Read a model written by :meth:`save` (``ValueError`` if it is not one)."""
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            vocabulary = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
+            with np.load(folder / "weights.npz", allow_pickle=False) as z:
+                arrays = {name: z[name] for name in z.files}
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{folder}: not a saved sentiment model ({exc})") from exc
+        if meta.get("format") != MODEL_FORMAT:
+            raise ValueError(f"{folder}: model format {meta.get('format')!r}, expected {MODEL_FORMAT!r}")
+        settings = meta["settings"]
+        features = TextFeatures(tuple(settings["char_ngrams"]), tuple(settings["word_ngrams"]), settings["min_df"])
+        features.vocab = [{g: i for i, g in enumerate(vocabulary["chars"])}, {g: i for i, g in enumerate(vocabulary["words"])}]
+        features.idf = [arrays["char_idf"], arrays["word_idf"]]
+
+        def part(name: str) -> _Linear | None:
+            if f"{name}.weights" not in arrays:
+                return None
+            mean = arrays.get(f"{name}.mean")
+            scale = float(arrays[f"{name}.scale"][0]) if f"{name}.scale" in arrays else 1.0
+            return _Linear(arrays[f"{name}.weights"], arrays[f"{name}.bias"], mean, scale)
+
+        labels = list(meta.pop("labels"))
+        polarity = dict(meta.pop("label_polarity"))
+        return cls(labels=labels, label_polarity=polarity, features=features, text_model=part("text_model"),
+                   text_stacker=part("text_stacker"), embedding_model=part("embedding_model"), stacker=part("stacker"), meta=meta)
+
+
+# ------------------------------------------------------------------ the demo store's model
+
+PACK_FILE = "sentiment.yaml"
+
+
+@dataclass(frozen=True)
+class LabelledMessage:
+    text: str
+    label: str  # negative | neutral | positive
+    language: str  # zh | en
+    anger: float | None = None
+
+
+def read_sentiment_pack(path: str | Path) -> list[LabelledMessage]:
+    """The labelled messages of a pack's ``sentiment.yaml`` (``ValueError`` naming the entry if malformed).
+
+    Format: ``version: 1`` and ``messages:``, a list of ``{text, label, lang}`` with label one of
+    negative/neutral/positive, lang zh/en and, optionally, ``anger`` in [0, 1].
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("version") != 1 or not isinstance(doc.get("messages"), list) or not doc["messages"]:
+        raise ValueError(f"{path}: expected 'version: 1' and a non-empty list 'messages'")
+    out = []
+    for i, raw in enumerate(doc["messages"]):
+        where = f"{path}: message #{i}"
+        if not isinstance(raw, dict) or not isinstance(raw.get("text"), str) or not raw["text"].strip():
+            raise ValueError(f"{where}: expected a mapping with a non-empty 'text'")
+        if raw.get("label") not in POLARITIES:
+            raise ValueError(f"{where}: label {raw.get('label')!r} is not one of {', '.join(POLARITIES)}")
+        if raw.get("lang") not in ("zh", "en"):
+            raise ValueError(f"{where}: lang {raw.get('lang')!r} is not zh or en")
+        anger = raw.get("anger")
+        if anger is not None and (isinstance(anger, bool) or not isinstance(anger, (int, float)) or not 0 <= anger <= 1):
+            raise ValueError(f"{where}: anger must be a number in [0, 1]")
+        out.append(LabelledMessage(raw["text"].strip(), raw["label"], raw["lang"], None if anger is None else float(anger)))
+    return out
+
+
+async def train_pack_model(messages: Sequence[LabelledMessage], embed: EmbedQueries, **options) -> SentimentModel:
+    """Embed the messages (as NLU will: normalized text) and fit a :class:`SentimentModel` on them."""
+    from services.nlu.text import normalize
+
+    texts = [m.text for m in messages]
+    t0 = time.perf_counter()
+    embeddings = np.asarray(await embed([normalize(t) for t in texts]), dtype=np.float32)
+    embed_seconds = time.perf_counter() - t0
+    model = await asyncio.to_thread(SentimentModel.train, texts, [m.label for m in messages], embeddings, **options)
+    model.meta["embed_seconds"] = round(embed_seconds, 3)
+    return model
+
+
+async def load_or_train_pack_model(
+    pack_dir: str | Path, cache_dir: str | Path, embed: EmbedQueries, *, embedder_id: str = "multilingual-e5-small",
+) -> SentimentModel:
+    """The sentiment model of a domain pack: loaded from ``cache_dir`` when one was trained on
+    this very ``sentiment.yaml`` (same sha256, model format and ``embedder_id``), else trained
+    (``embed`` gives the e5 query embeddings) and written there atomically (a temporary folder,
+    then rename). Each version of the file gets its own folder ``sentiment-<sha256[:16]>``."""
+    source = Path(pack_dir) / PACK_FILE
+    try:
+        raw = source.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{source}: file not found") from None
+    digest = hashlib.sha256(f"{MODEL_FORMAT}\n{embedder_id}\n".encode() + raw).hexdigest()
+    cache = Path(cache_dir)
+    target = cache / f"sentiment-{digest[:16]}"
+    if (target / "meta.json").exists():
+        try:
+            model = SentimentModel.load(target)
+            if model.meta.get("data_sha256") == digest:
+                return model
+        except ValueError as exc:
+            log.warning("ignoring the cached sentiment model: %s", exc)
+    messages = read_sentiment_pack(source)
+    model = await train_pack_model(messages, embed)
+    model.meta.update(data_sha256=digest, source=str(source), embedder=embedder_id)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / f".tmp-sentiment-{uuid.uuid4().hex[:8]}"
+    try:
+        model.save(tmp)
+        if target.exists():  # a stale or broken copy
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process got there first: theirs is as good
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    m = model.meta["metrics"]
+    log.info("sentiment model trained on %d messages in %.1f s: out-of-fold accuracy %.3f",
+             len(messages), model.meta["fit_seconds"], m.get("oof_accuracy_stacked", m["oof_accuracy_text"]))
+    return model
+
