@@ -48,7 +48,6 @@ import logging
 import os
 import re
 import shutil
-import threading
 import time
 import uuid
 from collections import Counter
@@ -59,6 +58,7 @@ from typing import Awaitable, Callable, Sequence
 import numpy as np
 
 from services.nlu.results import SentimentReading
+from services.nlu.segmentation import jieba_module
 
 log = logging.getLogger(__name__)
 
@@ -94,22 +94,11 @@ def default_label_polarity(labels: Sequence[str]) -> dict[str, str]:
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*|[!?！？]")
-_JIEBA_LOCK = threading.Lock()
-_jieba_ready = False
 _BIGRAM_JOIN = "\x1f"
 
 
 def _jieba_cut(text: str) -> list[str]:
-    global _jieba_ready
-    import jieba
-
-    if not _jieba_ready:
-        with _JIEBA_LOCK:
-            if not _jieba_ready:
-                jieba.setLogLevel(logging.WARNING)
-                jieba.initialize()
-                _jieba_ready = True
-    return [w for w in jieba.lcut(text, HMM=True) if w.strip()]
+    return [w for w in jieba_module().lcut(text, HMM=True) if w.strip()]
 
 
 def words(text: str) -> list[str]:

@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from services.nlu.datasets import TaggedTokens
+from services.nlu.segmentation import jieba_module
 
 log = logging.getLogger(__name__)
 
@@ -219,23 +220,11 @@ def _shape(token: str) -> str:
     return _SHAPE_RUNS.sub(r"\1", "".join(chars))
 
 
-_jieba_lock = threading.Lock()
-_jieba_ready = False
-
-
 def _jieba_words(tokens: Sequence[str]) -> list[tuple[str, str, str, str]] | None:
     """Per token (jieba word, position B/M/E/S, previous word, next word), or None without Chinese."""
-    global _jieba_ready
     if not any(_CJK.search(t) for t in tokens):
         return None
-    import jieba
-
-    if not _jieba_ready:
-        with _jieba_lock:
-            if not _jieba_ready:
-                jieba.setLogLevel(logging.WARNING)
-                jieba.initialize()
-                _jieba_ready = True
+    jieba = jieba_module()
     starts = []
     pos = 0
     for t in tokens:
