@@ -85,7 +85,8 @@ async def evaluate(train, test, *, oos: str = "auto", seed: int = 0, embedder=No
     progress(f"trained in {train_s:.1f} s (embedding {artifact.meta['embed_seconds']:.1f} s); out-of-fold on the training set: "
              f"accuracy {m['heldout_accuracy']:.4f}, in-scope accuracy at the out-of-scope threshold "
              f"{m['heldout_in_scope_accuracy']:.4f}, oos recall {m.get('heldout_oos_recall', float('nan')):.3f}; "
-             f"temperature {artifact.temperature:.3f}")
+             f"temperature {artifact.temperature:.3f}; embedding weight {artifact.e5_weight:g} "
+             f"(out-of-fold accuracy by weight: {artifact.meta.get('e5_weight_heldout_accuracy', {})})")
 
     model = LocalIntentModel(artifact)
     await embedder.embed_queries([test[0].text])  # warm-up: the first call builds the engine's caches
@@ -105,7 +106,7 @@ async def evaluate(train, test, *, oos: str = "auto", seed: int = 0, embedder=No
         p50_ms=float(np.percentile(ms, 50)), p95_ms=float(np.percentile(ms, 95)), train_s=train_s, n=len(test),
         train_n=len(train), intents=len([lab for lab in labels if lab != OUT_OF_SCOPE]), oos_verdict=use_oos,
         heldout_accuracy=m["heldout_accuracy"], heldout_in_scope_accuracy=m["heldout_in_scope_accuracy"],
-        heldout_oos_recall=m.get("heldout_oos_recall"),
+        heldout_oos_recall=m.get("heldout_oos_recall"), e5_weight=artifact.e5_weight,
     )
     return report
 
