@@ -97,7 +97,7 @@ def test_dissatisfied_turns_in_a_row_reach_a_person(dialog):
     # turn is still handled by kefu; the second angry turn in a row is handed over.
     _, first = converse(dialog, "都一个星期了我的快递怎么还没到？？？太慢了！！！")
     assert dialog_pb2.ACTION_TYPE_CREATE_TICKET not in [a.type for a in first.actions]
-    _, second = converse(dialog, "到底什么时候能到啊！！！一直拖，我真的很生气！！！", session_id=first.session_id)
+    _, second = converse(dialog, "物流一直不更新，到底还要等多久？？？太离谱了！！！", session_id=first.session_id)
     assert [a.type for a in second.actions] == [dialog_pb2.ACTION_TYPE_CREATE_TICKET, dialog_pb2.ACTION_TYPE_HANDOFF]
     assert second.actions[0].detail["reason"] == "dissatisfied"
     assert second.handoff == dialog_pb2.HANDOFF_STATE_REQUESTED
