@@ -97,14 +97,13 @@ def pack_cross_validation(cache: Path, folds: int = 5, seeds: tuple[int, ...] = 
     from scipy.stats import spearmanr
 
     from services.nlu.sentiment import (
-        PACK_FILE,
         SentimentModel,
         _stratified_folds,
         anger_cues,
         dissatisfaction_score,
         expected_calibration_error,
-        read_sentiment_pack,
     )
+    from services.nlu.sentiment_pack import PACK_FILE, read_sentiment_pack
     from services.nlu.sentiment_eval import embed_texts
 
     messages = read_sentiment_pack(ROOT / "services" / "demo" / "pack" / PACK_FILE)

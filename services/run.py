@@ -28,8 +28,8 @@ async def build_nlu(cfg: KefuConfig) -> ServiceSpec:
     from services.nlu.entities import EntityExtractor
     from services.nlu.intents import IntentMatcher, TritonIntentModel
     from services.nlu.preprocess import Preprocessor
-    from services.nlu.sentiment import load_or_train_pack_model
-    from services.nlu.slots import load_or_train_pack_tagger
+    from services.nlu.sentiment_pack import load_or_train_pack_model
+    from services.nlu.slot_pack import load_or_train_pack_tagger
     from services.nlu.servicer import NluServicer
     from services.nlu.training import ensure_intent_model
     from services.serving.triton_client import IntentClassifierClient

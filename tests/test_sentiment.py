@@ -25,9 +25,8 @@ from services.nlu.sentiment import (
     anger_cues,
     default_label_polarity,
     dissatisfaction_score,
-    load_or_train_pack_model,
-    read_sentiment_pack,
 )
+from services.nlu.sentiment_pack import load_or_train_pack_model, read_sentiment_pack
 from services.nlu.sentiment_eval import classification_metrics
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nlu"

@@ -15,12 +15,10 @@ from services.nlu.slots import (
     FeatureOptions,
     SlotSpan,
     SlotTagger,
-    load_or_train_pack_tagger,
-    parse_annotated,
-    read_slot_pack,
     spans,
     tokenize,
 )
+from services.nlu.slot_pack import load_or_train_pack_tagger, parse_annotated, read_slot_pack
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nlu"
 TRAIN = FIXTURES / "slots_train.jsonl"

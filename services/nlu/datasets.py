@@ -14,6 +14,7 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 
 class DatasetError(ValueError):
@@ -43,15 +44,7 @@ def read_labelled(path: str | Path) -> list[LabelledText]:
         raise DatasetError(f"{path}: no such file")
     rows: list[LabelledText] = []
     if _suffix(path) in ("jsonl", "json", "ndjson"):
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError as exc:
-                    raise DatasetError(f"{path}:{n}: not JSON ({exc.msg})") from None
-                rows.append(_labelled(obj, path, n))
+        rows = [_labelled(obj, path, n) for n, obj in _json_lines(path)]
     elif _suffix(path) in ("csv", "tsv"):
         with path.open(encoding="utf-8-sig", newline="") as f:
             reader = csv.DictReader(f, delimiter="\t" if _suffix(path) == "tsv" else ",")
@@ -64,6 +57,18 @@ def read_labelled(path: str | Path) -> list[LabelledText]:
     if not rows:
         raise DatasetError(f"{path}: no rows")
     return rows
+
+
+def _json_lines(path: Path) -> Iterator[tuple[int, object]]:
+    """(line number, parsed object) of each non-blank line of a JSONL file."""
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield n, json.loads(line)
+            except ValueError as exc:
+                raise DatasetError(f"{path}:{n}: not JSON ({exc.msg})") from None
 
 
 def _labelled(obj, path: Path, n: int) -> LabelledText:
@@ -83,30 +88,23 @@ def read_tagged(path: str | Path) -> list[TaggedTokens]:
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
     out: list[TaggedTokens] = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
+    for n, obj in _json_lines(path):
+        tokens, tags = obj.get("tokens") if isinstance(obj, dict) else None, obj.get("tags") if isinstance(obj, dict) else None
+        if not isinstance(tokens, list) or not isinstance(tags, list) or not tokens:
+            raise DatasetError(f"{path}:{n}: expected {{\"tokens\": [...], \"tags\": [...]}}")
+        if len(tokens) != len(tags):
+            raise DatasetError(f"{path}:{n}: {len(tokens)} tokens but {len(tags)} tags")
+        bio = []
+        for tag in tags:
+            tag = str(tag)
+            if tag == "O":
+                bio.append(tag)
                 continue
-            try:
-                obj = json.loads(line)
-            except ValueError as exc:
-                raise DatasetError(f"{path}:{n}: not JSON ({exc.msg})") from None
-            tokens, tags = obj.get("tokens") if isinstance(obj, dict) else None, obj.get("tags") if isinstance(obj, dict) else None
-            if not isinstance(tokens, list) or not isinstance(tags, list) or not tokens:
-                raise DatasetError(f"{path}:{n}: expected {{\"tokens\": [...], \"tags\": [...]}}")
-            if len(tokens) != len(tags):
-                raise DatasetError(f"{path}:{n}: {len(tokens)} tokens but {len(tags)} tags")
-            bio = []
-            for tag in tags:
-                tag = str(tag)
-                if tag == "O":
-                    bio.append(tag)
-                    continue
-                head, _, kind = tag.partition("-")
-                if head not in ("B", "I", "S", "E") or not kind:
-                    raise DatasetError(f"{path}:{n}: tag {tag!r} is not O, B-x, I-x (or S-x, E-x)")
-                bio.append(("B-" if head in ("B", "S") else "I-") + kind)
-            out.append(TaggedTokens([str(t) for t in tokens], bio))
+            head, _, kind = tag.partition("-")
+            if head not in ("B", "I", "S", "E") or not kind:
+                raise DatasetError(f"{path}:{n}: tag {tag!r} is not O, B-x, I-x (or S-x, E-x)")
+            bio.append(("B-" if head in ("B", "S") else "I-") + kind)
+        out.append(TaggedTokens([str(t) for t in tokens], bio))
     if not out:
         raise DatasetError(f"{path}: no rows")
     return out
