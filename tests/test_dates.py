@@ -163,3 +163,24 @@ def test_not_numbers():
     assert chinese_number("abc") is None
     assert english_number("three") == 3
     assert english_number("lots") is None
+
+
+@pytest.mark.parametrize(
+    "text, reference, value",
+    [
+        # within 92 days across New Year: the coming / the last one
+        ("1月5日", REF, "2027-01-05"),
+        ("Jan 3", datetime(2026, 12, 20), "2027-01-03"),
+        ("1/3", datetime(2026, 12, 20), "2027-01-03"),
+        ("12月28日", datetime(2027, 1, 3), "2026-12-28"),
+        # further than that: the reference's year, past or not
+        ("3月1日", REF, "2026-03-01"),
+        ("12月28日", datetime(2027, 6, 1), "2027-12-28"),
+        # a year word always wins
+        ("今年1月5日", REF, "2026-01-05"),
+    ],
+)
+def test_a_day_without_a_year_takes_the_nearest_year_across_new_year(text, reference, value):
+    found = resolve_dates(text, reference, "zh")
+    assert [m.date.isoformat() for m in found] == [value]
+

@@ -24,6 +24,8 @@ this Friday, on Friday, Friday             the next Friday on or after the refer
 N天后 / N天前, in N days / N days ago       reference ± N days (also weeks, months)     3天后 = 11-24
 下个月3号 / 本月15号 / 上个月1号           day of the next / this / previous month     下个月3号 = 12-03
 11月25日, Dec 5, 12/5, the 25th, 25号      that day in the reference's year / month    12/5 = 12-05
+                                           (a year-less day within 92 days across New
+                                           Year is in the next / previous year)        1/3 = 2027-01-03 on 12-20
 2026年12月1日, 2026-11-30, 2026/11/30       absolute
 =========================================  ==========================================  ===========
 
@@ -135,6 +137,22 @@ def _add_months(d: date, months: int, day: int | None = None) -> date | None:
     return _safe_date(year, month + 1, day)
 
 
+# A month and day without a year are in the reference's year, unless the same day in the
+# year before or after lies within this many days of the reference: 1月3日 said on
+# 12月20日 is the coming 3 January, 12月28日 said on 1月3日 the one just past.
+YEAR_ROLLOVER_DAYS = 92
+
+
+def _nearest_year(ref: date, month: int, day: int) -> date | None:
+    this_year = _safe_date(ref.year, month, day)
+    for year in (ref.year + 1, ref.year - 1):
+        other = _safe_date(year, month, day)
+        if other is not None and abs((other - ref).days) <= YEAR_ROLLOVER_DAYS and (
+                this_year is None or abs((other - ref).days) < abs((this_year - ref).days)):
+            return other
+    return this_year
+
+
 def _week_day(ref: date, weeks: int, weekday: int) -> date:
     """Day ``weekday`` (0 = Monday) of the week ``weeks`` after the reference's week."""
     return ref - timedelta(days=ref.weekday()) + timedelta(days=7 * weeks + weekday)
@@ -206,11 +224,14 @@ def _resolve(kind: str, m: re.Match[str], ref: date, language: str) -> date | No
         if (a, b) == (24, 7):
             return None  # "24/7" is round the clock, not 24 July
         month, day = (b, a) if a > 12 else (a, b)
-        return _safe_date(ref.year, month, day)
+        return _nearest_year(ref, month, day)
     if kind == "zh_md":
         month, day = _num(g["m"]), _num(g["d"])
-        year = ref.year + _ZH_YEAR_SHIFT.get(g["yw"] or "今年", 0)
-        return _safe_date(year, month, day) if month and day else None
+        if not (month and day):
+            return None
+        if not g["yw"]:
+            return _nearest_year(ref, month, day)
+        return _safe_date(ref.year + _ZH_YEAR_SHIFT[g["yw"]], month, day)
     if kind == "zh_month_day":
         day = _num(g["d"])
         return _add_months(ref, _ZH_MONTH_SHIFT[g["shift"]], day) if day else None
@@ -259,8 +280,8 @@ def _resolve(kind: str, m: re.Match[str], ref: date, language: str) -> date | No
     if kind in ("en_md", "en_dm"):
         if kind == "en_dm" and g["mon"].lower() == "may" and not g.get("y") and not re.search(r"the|of", m.group(0), re.I):
             return None  # "item 5 may be late"
-        year = int(g["y"]) if g.get("y") else ref.year
-        return _safe_date(year, _MONTHS[g["mon"].lower().rstrip(".")], int(g["d"]))
+        month = _MONTHS[g["mon"].lower().rstrip(".")]
+        return _safe_date(int(g["y"]), month, int(g["d"])) if g.get("y") else _nearest_year(ref, month, int(g["d"]))
     if kind == "en_the":
         return _safe_date(ref.year, ref.month, int(g["d"]))
     return None

@@ -17,8 +17,8 @@ type            matches                                           value
                 ``RMB 20``, ``20 CNY``, ``20 yuan``
 ``amount_usd``  ``$12.99``, ``12.99 USD``, ``12 dollars``         cents ``"1299"``
 ``date``        see ``services.nlu.dates``                        ISO ``2026-11-22``
-``time``        ``15:30``, ``下午3点``, ``3点半``, ``3pm``,         ``HH:MM`` (24 h)
-                ``3:30 pm``
+``time``        ``15:30``, ``下午3点``, ``3点半``, ``3pm``,         ``HH:MM`` (24 h); a bare
+                ``3:30 pm``                                       ``1点``–``6点`` is p.m.
 ``address``     zh: 省/市/区/县/镇/路/街/号/弄/栋/楼/单元/室 parts  the text, spaces removed (zh)
                 (two or more); en: ``88 Century Avenue, ...``     or collapsed (en)
 ``quantity``    ``3件``, ``两双``, ``2 pieces``, ``three pairs``   the number ``"3"``
@@ -148,6 +148,11 @@ _CLOCK = re.compile(r"(?<![\d:])(?P<h>[01]?\d|2[0-3]):(?P<m>[0-5]\d)(?:\s*(?P<ap
 _EN_TIME = re.compile(r"\b(?P<h>1[0-2]|0?[1-9])(?:\s*(?P<ap>[ap]\.?m)\b\.?|\s+o'clock\b)", re.IGNORECASE)
 
 
+# A bare Chinese hour up to this one, with no 上午/凌晨..., is an afternoon hour: customers
+# arranging a delivery or a call back mean 15:30 by "3点半", never 03:30.
+BARE_HOURS_READ_AS_AFTERNOON = 6
+
+
 def _hhmm(hour: int, minute: int) -> str | None:
     if 0 <= hour <= 24 and 0 <= minute < 60:
         return f"{hour % 24:02d}:{minute:02d}"
@@ -168,6 +173,8 @@ def _times(text: str) -> list[EntityMatch]:
         part = m.group("part") or ""
         if part in ("下午", "傍晚", "晚上", "今晚", "夜里") and hour < 12:
             hour += 12
+        elif not part and 1 <= hour <= BARE_HOURS_READ_AS_AFTERNOON:
+            hour += 12  # "3点半送" is half past three in the afternoon, not in the night
         elif part == "中午" and hour < 6:
             hour += 12
         value = _hhmm(hour, minute)
