@@ -55,23 +55,33 @@ answer is empty"``. A file gives all of its entries or an error, never part of t
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
 import os
 import re
-import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import yaml
 
-from services.errors import InvalidArgument
 from services.knowledge.analysis import detect_locale
-from services.knowledge.entries import KINDS, KnowledgeEntry
+from services.knowledge.entries import KnowledgeEntry
 from services.knowledge.html_text import HtmlToMarkdown
+from services.knowledge.records import (  # noqa: F401 - DocumentError and normalise_locale are part of this module's API
+    DocumentError,
+    LoadContext,
+    decode_utf8,
+    finish_entries,
+    first_heading,
+    merge_tags,
+    normalise_locale,
+    read_file_bytes,
+    record_entry,
+    relative_name,
+    split_tags,
+    text_field,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,208 +89,6 @@ FAQ_SUFFIXES = (".csv", ".jsonl", ".yaml", ".yml")
 DOCUMENT_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf")
 SUPPORTED_SUFFIXES = FAQ_SUFFIXES + DOCUMENT_SUFFIXES
 
-_LIST_SPLIT = re.compile(r"[,|;，；、]")
-_QUESTION_SPLIT = re.compile(r"[|\n]")
-_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-
-
-class DocumentError(InvalidArgument):
-    """A knowledge file that cannot be loaded; ``str()`` names the file (and row or line)."""
-
-    def __init__(self, path: Path | str, message: str, location: str | None = None) -> None:
-        self.path = Path(path)
-        self.location = location
-        self.detail = message
-        where = f"{path}, {location}" if location else f"{path}"
-        super().__init__(f"{where}: {message}")
-
-
-# --- shared helpers --------------------------------------------------------------------------------------------
-
-
-def normalise_locale(value: str) -> str:
-    """``zh-CN`` / ``zh_Hans`` / ``ZH`` -> ``zh``; ``en-US`` -> ``en``; anything else lower-cased as is."""
-    return re.split(r"[-_]", value.strip().lower(), maxsplit=1)[0]
-
-
-def _split_tags(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [t.strip() for t in _LIST_SPLIT.split(value) if t.strip()]
-    if isinstance(value, (list, tuple)) and all(isinstance(t, (str, int)) for t in value):
-        return [str(t).strip() for t in value if str(t).strip()]
-    raise ValueError("tags must be a string or a list of strings")
-
-
-def _merge_tags(*groups: Iterable[str]) -> list[str]:
-    out: list[str] = []
-    for group in groups:
-        for tag in group:
-            tag = tag.strip()
-            if tag and tag not in out:
-                out.append(tag)
-    return out
-
-
-def _stable_hash(text: str) -> str:
-    key = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
-    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:12]
-
-
-def _relative(path: Path, base: Path | None) -> str:
-    if base is not None:
-        try:
-            return path.resolve().relative_to(base.resolve()).as_posix()
-        except ValueError:
-            pass
-    return path.name
-
-
-def _decode(path: Path, data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DocumentError(
-            path, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); save the file as UTF-8", f"line {line}"
-        ) from None
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except IsADirectoryError:
-        raise DocumentError(path, "is a directory") from None
-    except FileNotFoundError:
-        raise DocumentError(path, "no such file") from None
-    except OSError as exc:
-        raise DocumentError(path, f"cannot be read: {exc.strerror or exc}") from None
-
-
-@dataclass
-class _Context:
-    path: Path
-    rel: str
-    default_locale: str | None
-    default_tags: list[str]
-
-
-def _finish(ctx: _Context, entries: Sequence[tuple[KnowledgeEntry, str | None]]) -> list[KnowledgeEntry]:
-    """Check ids for repeats and every entry with ``validate()``; all or nothing."""
-    seen: dict[str, str | None] = {}
-    for entry, where in entries:
-        if entry.id in seen:
-            raise DocumentError(ctx.path, f"duplicate id {entry.id!r} (also in {seen[entry.id]})", where)
-        seen[entry.id] = where
-        try:
-            entry.validate()
-        except InvalidArgument as exc:
-            raise DocumentError(ctx.path, str(exc), where) from None
-    return [e for e, _ in entries]
-
-
-# --- FAQ records -----------------------------------------------------------------------------------------------
-
-
-def _text_field(rec: dict[str, Any], key: str) -> str | None:
-    value = rec.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ValueError(f"field {key!r} must be text" + (" (quote it in YAML)" if isinstance(value, bool) else ""))
-    return str(value).strip()
-
-
-def _questions(rec: dict[str, Any]) -> list[str]:
-    out: list[str] = []
-    for key in ("questions", "question"):
-        value = rec.get(key)
-        if value is None:
-            continue
-        if isinstance(value, str):
-            out += _QUESTION_SPLIT.split(value)
-        elif isinstance(value, list) and all(isinstance(q, str) for q in value):
-            out += value
-        else:
-            raise ValueError(f"field {key!r} must be a string or a list of strings")
-    return [" ".join(q.split()) for q in out if q.strip()]
-
-
-def _entry(ctx: _Context, rec: dict[str, Any], *, file_locale: str | None = None, file_tags: Sequence[str] = ()) -> KnowledgeEntry:
-    """One entry from a record (a CSV row, a JSON line, a YAML item). Raises ValueError with a plain message."""
-    questions = _questions(rec)
-    answer = _text_field(rec, "answer")
-    body = _text_field(rec, "body") or _text_field(rec, "text")
-    kind = _text_field(rec, "kind")
-    if kind is None:
-        kind = "article" if body and not answer else "faq"
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    title = _text_field(rec, "title") or ""
-    if kind == "faq":
-        if not questions:
-            raise ValueError("question is empty")
-        if not answer:
-            raise ValueError("answer is empty")
-        if body:
-            raise ValueError("both an answer and a body/text: an FAQ entry has an answer, an article a body")
-        title = title or questions[0]
-        sample = " ".join(questions)
-        key = questions[0]
-    else:
-        if not body:
-            raise ValueError("body is empty")
-        title = title or _first_heading(body) or _first_line(body)
-        sample = body
-        key = title or body
-    doc_id = _text_field(rec, "id") or f"{ctx.rel}#{_stable_hash(key)}"
-    locale = _text_field(rec, "locale") or file_locale or ctx.default_locale
-    if not locale:
-        locale = detect_locale(sample) if _has_letters(sample) else detect_locale(answer or body or "")
-    tags = _merge_tags(ctx.default_tags, file_tags, _split_tags(rec.get("tags")))
-    return KnowledgeEntry(
-        id=doc_id,
-        kind=kind,
-        title=title,
-        locale=normalise_locale(locale),
-        tags=tags,
-        questions=questions,
-        answer=answer or "",
-        body=body or "",
-    )
-
-
-def _has_letters(text: str) -> bool:
-    return any(ch.isalpha() for ch in text)
-
-
-def _first_line(text: str, limit: int = 80) -> str:
-    for line in text.splitlines():
-        line = " ".join(line.split())
-        if line:
-            return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
-    return ""
-
-
-def _first_heading(text: str) -> str:
-    """The first Markdown heading outside code fences, without markup ("" when there is none)."""
-    fence = ""
-    for line in text.splitlines():
-        m = _FENCE.match(line)
-        if m:
-            if not fence:
-                fence = m.group(1)[0] * len(m.group(1))
-            elif line.strip().startswith(fence):
-                fence = ""
-            continue
-        if fence:
-            continue
-        h = _HEADING.match(line)
-        if h and h.group(1).strip("*_` "):
-            return " ".join(h.group(1).strip("*_` ").split())
-    return ""
 
 
 _CSV_ALIASES = {
@@ -302,7 +110,7 @@ _CSV_ALIASES = {
 }
 
 
-def _load_csv(ctx: _Context, text: str) -> list[KnowledgeEntry]:
+def _load_csv(ctx: LoadContext, text: str) -> list[KnowledgeEntry]:
     path = ctx.path
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows: list[list[str]] = []
@@ -333,15 +141,15 @@ def _load_csv(ctx: _Context, text: str) -> list[KnowledgeEntry]:
             raise DocumentError(path, f"{len(row)} cells but the header has {len(columns)} columns", where)
         rec = {key: cell for key, cell in zip(columns, row, strict=False) if key is not None and cell.strip()}
         try:
-            entries.append((_entry(ctx, rec), where))
+            entries.append((record_entry(ctx, rec), where))
         except ValueError as exc:
             raise DocumentError(path, str(exc), where) from None
     if not entries:
         raise DocumentError(path, "no entries (only a header row)")
-    return _finish(ctx, entries)
+    return finish_entries(ctx, entries)
 
 
-def _load_jsonl(ctx: _Context, text: str) -> list[KnowledgeEntry]:
+def _load_jsonl(ctx: LoadContext, text: str) -> list[KnowledgeEntry]:
     path = ctx.path
     entries: list[tuple[KnowledgeEntry, str]] = []
     # split("\n"), not splitlines(): JSON strings may hold U+2028 and other separators.
@@ -356,15 +164,15 @@ def _load_jsonl(ctx: _Context, text: str) -> list[KnowledgeEntry]:
         if not isinstance(rec, dict):
             raise DocumentError(path, f"expected a JSON object, got {type(rec).__name__}", where)
         try:
-            entries.append((_entry(ctx, rec), where))
+            entries.append((record_entry(ctx, rec), where))
         except ValueError as exc:
             raise DocumentError(path, str(exc), where) from None
     if not entries:
         raise DocumentError(path, "no entries (the file is empty)")
-    return _finish(ctx, entries)
+    return finish_entries(ctx, entries)
 
 
-def _load_yaml(ctx: _Context, text: str) -> list[KnowledgeEntry]:
+def _load_yaml(ctx: LoadContext, text: str) -> list[KnowledgeEntry]:
     path = ctx.path
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -385,9 +193,9 @@ def _load_yaml(ctx: _Context, text: str) -> list[KnowledgeEntry]:
             if k_node.value == keys[0]:
                 items_node = v_node
         try:
-            loc = _text_field(data, "locale")
+            loc = text_field(data, "locale")
             file_locale = normalise_locale(loc) if loc else None
-            file_tags = _split_tags(data.get("tags"))
+            file_tags = split_tags(data.get("tags"))
         except ValueError as exc:
             raise DocumentError(path, f"top level: {exc}") from None
     else:
@@ -405,12 +213,12 @@ def _load_yaml(ctx: _Context, text: str) -> list[KnowledgeEntry]:
         if not isinstance(item, dict):
             raise DocumentError(path, "expected a mapping with question(s) and answer", where)
         try:
-            entries.append((_entry(ctx, item, file_locale=file_locale, file_tags=file_tags), where))
+            entries.append((record_entry(ctx, item, file_locale=file_locale, file_tags=file_tags), where))
         except ValueError as exc:
             raise DocumentError(path, str(exc), where) from None
     if not entries:
         raise DocumentError(path, "no entries")
-    return _finish(ctx, entries)
+    return finish_entries(ctx, entries)
 
 
 # --- documents -------------------------------------------------------------------------------------------------
@@ -434,28 +242,28 @@ def _front_matter(path: Path, text: str) -> tuple[dict[str, Any], str]:
     return {}, text
 
 
-def _article(ctx: _Context, body: str, *, title: str = "", meta: dict[str, Any] | None = None) -> list[KnowledgeEntry]:
+def _article(ctx: LoadContext, body: str, *, title: str = "", meta: dict[str, Any] | None = None) -> list[KnowledgeEntry]:
     meta = meta or {}
     body = body.strip()
     if not body:
         raise DocumentError(ctx.path, "no text")
     try:
-        doc_id = _text_field(meta, "id") or f"doc:{ctx.rel}"
-        title = _text_field(meta, "title") or title or _first_heading(body) or ctx.path.stem
-        locale = _text_field(meta, "locale") or ctx.default_locale or detect_locale(body)
-        tags = _merge_tags(ctx.default_tags, _split_tags(meta.get("tags")))
+        doc_id = text_field(meta, "id") or f"doc:{ctx.rel}"
+        title = text_field(meta, "title") or title or first_heading(body) or ctx.path.stem
+        locale = text_field(meta, "locale") or ctx.default_locale or detect_locale(body)
+        tags = merge_tags(ctx.default_tags, split_tags(meta.get("tags")))
     except ValueError as exc:
         raise DocumentError(ctx.path, f"front matter: {exc}") from None
     entry = KnowledgeEntry(id=doc_id, kind="article", title=" ".join(title.split()), locale=normalise_locale(locale), tags=tags, body=body)
-    return _finish(ctx, [(entry, None)])
+    return finish_entries(ctx, [(entry, None)])
 
 
-def _load_markdown(ctx: _Context, text: str) -> list[KnowledgeEntry]:
+def _load_markdown(ctx: LoadContext, text: str) -> list[KnowledgeEntry]:
     meta, body = _front_matter(ctx.path, text)
     return _article(ctx, body, meta=meta)
 
 
-def _load_text(ctx: _Context, text: str) -> list[KnowledgeEntry]:
+def _load_text(ctx: LoadContext, text: str) -> list[KnowledgeEntry]:
     return _article(ctx, text)
 
 
@@ -469,10 +277,10 @@ def _html_text(path: Path, data: bytes) -> str:
                 return data.decode(m.group(1).decode("ascii"))
             except (LookupError, UnicodeDecodeError):
                 pass
-        return _decode(path, data)
+        return decode_utf8(path, data)
 
 
-def _load_html(ctx: _Context, text: str) -> list[KnowledgeEntry]:
+def _load_html(ctx: LoadContext, text: str) -> list[KnowledgeEntry]:
     parser = HtmlToMarkdown()
     try:
         parser.feed(text)
@@ -484,7 +292,7 @@ def _load_html(ctx: _Context, text: str) -> list[KnowledgeEntry]:
     return _article(ctx, parser.markdown(), title=title)
 
 
-def _load_pdf(ctx: _Context, data: bytes) -> list[KnowledgeEntry]:
+def _load_pdf(ctx: LoadContext, data: bytes) -> list[KnowledgeEntry]:
     from pypdf import PdfReader
 
     path = ctx.path
@@ -552,12 +360,12 @@ def load_path(
         raise DocumentError(path, f"unsupported file type {suffix or '(no suffix)'!r}; use one of {', '.join(SUPPORTED_SUFFIXES)}")
     if default_locale is not None:
         default_locale = normalise_locale(default_locale)
-    tags = _split_tags(default_tags if isinstance(default_tags, str) else list(default_tags))
-    ctx = _Context(path, _relative(path, base if base is not None else path.parent), default_locale, _merge_tags(tags))
-    data = _read_bytes(path)
+    tags = split_tags(default_tags if isinstance(default_tags, str) else list(default_tags))
+    ctx = LoadContext(path, relative_name(path, base if base is not None else path.parent), default_locale, merge_tags(tags))
+    data = read_file_bytes(path)
     if suffix == ".pdf":
         return _load_pdf(ctx, data)
-    text = _html_text(path, data) if suffix in (".html", ".htm") else _decode(path, data)
+    text = _html_text(path, data) if suffix in (".html", ".htm") else decode_utf8(path, data)
     return _TEXT_LOADERS[suffix](ctx, text)
 
 
