@@ -45,6 +45,7 @@ class FineTuneSettings:
     weight_decay: float = 0.01
     label_smoothing: float = 0.0
     seed: int = 0
+    max_grad_norm: float | None = None  # clip the gradient's norm (None: no clipping)
     is_query: bool = True  # the "query: " prefix, as the NLU service embeds messages
 
 
@@ -174,6 +175,8 @@ def fine_tune(
             loss = F.cross_entropy(logits.float(), y[rows], label_smoothing=settings.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if settings.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
             optimizer.step()
             epoch_losses.append(loss.item())
             step += 1
