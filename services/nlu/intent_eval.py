@@ -106,7 +106,7 @@ async def evaluate(train, test, *, oos: str = "auto", seed: int = 0, embedder=No
     if mode == "best":
         import asyncio
 
-        from services.nlu.finetune import FineTuneSettings, fine_tune
+        from services.nlu.finetune import FineTuneSettings, blend, fine_tune
 
         t1 = time.perf_counter()
         settings = FineTuneSettings(epochs=epochs, lr=1e-4, max_tokens=128, max_grad_norm=1.0, seed=seed)
@@ -124,8 +124,6 @@ async def evaluate(train, test, *, oos: str = "auto", seed: int = 0, embedder=No
         prediction = model.classify_now(x, [row.text])
         probs = prediction.probabilities[0]
         if tuned is not None:
-            from services.nlu.finetune import blend
-
             tuned_probs = tuned.predict_proba([row.text])[0]
             alone["fast"].append(prediction.labels[int(np.argmax(probs))])
             alone["fine_tuned"].append(tuned.labels[int(np.argmax(tuned_probs))])
