@@ -114,6 +114,7 @@ def main() -> int:
     ap.add_argument("--only", choices=BENCHMARKS, action="append", help="run only these (repeatable)")
     ap.add_argument("--mode", default="fast", choices=("fast", "best"),
                     help="the classifier mode passed to kefu eval intents (best fine-tunes e5-small: ~15 min for Banking77)")
+    ap.add_argument("--members", type=int, default=1, help="best mode: fine-tuned encoders to average (default 1)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/kefu-intents/data"))
     ap.add_argument("--prepare-only", action="store_true", help="write the splits and stop")
     ap.add_argument("--json", action="store_true", help="print the results as one JSON object")
@@ -130,6 +131,9 @@ def main() -> int:
         cmd = [sys.executable, "-m", "services.cli", "eval", "intents", "--train", str(train), "--test", str(test),
                "--mode", args.mode, "--json"]
         commands[name] = " ".join(["kefu", "eval", "intents", "--train", str(train), "--test", str(test), "--mode", args.mode])
+        if args.mode == "best" and args.members != 1:
+            cmd[-1:-1] = ["--members", str(args.members)]
+            commands[name] += f" --members {args.members}"
         if args.prepare_only:
             continue
         print(f"[bench] {name}: {commands[name]}", file=sys.stderr)

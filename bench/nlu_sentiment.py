@@ -82,13 +82,13 @@ def convert_tweeteval(data: Path, out: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _run(train: Path, test: Path, embeddings: bool, cache: Path, mode: str = "fast") -> dict:
+def _run(train: Path, test: Path, embeddings: bool, cache: Path, mode: str = "fast", members: int = 1) -> dict:
     from services.nlu.datasets import read_labelled
     from services.nlu.sentiment_eval import evaluate
 
     tr, te = read_labelled(train), read_labelled(test)
     return evaluate([r.text for r in tr], [r.label for r in tr], [r.text for r in te], [r.label for r in te],
-                    embeddings=embeddings, cache_dir=cache, mode=mode)
+                    embeddings=embeddings, cache_dir=cache, mode=mode, members=members)
 
 
 def pack_cross_validation(cache: Path, folds: int = 5, seeds: tuple[int, ...] = (0, 1, 2)) -> dict:
@@ -144,7 +144,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("/tmp/kefu-bench-sentiment"), help="converted files and embedding cache")
     parser.add_argument("--skip-pack", action="store_true", help="leave out the demo store's cross-validation")
     parser.add_argument("--best", action="store_true",
-                        help="also run ChnSentiCorp in --mode best (fine-tunes e5-small: ~30 min on 2 cores)")
+                        help="also run ChnSentiCorp in --mode best (fine-tunes e5-small: ~25 min per member on 2 cores)")
+    parser.add_argument("--members", type=int, default=1, help="with --best: fine-tuned encoders to average (default 1)")
     args = parser.parse_args()
     cache = args.out / "embeddings"
 
@@ -169,7 +170,7 @@ def main() -> int:
         print(f"[bench] tweeteval embeddings={embeddings}: {spread('accuracy')}", file=sys.stderr, flush=True)
 
     if args.best:
-        r = _run(csc_train, csc_dev, True, cache, mode="best")
+        r = _run(csc_train, csc_dev, True, cache, mode="best", members=args.members)
         rows.append(("ChnSentiCorp (zh, 2 labels): train -> dev", "best", str(r["n_train"]), str(r["n"]), f"{r['accuracy']:.4f}",
                      f"{r['macro_f1']:.4f}", f"{r['ece']:.3f}", f"{r['train_s'] + r['fine_tune_s']:.1f}", f"{r['p50_ms']:.2f}"))
         print(f"[bench] chnsenticorp best: {r['accuracy']:.4f} (fast {r['fast_accuracy']:.4f}, fine-tuned alone "
@@ -178,7 +179,8 @@ def main() -> int:
     print("| dataset | model | train n | test n | accuracy | macro-F1 | ECE | train s | p50 ms |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, embeddings, n_train, n_test, acc, f1, ece, train_s, p50 in rows:
-        model = ("e5 + TF-IDF, stacked, averaged with fine-tuned e5-small (--mode best)" if embeddings == "best" else
+        model = (f"e5 + TF-IDF, stacked, averaged with fine-tuned e5-small (--mode best --members {args.members})"
+                 if embeddings == "best" else
                  "e5 + TF-IDF, stacked" if embeddings else "TF-IDF only (--no-embeddings)")
         print(f"| {name} | {model} | {n_train} | {n_test} | {acc} | {f1} | {ece} | {train_s} | {p50} |")
     print("\np50 ms: one message at a time, its e5 embedding given (the NLU service has it already); train s excludes embedding;"

@@ -5,6 +5,7 @@ scratch (the head starts at zero, so an untrained model says 50/50 to everything
 """
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,32 @@ def test_texts_longer_than_max_tokens_are_cut(tuned) -> None:
     assert model.predict_proba([long]).shape == (1, 2)
 
 
+def test_a_cut_text_can_keep_its_end(tuned) -> None:
+    model, _ = tuned
+    text = "房间很小，早餐一般，" * 30 + "但总的来说服务很好，下次还会再来。"
+    full = model.e5.input_ids([text], True)[0]
+    cut = model.e5.input_ids([text], True, 20, head_share=0.25)[0]
+    assert len(cut) == 20 and len(full) > 20
+    head = round(18 * 0.25)  # 18 content ids: the first quarter, then the last ones
+    assert cut[:1 + head] == full[:1 + head] and cut[1 + head:] == full[-(19 - head):]
+    assert model.e5.input_ids(["短评"], True, 20, head_share=0.25) == model.e5.input_ids(["短评"], True)
+    with pytest.raises(ValueError, match="head_share"):
+        model.e5.input_ids([text], True, 20, head_share=0.0)
+
+
+def test_members_are_averaged() -> None:
+    texts = DELIVERY + INVOICE
+    labels = ["delivery"] * len(DELIVERY) + ["invoice"] * len(INVOICE)
+    lines: list[str] = []
+    pair = fine_tune(texts, labels, replace(SETTINGS, members=2, epochs=3), progress=lines.append)
+    assert len(pair.models) == 2 and len(pair.losses) == 3
+    assert lines[0].startswith("member 1/2 fine-tuning") and any(line.startswith("member 2/2 ") for line in lines)
+    unseen = ["包裹到哪里了", "please send me the invoice"]
+    each = [replace(pair, models=[m]).predict_proba(unseen) for m in pair.models]
+    assert not np.allclose(each[0], each[1])  # different seeds, different models
+    assert np.allclose(pair.predict_proba(unseen), (each[0] + each[1]) / 2)
+
+
 def test_bad_training_data_is_refused() -> None:
     with pytest.raises(ValueError, match="at least two labels"):
         fine_tune(["a", "b"], ["x", "x"])
@@ -59,6 +86,10 @@ def test_bad_training_data_is_refused() -> None:
         fine_tune(["a", "b"], ["x"])
     with pytest.raises(ValueError, match="epochs"):
         fine_tune(["a", "b"], ["x", "y"], FineTuneSettings(epochs=0))
+    with pytest.raises(ValueError, match="members"):
+        fine_tune(["a", "b"], ["x", "y"], FineTuneSettings(members=0))
+    with pytest.raises(ValueError, match="head_share"):
+        fine_tune(["a", "b"], ["x", "y"], FineTuneSettings(head_share=1.5))
 
 
 def test_blend() -> None:
@@ -72,21 +103,22 @@ def test_blend() -> None:
 
 def test_eval_sentiment_best_mode(capsys) -> None:
     code = kefu(["eval", "sentiment", "--train", str(FIXTURES / "sentiment_train.csv"), "--test", str(FIXTURES / "sentiment_test.jsonl"),
-                 "--no-embeddings", "--mode", "best", "--epochs", "2", "--json"])
+                 "--no-embeddings", "--mode", "best", "--epochs", "2", "--members", "2", "--json"])
     captured = capsys.readouterr()
     assert code == 0
     result = json.loads(captured.out)
-    assert result["mode"] == "best" and result["epochs"] == 2 and result["fine_tune_s"] > 0
+    assert result["mode"] == "best" and result["epochs"] == 2 and result["members"] == 2 and result["fine_tune_s"] > 0
     assert result["fast_accuracy"] == 0.75  # the fast model's known answer on these fixtures (test_sentiment)
     assert 0.0 <= result["fine_tuned_accuracy"] <= 1.0 and result["n"] == 4
-    assert "fine-tuning e5-small on 18 texts, 3 labels" in captured.err
+    assert "member 1/2 fine-tuning e5-small on 18 texts, 3 labels" in captured.err and "member 2/2 " in captured.err
 
 
-def test_eval_sentiment_rejects_zero_epochs(capsys) -> None:
+@pytest.mark.parametrize("option", ["--epochs", "--members"])
+def test_eval_sentiment_rejects_zero_epochs_or_members(capsys, option) -> None:
     code = kefu(["eval", "sentiment", "--train", str(FIXTURES / "sentiment_train.csv"), "--test", str(FIXTURES / "sentiment_test.jsonl"),
-                 "--no-embeddings", "--mode", "best", "--epochs", "0"])
+                 "--no-embeddings", "--mode", "best", option, "0"])
     captured = capsys.readouterr()
-    assert code == 2 and "epochs" in captured.err and "Traceback" not in captured.err
+    assert code == 2 and option[2:] in captured.err and "Traceback" not in captured.err
 
 
 def test_eval_intents_best_mode() -> None:

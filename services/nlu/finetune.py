@@ -40,13 +40,15 @@ class FineTuneSettings:
     lr: float = 8e-5  # encoder layers
     head_lr: float = 1e-3  # the new linear head (starts at zero)
     batch_size: int = 32
-    max_tokens: int = 160  # per text, <s> and </s> included; longer texts keep their beginning
+    max_tokens: int = 160  # per text, <s> and </s> included
+    head_share: float = 1.0  # a longer text keeps this share of max_tokens from its beginning, the rest from its end
     warmup: float = 0.06  # share of the steps with a rising learning rate
     weight_decay: float = 0.01
     label_smoothing: float = 0.0
     seed: int = 0
     max_grad_norm: float | None = None  # clip the gradient's norm (None: no clipping)
     is_query: bool = True  # the "query: " prefix, as the NLU service embeds messages
+    members: int = 1  # models fine-tuned with seeds seed, seed+1, ...; their probabilities are averaged
 
 
 class _EncoderClassifier(torch.nn.Module):
@@ -103,26 +105,31 @@ def _batch(seqs: Sequence[list[int]], pad: int) -> tuple[torch.Tensor, torch.Ten
 
 @dataclass
 class FineTunedClassifier:
-    """A fine-tuned encoder + head; ``predict_proba`` gives ``[n, len(labels)]`` (columns in ``labels`` order)."""
+    """Fine-tuned encoders + heads (``settings.members`` of them); ``predict_proba`` gives the mean of
+    their probabilities, ``[n, len(labels)]`` (columns in ``labels`` order)."""
 
     labels: list[str]
     settings: FineTuneSettings
-    model: _EncoderClassifier
+    models: list[_EncoderClassifier]
     e5: TorchE5
     train_seconds: float
-    losses: list[float]  # mean training loss of each epoch
+    losses: list[float]  # mean training loss of each epoch (over the members)
+
+    def input_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.e5.input_ids(list(texts), self.settings.is_query, self.settings.max_tokens, self.settings.head_share)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        seqs = self.e5.input_ids(list(texts), self.settings.is_query, self.settings.max_tokens)
+        seqs = self.input_ids(texts)
         out = np.zeros((len(seqs), len(self.labels)), np.float64)
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-        self.model.eval()
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            for start in range(0, len(order), batch_size):
-                rows = order[start:start + batch_size]
-                logits = self.model(*_batch([seqs[i] for i in rows], self.e5.pad_id)).float()
-                out[rows] = torch.softmax(logits, dim=-1).double().numpy()
-        return out
+            for model in self.models:
+                model.eval()
+                for start in range(0, len(order), batch_size):
+                    rows = order[start:start + batch_size]
+                    logits = model(*_batch([seqs[i] for i in rows], self.e5.pad_id)).float()
+                    out[rows] += torch.softmax(logits, dim=-1).double().numpy()
+        return out / len(self.models)
 
 
 def fine_tune(
@@ -141,15 +148,30 @@ def fine_tune(
     names = sorted(set(labels))
     if len(names) < 2:
         raise ValueError("fine-tuning needs at least two labels")
-    if settings.epochs < 1 or settings.batch_size < 1 or settings.max_tokens < 3:
-        raise ValueError("epochs and batch_size must be positive and max_tokens at least 3")
+    if settings.epochs < 1 or settings.batch_size < 1 or settings.members < 1 or settings.max_tokens < 3:
+        raise ValueError("epochs, batch_size and members must be positive and max_tokens at least 3")
+    if not 0.0 < settings.head_share <= 1.0:
+        raise ValueError(f"head_share must be in (0, 1], not {settings.head_share}")
     say = progress or (lambda line: None)
-    torch.manual_seed(settings.seed)
     e5 = TorchE5(model_path, dtype=torch.float32).load()  # fp32 weights: the masters are copied from these
-    seqs = e5.input_ids(texts, settings.is_query, settings.max_tokens)
+    seqs = e5.input_ids(texts, settings.is_query, settings.max_tokens, settings.head_share)
     index = {name: i for i, name in enumerate(names)}
     y = torch.tensor([index[label] for label in labels])
-    model = _EncoderClassifier(e5, len(names), settings.max_tokens)
+    t0 = time.perf_counter()
+    models, losses = [], []
+    for member in range(settings.members):
+        who = f"member {member + 1}/{settings.members} " if settings.members > 1 else ""
+        model, member_losses = _train_one(e5, seqs, y, len(names), settings, settings.seed + member,
+                                          lambda line, who=who: say(who + line))
+        models.append(model)
+        losses.append(member_losses)
+    return FineTunedClassifier(names, settings, models, e5, time.perf_counter() - t0, [float(v) for v in np.mean(losses, axis=0)])
+
+
+def _train_one(e5: TorchE5, seqs: list[list[int]], y: torch.Tensor, classes: int, settings: FineTuneSettings,
+               seed: int, say: Progress) -> tuple[_EncoderClassifier, list[float]]:
+    torch.manual_seed(seed)
+    model = _EncoderClassifier(e5, classes, settings.max_tokens)
     head = list(model.head.parameters())
     encoder = [p for p in model.parameters() if all(p is not h for h in head)]
     optimizer = torch.optim.AdamW([{"params": encoder, "lr": settings.lr}, {"params": head, "lr": settings.head_lr}],
@@ -157,11 +179,11 @@ def fine_tune(
     bases = [settings.lr, settings.head_lr]
     per_epoch = math.ceil(len(seqs) / settings.batch_size)
     total, warm = per_epoch * settings.epochs, max(1, int(settings.warmup * per_epoch * settings.epochs))
-    rng = np.random.default_rng(settings.seed)
-    say(f"fine-tuning e5-small on {len(seqs)} texts, {len(names)} labels: {settings.epochs} epochs of {per_epoch} steps "
+    rng = np.random.default_rng(seed)
+    say(f"fine-tuning e5-small on {len(seqs)} texts, {classes} labels: {settings.epochs} epochs of {per_epoch} steps "
         f"(batch {settings.batch_size}, lr {settings.lr:g}, up to {settings.max_tokens} tokens)")
     model.train()
-    step, losses, t0 = 0, [], time.perf_counter()
+    step, losses = 0, []
     for epoch in range(1, settings.epochs + 1):
         order, epoch_losses, te = rng.permutation(len(seqs)), [], time.perf_counter()
         for start in range(0, len(order), settings.batch_size):
@@ -187,7 +209,7 @@ def fine_tune(
                     f"{rate:.1f} texts/s, ~{left / 60:.0f} min left")
         losses.append(float(np.mean(epoch_losses)))
         say(f"epoch {epoch}/{settings.epochs} done in {time.perf_counter() - te:.0f} s, mean loss {losses[-1]:.3f}")
-    return FineTunedClassifier(names, settings, model, e5, time.perf_counter() - t0, losses)
+    return model, losses
 
 
 def blend(fast: np.ndarray, fine_tuned: np.ndarray, weight: float = 0.5) -> np.ndarray:

@@ -14,7 +14,8 @@ training, embedding T included) and ``n`` (rows of E). ``heldout_*`` are the sam
 training saw of its own accuracy and operating point), never on E.
 
 ``--mode best`` also fine-tunes multilingual-e5-small on T (``services/nlu/finetune.py``;
-``--epochs``, default 5: ~2.3 min an epoch for 9k short messages on 2 cores) and takes
+``--epochs``, default 5: ~2.3 min an epoch for 9k short messages on 2 cores; ``--members N``
+fine-tunes N encoders from different seeds and averages them, N times the cost) and takes
 the top intent from the average of its probabilities and the fast model's; the
 out-of-scope verdict stays the fast model's. ``fast_accuracy`` / ``fine_tuned_accuracy``
 report each alone; ``p50_ms`` then includes the fine-tuned encoder's forward pass and
@@ -42,6 +43,8 @@ def add_arguments(parser) -> None:
                         help="fast: linear SVM on e5 embeddings + TF-IDF (what the service trains, minutes); "
                              "best: also fine-tune e5-small on T and average the two (tens of minutes on a CPU)")
     parser.add_argument("--epochs", type=int, default=BEST_EPOCHS, help=f"fine-tuning epochs in best mode (default {BEST_EPOCHS})")
+    parser.add_argument("--members", type=int, default=1,
+                        help="best mode: fine-tune this many encoders (seeds seed, seed+1, ...) and average them (default 1)")
     parser.add_argument("--oos", choices=("auto", "on", "off"), default="auto",
                         help="use the out-of-scope verdict: auto = when T or E has oos rows")
     parser.add_argument("--reject-rate", type=float, default=None,
@@ -71,7 +74,7 @@ def score(gold: list[str], predicted: list[str], *, oos_label: str = "oos") -> d
 
 
 async def evaluate(train, test, *, oos: str = "auto", seed: int = 0, embedder=None, progress=_progress, mode: str = "fast",
-                   epochs: int = BEST_EPOCHS, **options) -> dict:
+                   epochs: int = BEST_EPOCHS, members: int = 1, **options) -> dict:
     """Train on ``train`` and report on ``test`` (lists of ``LabelledText``); see the module doc."""
     import numpy as np
 
@@ -109,7 +112,8 @@ async def evaluate(train, test, *, oos: str = "auto", seed: int = 0, embedder=No
         from services.nlu.finetune import FineTuneSettings, blend, fine_tune
 
         t1 = time.perf_counter()
-        settings = FineTuneSettings(epochs=epochs, lr=1e-4, max_tokens=128, max_grad_norm=1.0, seed=seed)
+        settings = FineTuneSettings(epochs=epochs, lr=1e-4, max_tokens=128, max_grad_norm=1.0, seed=seed,
+                                    members=members)
         tuned = await asyncio.to_thread(fine_tune, [r.text for r in train], [r.label for r in train], settings, progress=progress)
         if tuned.labels != artifact.labels:
             raise ValueError("the fine-tuned and fast models disagree on the labels")  # both sort the same set: never
@@ -138,7 +142,7 @@ async def evaluate(train, test, *, oos: str = "auto", seed: int = 0, embedder=No
     if tuned is not None:  # each model alone, top intent only (closed set)
         report.update(fast_accuracy=sum(g == p for g, p in zip(gold, alone["fast"], strict=True)) / len(gold),
                       fine_tuned_accuracy=sum(g == p for g, p in zip(gold, alone["fine_tuned"], strict=True)) / len(gold),
-                      fine_tune_s=tuned.train_seconds, epochs=epochs)
+                      fine_tune_s=tuned.train_seconds, epochs=epochs, members=members)
     ms = np.asarray(times) * 1000.0
     report.update(
         p50_ms=float(np.percentile(ms, 50)), p95_ms=float(np.percentile(ms, 95)), train_s=train_s, n=len(test),
@@ -170,7 +174,8 @@ def run(args) -> int:
         return 2
     options = {} if args.reject_rate is None else {"reject_rate": args.reject_rate}
     try:
-        report = asyncio.run(evaluate(train, test, oos=args.oos, seed=args.seed, mode=args.mode, epochs=args.epochs, **options))
+        report = asyncio.run(evaluate(train, test, oos=args.oos, seed=args.seed, mode=args.mode, epochs=args.epochs,
+                                     members=args.members, **options))
     except ValueError as exc:  # e.g. fewer than two intents
         print(f"kefu eval intents: {exc}", file=sys.stderr)
         return 2

@@ -418,13 +418,20 @@ class TorchE5:
         bos, eos, _, _ = self._spec
         return [bos, *self._tok.content_ids([text], is_query)[0], eos]
 
-    def input_ids(self, texts: list[str], is_query: bool = False, max_tokens: int | None = None) -> list[list[int]]:
+    def input_ids(self, texts: list[str], is_query: bool = False, max_tokens: int | None = None,
+                  head_share: float = 1.0) -> list[list[int]]:
         """``<s> prefix+text </s>`` ids of each text, its content cut so that a sequence has at most
-        ``max_tokens`` ids (default and upper bound: the model's 512-token window)."""
+        ``max_tokens`` ids (default and upper bound: the model's 512-token window). A cut text keeps
+        ``head_share`` of the room from its beginning and the rest from its end (1.0: the beginning only)."""
+        if not 0.0 < head_share <= 1.0:
+            raise ValueError(f"head_share must be in (0, 1], not {head_share}")
         self.load()
         bos, eos, _, wmax = self._spec
         keep = wmax if max_tokens is None else max(1, min(wmax, int(max_tokens) - 2))
-        return [[bos, *ids[:keep], eos] for ids in self._tok.content_ids(list(texts), is_query)]
+        head = max(1, round(keep * head_share))
+        tail = keep - head
+        return [[bos, *(ids if len(ids) <= keep else ids[:head] + (ids[-tail:] if tail else [])), eos]
+                for ids in self._tok.content_ids(list(texts), is_query)]
 
     @property
     def pad_id(self) -> int:
