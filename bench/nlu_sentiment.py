@@ -96,13 +96,8 @@ def pack_cross_validation(cache: Path, folds: int = 5, seeds: tuple[int, ...] = 
     import numpy as np
     from scipy.stats import spearmanr
 
-    from services.nlu.sentiment import (
-        SentimentModel,
-        _stratified_folds,
-        anger_cues,
-        dissatisfaction_score,
-        expected_calibration_error,
-    )
+    from services.nlu.dissatisfaction import anger_cues, dissatisfaction_score
+    from services.nlu.sentiment import SentimentModel, _stratified_folds, expected_calibration_error
     from services.nlu.sentiment_pack import PACK_FILE, read_sentiment_pack
     from services.nlu.sentiment_eval import embed_texts
 

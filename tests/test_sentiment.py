@@ -17,15 +17,8 @@ import pytest
 
 from services.cli import main as kefu
 from services.nlu.results import SentimentReading
-from services.nlu.sentiment import (
-    BASE,
-    DISSATISFIED_AT,
-    POLARITIES,
-    SentimentModel,
-    anger_cues,
-    default_label_polarity,
-    dissatisfaction_score,
-)
+from services.nlu.dissatisfaction import BASE, DISSATISFIED_AT, anger_cues, dissatisfaction_score
+from services.nlu.sentiment import POLARITIES, SentimentModel, default_label_polarity
 from services.nlu.sentiment_pack import load_or_train_pack_model, read_sentiment_pack
 from services.nlu.sentiment_eval import classification_metrics
 
