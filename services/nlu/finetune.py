@@ -7,7 +7,10 @@ itself: every layer of multilingual-e5-small (21M parameters; the 250k-row word 
 frozen in its 4-bit form) and a linear head on the mean-pooled last layer, with AdamW, linear
 warm-up and decay, bf16 autocast, batches of texts of similar length. The fine-tuned model's
 probabilities are then averaged with the fast model's (:func:`blend`): the two make different
-mistakes (n-grams see the exact words, the encoder the paraphrase).
+mistakes (n-grams see the exact words, the encoder the paraphrase). ``members`` > 1 fine-tunes
+that many encoders from consecutive seeds and averages them first (N times the cost); a text
+longer than ``max_tokens`` keeps its beginning, or with ``head_share`` < 1 its beginning and
+its end (a review's verdict is often in its last sentence).
 
 Cost on 2 cores: ~65 short messages (~20 tokens) or ~18 reviews (~75 tokens) a second per
 epoch, i.e. ~2.3 min an epoch for 9k intents and ~9 min for 9.6k reviews; prediction
