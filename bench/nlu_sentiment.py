@@ -21,6 +21,12 @@ Splits (official test splits are not used; they are not here):
   Spearman correlation between the dissatisfaction score (out-of-fold) and the file's
   hand-written ``anger`` annotations of the negative messages.
 
+- ``--best --pretrain``: each fine-tuned encoder first learns other Chinese reviews for one
+  epoch (``online_shopping_10_cats`` train without its 计算机, 书籍 and 酒店 categories, which
+  share texts with ChnSentiCorp, plus ``waimai_10k`` train; any text that also occurs in
+  ChnSentiCorp's train or dev is dropped), then ChnSentiCorp train; the fast model sees
+  ChnSentiCorp train only.
+
 Evaluation data only: read from ../shared, written to /tmp, never shipped.
 """
 
@@ -82,13 +88,39 @@ def convert_tweeteval(data: Path, out: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _run(train: Path, test: Path, embeddings: bool, cache: Path, mode: str = "fast", members: int = 1) -> dict:
+# online_shopping_10_cats categories whose reviews also occur in ChnSentiCorp (284–315 shared texts each)
+SHARED_WITH_CHNSENTICORP = {"计算机", "书籍", "酒店"}
+
+
+def convert_other_reviews(data: Path, out: Path, avoid: list[Path]) -> Path:
+    """Chinese reviews of other products, labels 0/1 as ChnSentiCorp's, none of them in ``avoid``'s texts."""
+    from services.nlu.datasets import read_labelled
+    from services.nlu.text import normalize
+
+    seen = {normalize(r.text) for path in avoid for r in read_labelled(path)}
+    rows: list[tuple[str, str]] = []
+    with (data / "online_shopping_10_cats" / "train.csv").open(encoding="utf-8-sig", newline="") as f:
+        rows += [(r["review"].replace("\ufeff", "").strip(), r["label"]) for r in csv.DictReader(f) if r["cat"] not in SHARED_WITH_CHNSENTICORP]
+    with (data / "waimai_10k" / "train.csv").open(encoding="utf-8-sig", newline="") as f:
+        rows += [(r["review"].replace("\ufeff", "").strip(), r["label"]) for r in csv.DictReader(f)]
+    kept = [(text, label) for text, label in rows if text and label in ("0", "1") and normalize(text) not in seen]
+    print(f"[bench] other reviews for --pretrain: {len(kept)} of {len(rows)} ({len(rows) - len(kept)} empty or also in ChnSentiCorp)",
+          file=sys.stderr, flush=True)
+    return _write_csv(out / "other_reviews_pretrain.csv", kept)
+
+
+def _run(train: Path, test: Path, embeddings: bool, cache: Path, mode: str = "fast", members: int = 1,
+         pretrain: Path | None = None) -> dict:
     from services.nlu.datasets import read_labelled
     from services.nlu.sentiment_eval import evaluate
 
     tr, te = read_labelled(train), read_labelled(test)
+    before = None
+    if pretrain is not None:
+        rows = read_labelled(pretrain)
+        before = ([r.text for r in rows], [r.label for r in rows])
     return evaluate([r.text for r in tr], [r.label for r in tr], [r.text for r in te], [r.label for r in te],
-                    embeddings=embeddings, cache_dir=cache, mode=mode, members=members)
+                    embeddings=embeddings, cache_dir=cache, mode=mode, members=members, pretrain=before)
 
 
 def pack_cross_validation(cache: Path, folds: int = 5, seeds: tuple[int, ...] = (0, 1, 2)) -> dict:
@@ -141,13 +173,17 @@ def main() -> int:
     parser.add_argument("--best", action="store_true",
                         help="also run ChnSentiCorp in --mode best (fine-tunes e5-small: ~25 min per member on 2 cores)")
     parser.add_argument("--members", type=int, default=1, help="with --best: fine-tuned encoders to average (default 1)")
+    parser.add_argument("--pretrain", action="store_true",
+                        help="with --best: each encoder first learns ~45k other Chinese reviews for one epoch (~15 min more per member)")
+    parser.add_argument("--best-only", action="store_true", help="with --best: only the ChnSentiCorp best-mode row")
     args = parser.parse_args()
     cache = args.out / "embeddings"
 
     csc_train, csc_dev = convert_chnsenticorp(args.data, args.out)
     tw_pairs = convert_tweeteval(args.data, args.out)
+    pretrain = convert_other_reviews(args.data, args.out, [csc_train, csc_dev]) if args.best and args.pretrain else None
     rows = []
-    for embeddings in (True, False):
+    for embeddings in (() if args.best and args.best_only else (True, False)):
         r = _run(csc_train, csc_dev, embeddings, cache)
         rows.append(("ChnSentiCorp (zh, 2 labels): train -> dev", embeddings, str(r["n_train"]), str(r["n"]),
                      f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}", f"{r['ece']:.3f}", f"{r['train_s']:.1f}", f"{r['p50_ms']:.2f}"))
@@ -165,7 +201,7 @@ def main() -> int:
         print(f"[bench] tweeteval embeddings={embeddings}: {spread('accuracy')}", file=sys.stderr, flush=True)
 
     if args.best:
-        r = _run(csc_train, csc_dev, True, cache, mode="best", members=args.members)
+        r = _run(csc_train, csc_dev, True, cache, mode="best", members=args.members, pretrain=pretrain)
         rows.append(("ChnSentiCorp (zh, 2 labels): train -> dev", "best", str(r["n_train"]), str(r["n"]), f"{r['accuracy']:.4f}",
                      f"{r['macro_f1']:.4f}", f"{r['ece']:.3f}", f"{r['train_s'] + r['fine_tune_s']:.1f}", f"{r['p50_ms']:.2f}"))
         print(f"[bench] chnsenticorp best: {r['accuracy']:.4f} (fast {r['fast_accuracy']:.4f}, fine-tuned alone "
@@ -174,14 +210,15 @@ def main() -> int:
     print("| dataset | model | train n | test n | accuracy | macro-F1 | ECE | train s | p50 ms |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, embeddings, n_train, n_test, acc, f1, ece, train_s, p50 in rows:
-        model = (f"e5 + TF-IDF, stacked, averaged with fine-tuned e5-small (--mode best --members {args.members})"
+        model = (f"e5 + TF-IDF, stacked, averaged with fine-tuned e5-small (--mode best --members {args.members}"
+                 + (f" --pretrain: {r['n_pretrain']} other reviews first)" if pretrain else ")")
                  if embeddings == "best" else
                  "e5 + TF-IDF, stacked" if embeddings else "TF-IDF only (--no-embeddings)")
         print(f"| {name} | {model} | {n_train} | {n_test} | {acc} | {f1} | {ece} | {train_s} | {p50} |")
     print("\np50 ms: one message at a time, its e5 embedding given (the NLU service has it already); train s excludes embedding;"
           " in the best row it includes fine-tuning, and p50 the fine-tuned encoder's forward pass.")
 
-    if not args.skip_pack:
+    if not args.skip_pack and not (args.best and args.best_only):
         cv = pack_cross_validation(cache)
         print(f"\nDemo store model (services/demo/pack/sentiment.yaml, {cv['n']} messages), 5-fold CV x 3 seeds:\n")
         print("| model | accuracy | zh | en | ECE | Spearman(dissatisfaction, anger) |")
@@ -193,7 +230,8 @@ def main() -> int:
 
     print("\nCommands (same code path):\n")
     print(f"    .venv/bin/kefu eval sentiment --train {csc_train} --test {csc_dev} --cache {cache} [--json] [--no-embeddings]")
-    print(f"    .venv/bin/kefu eval sentiment --train {csc_train} --test {csc_dev} --cache {cache} --mode best [--json]")
+    print(f"    .venv/bin/kefu eval sentiment --train {csc_train} --test {csc_dev} --cache {cache} --mode best [--json]"
+          + (f" --members {args.members} --pretrain {pretrain}" if pretrain else ""))
     for k, (tr, te) in enumerate(tw_pairs):
         print(f"    .venv/bin/kefu eval sentiment --train {tr} --test {te} --cache {cache} [--json] [--no-embeddings]  # fold {k}")
     return 0

@@ -92,6 +92,31 @@ def test_bad_training_data_is_refused() -> None:
         fine_tune(["a", "b"], ["x", "y"], FineTuneSettings(head_share=1.5))
 
 
+def test_pretraining_comes_first() -> None:
+    """Texts learnt first make the training texts easy from the start: the first epoch's loss falls."""
+    texts = ["包裹到哪里了", "where is my package now", "发票开错了", "please send me the invoice"]
+    labels = ["delivery", "delivery", "invoice", "invoice"]
+    before = (DELIVERY + INVOICE, ["delivery"] * len(DELIVERY) + ["invoice"] * len(INVOICE))
+    settings = replace(SETTINGS, epochs=1, pretrain_epochs=4)
+    lines: list[str] = []
+    cold = fine_tune(texts, labels, settings)
+    warm = fine_tune(texts, labels, settings, progress=lines.append, pretrain=before)
+    assert warm.losses[0] < 0.5 * cold.losses[0], (warm.losses, cold.losses)
+    assert lines[0] == "first: 24 other texts with the same labels, 4 epoch(s)"
+    assert lines[1].startswith("first: fine-tuning e5-small on 24 texts, 2 labels: 4 epochs")
+    assert lines[-1].startswith("epoch 1/1 done") and sum(line.startswith("first: epoch") for line in lines) == 4
+    assert [warm.labels[i] for i in warm.predict_proba(["我的快递呢", "invoice please"]).argmax(axis=1)] == ["delivery", "invoice"]
+
+
+def test_pretraining_labels_must_be_training_labels() -> None:
+    with pytest.raises(ValueError, match="not among the training labels: refund"):
+        fine_tune(["a", "b"], ["x", "y"], pretrain=(["c"], ["refund"]))
+    with pytest.raises(ValueError, match="as many labels as texts"):
+        fine_tune(["a", "b"], ["x", "y"], pretrain=(["c", "d"], ["x"]))
+    with pytest.raises(ValueError, match="pretrain_epochs"):
+        fine_tune(["a", "b"], ["x", "y"], FineTuneSettings(pretrain_epochs=0), pretrain=(["c"], ["x"]))
+
+
 def test_blend() -> None:
     fast = np.array([[0.9, 0.1], [0.4, 0.6]])
     tuned = np.array([[0.2, 0.8], [0.2, 0.8]])
@@ -103,11 +128,14 @@ def test_blend() -> None:
 
 def test_eval_sentiment_best_mode(capsys) -> None:
     code = kefu(["eval", "sentiment", "--train", str(FIXTURES / "sentiment_train.csv"), "--test", str(FIXTURES / "sentiment_test.jsonl"),
-                 "--no-embeddings", "--mode", "best", "--epochs", "2", "--members", "2", "--json"])
+                 "--no-embeddings", "--mode", "best", "--epochs", "2", "--members", "2", "--json",
+                 "--pretrain", str(FIXTURES / "sentiment_pretrain.csv")])
     captured = capsys.readouterr()
     assert code == 0
     result = json.loads(captured.out)
     assert result["mode"] == "best" and result["epochs"] == 2 and result["members"] == 2 and result["fine_tune_s"] > 0
+    assert result["n_pretrain"] == 9 and result["pretrain"].endswith("sentiment_pretrain.csv")
+    assert "member 1/2 first: fine-tuning e5-small on 9 texts, 3 labels" in captured.err
     assert result["fast_accuracy"] == 0.75  # the fast model's known answer on these fixtures (test_sentiment)
     assert 0.0 <= result["fine_tuned_accuracy"] <= 1.0 and result["n"] == 4
     assert "member 1/2 fine-tuning e5-small on 18 texts, 3 labels" in captured.err and "member 2/2 " in captured.err
@@ -119,6 +147,16 @@ def test_eval_sentiment_rejects_zero_epochs_or_members(capsys, option) -> None:
                  "--no-embeddings", "--mode", "best", option, "0"])
     captured = capsys.readouterr()
     assert code == 2 and option[2:] in captured.err and "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize("extra, says", [([], "needs --mode best"), (["--mode", "best"], "not among the training labels: refund")])
+def test_eval_sentiment_refuses_a_bad_pretrain(capsys, tmp_path, extra, says) -> None:
+    other = tmp_path / "other.csv"
+    other.write_text("text,label\n退款到账了吗,refund\n", encoding="utf-8")
+    code = kefu(["eval", "sentiment", "--train", str(FIXTURES / "sentiment_train.csv"), "--test", str(FIXTURES / "sentiment_test.jsonl"),
+                 "--no-embeddings", "--pretrain", str(other), *extra])
+    captured = capsys.readouterr()
+    assert code == 2 and says in captured.err and "Traceback" not in captured.err
 
 
 def test_eval_intents_best_mode() -> None:

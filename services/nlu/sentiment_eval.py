@@ -10,7 +10,9 @@ with a progress bar on stderr; ``--no-embeddings`` leaves them out (text model o
 ``--mode best`` also fine-tunes multilingual-e5-small on TRAIN (``services/nlu/finetune.py``;
 ``--epochs``, default 3: ~9 min an epoch for 10k reviews on 2 cores, progress on stderr;
 a review longer than 160 tokens keeps its first quarter and its end; ``--members N`` fine-tunes
-N encoders from different seeds and averages them, N times the cost) and reports the average of its probabilities and the fast model's; ``fine_tuned_accuracy`` and
+N encoders from different seeds and averages them, N times the cost; ``--pretrain FILE``
+has each encoder learn FILE's texts, with the same labels, for one epoch first, while the fast
+model sees TRAIN only) and reports the average of its probabilities and the fast model's; ``fine_tuned_accuracy`` and
 ``fast_accuracy`` give each alone, and ``p50_ms`` then includes a forward pass of the
 fine-tuned encoder.
 
@@ -50,6 +52,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs in best mode (default 3)")
     parser.add_argument("--members", type=int, default=1,
                         help="best mode: fine-tune this many encoders (seeds seed, seed+1, ...) and average them (default 1)")
+    parser.add_argument("--pretrain", metavar="FILE",
+                        help="best mode: each encoder first learns FILE (CSV text,label or JSONL, TRAIN's labels; e.g. "
+                             "other products' reviews) for one epoch, then TRAIN; the fast model sees TRAIN only")
 
 
 def run(args) -> int:
@@ -58,19 +63,25 @@ def run(args) -> int:
     try:
         train = read_labelled(args.train)
         test = read_labelled(args.test)
+        pretrain = read_labelled(args.pretrain) if args.pretrain else None
     except DatasetError as exc:
         print(f"kefu eval sentiment: {exc}", file=sys.stderr)
+        return 2
+    if pretrain is not None and args.mode != "best":
+        print("kefu eval sentiment: --pretrain fine-tunes the encoder: it needs --mode best", file=sys.stderr)
         return 2
     try:
         result = evaluate(
             [r.text for r in train], [r.label for r in train], [r.text for r in test], [r.label for r in test],
             embeddings=args.embeddings, cache_dir=args.cache, seed=args.seed, mode=args.mode, epochs=args.epochs,
-            members=args.members,
+            members=args.members, pretrain=None if pretrain is None else ([r.text for r in pretrain], [r.label for r in pretrain]),
         )
     except ValueError as exc:  # e.g. a label with a single example
         print(f"kefu eval sentiment: {exc}", file=sys.stderr)
         return 2
     result = {"train": str(args.train), "test": str(args.test), **result}
+    if pretrain is not None:
+        result["pretrain"] = str(args.pretrain)
     print(json.dumps(result, ensure_ascii=False) if args.json else format_table(result))
     return 0
 
@@ -81,13 +92,17 @@ def run(args) -> int:
 def evaluate(
     train_texts: Sequence[str], train_labels: Sequence[str], test_texts: Sequence[str], test_labels: Sequence[str], *,
     embeddings: bool = True, cache_dir: str | Path | None = None, seed: int = 0, mode: str = "fast", epochs: int = 3,
-    members: int = 1,
+    members: int = 1, pretrain: tuple[Sequence[str], Sequence[str]] | None = None,
 ) -> dict:
     """Train on the first pair, report on the second (what ``kefu eval sentiment`` prints)."""
     import numpy as np
 
     if mode not in ("fast", "best"):
         raise ValueError(f"mode must be fast or best, not {mode!r}")
+    if pretrain is not None:  # said before minutes of embedding and training, not after
+        unknown = sorted(set(map(str, pretrain[1])) - set(map(str, train_labels)))
+        if unknown:
+            raise ValueError(f"pretraining labels not among the training labels: {', '.join(unknown[:5])}")
 
     from services.nlu.sentiment import SentimentModel, expected_calibration_error
 
@@ -111,13 +126,15 @@ def evaluate(
         # a review cut to 160 tokens keeps its first quarter and its end (where the verdict usually is)
         settings = FineTuneSettings(epochs=epochs, seed=seed, head_share=0.25, members=members)
         tuned = fine_tune([normalize(t) for t in train_texts], train_labels, settings,
-                          progress=lambda line: print(f"[eval sentiment] {line}", file=sys.stderr, flush=True))
+                          progress=lambda line: print(f"[eval sentiment] {line}", file=sys.stderr, flush=True),
+                          pretrain=None if pretrain is None else ([normalize(t) for t in pretrain[0]], pretrain[1]))
         if tuned.labels != model.labels:
             raise ValueError("the fine-tuned and fast models disagree on the labels")  # both sort the same set: never
         tuned_probs = tuned.predict_proba([normalize(t) for t in test_texts])
         extra = {"fast_accuracy": classification_metrics(test_labels, [model.labels[i] for i in probs.argmax(axis=1)])["accuracy"],
                  "fine_tuned_accuracy": classification_metrics(test_labels, [model.labels[i] for i in tuned_probs.argmax(axis=1)])["accuracy"],
-                 "fine_tune_s": round(tuned.train_seconds, 1), "epochs": epochs, "members": members}
+                 "fine_tune_s": round(tuned.train_seconds, 1), "epochs": epochs, "members": members,
+                 "n_pretrain": 0 if pretrain is None else len(pretrain[0])}
         probs = blend(probs, tuned_probs)
     predicted = [model.labels[i] for i in probs.argmax(axis=1)]
     result = classification_metrics(test_labels, predicted)
@@ -167,7 +184,8 @@ def format_table(result: dict) -> str:
     if result.get("mode") == "best":
         members = result.get("members", 1)
         emb += (f", averaged with e5-small fine-tuned for {result['epochs']} epochs"
-                + (f" ({members} encoders from different seeds)" if members > 1 else ""))
+                + (f" ({members} encoders from different seeds)" if members > 1 else "")
+                + (f", each first on {result['n_pretrain']} rows of {result.get('pretrain', 'other data')}" if result.get("n_pretrain") else ""))
     lines = [f"sentiment: trained on {result.get('train', 'train')} ({result['n_train']} rows), "
              f"tested on {result.get('test', 'test')} ({result['n']} rows); model: {emb}", ""]
     rows = [("accuracy", f"{result['accuracy']:.4f}"), ("macro_f1", f"{result['macro_f1']:.4f}"), ("n", str(result["n"])),
