@@ -5,14 +5,17 @@ The fast models (``services.nlu.training``, ``services.nlu.sentiment``) read a f
 embedding beside TF-IDF n-grams and train in a minute or two. Best mode trains the encoder
 itself: every layer of multilingual-e5-small (21M parameters; the 250k-row word table stays
 frozen in its 4-bit form) and a linear head on the mean-pooled last layer, with AdamW, linear
-warm-up and decay, bf16 autocast, batches of texts of similar length. The fine-tuned model's
+warm-up and decay, bf16 autocast, batches in random order (prediction batches texts of
+similar length; so does training on ``pretrain``'s texts, see below). The fine-tuned model's
 probabilities are then averaged with the fast model's (:func:`blend`): the two make different
 mistakes (n-grams see the exact words, the encoder the paraphrase). ``members`` > 1 fine-tunes
 that many encoders from consecutive seeds and averages them first (N times the cost); a text
 longer than ``max_tokens`` keeps its beginning, or with ``head_share`` < 1 its beginning and
 its end (a review's verdict is often in its last sentence). ``pretrain`` gives each member other
 texts with the same labels to learn first (reviews of other products before the ones to
-classify: the encoder meets the task on more data than the training file holds).
+classify: the encoder meets the task on more data than the training file holds). Those
+usually outnumber the training texts several times, so their batches are drawn from runs of
+50 batches sorted by length (little padding: ~3× the speed on short reviews).
 
 Cost on 2 cores: ~65 short messages (~20 tokens) or ~18 reviews (~75 tokens) a second per
 epoch, i.e. ~2.3 min an epoch for 9k intents and ~9 min for 9.6k reviews; prediction
@@ -203,12 +206,14 @@ def _train_one(e5: TorchE5, seqs: list[list[int]], y: torch.Tensor, classes: int
     model.train()
     if before is not None:
         say(f"first: {len(before[0])} other texts with the same labels, {settings.pretrain_epochs} epoch(s)")
-        _stage(model, e5, before[0], before[1], classes, settings, settings.pretrain_epochs, rng, lambda line: say("first: " + line))
+        _stage(model, e5, before[0], before[1], classes, settings, settings.pretrain_epochs, rng, lambda line: say("first: " + line),
+               similar_lengths=True)
     return model, _stage(model, e5, seqs, y, classes, settings, settings.epochs, rng, say)
 
 
 def _stage(model: _EncoderClassifier, e5: TorchE5, seqs: list[list[int]], y: torch.Tensor, classes: int,
-           settings: FineTuneSettings, epochs: int, rng: np.random.Generator, say: Progress) -> list[float]:
+           settings: FineTuneSettings, epochs: int, rng: np.random.Generator, say: Progress,
+           similar_lengths: bool = False) -> list[float]:
     head = list(model.head.parameters())
     encoder = [p for p in model.parameters() if all(p is not h for h in head)]
     optimizer = torch.optim.AdamW([{"params": encoder, "lr": settings.lr}, {"params": head, "lr": settings.head_lr}],
@@ -220,9 +225,8 @@ def _stage(model: _EncoderClassifier, e5: TorchE5, seqs: list[list[int]], y: tor
         f"(batch {settings.batch_size}, lr {settings.lr:g}, up to {settings.max_tokens} tokens)")
     step, losses = 0, []
     for epoch in range(1, epochs + 1):
-        order, epoch_losses, te = rng.permutation(len(seqs)), [], time.perf_counter()
-        for start in range(0, len(order), settings.batch_size):
-            rows = order[start:start + settings.batch_size]
+        epoch_losses, te, done = [], time.perf_counter(), 0
+        for rows in _batches(seqs, settings.batch_size, rng, similar_lengths):
             scale = (step + 1) / warm if step < warm else max(0.0, (total - step) / max(1, total - warm))
             for group, base in zip(optimizer.param_groups, bases, strict=True):
                 group["lr"] = base * scale
@@ -237,14 +241,29 @@ def _stage(model: _EncoderClassifier, e5: TorchE5, seqs: list[list[int]], y: tor
             optimizer.step()
             epoch_losses.append(loss.item())
             step += 1
+            done += len(rows)
             if step % 50 == 0:
-                rate = (start + len(rows)) / (time.perf_counter() - te)
+                rate = done / (time.perf_counter() - te)
                 left = (total - step) * settings.batch_size / rate
                 say(f"epoch {epoch}/{epochs} step {step}/{total} loss {np.mean(epoch_losses[-50:]):.3f} "
                     f"{rate:.1f} texts/s, ~{left / 60:.0f} min left")
         losses.append(float(np.mean(epoch_losses)))
         say(f"epoch {epoch}/{epochs} done in {time.perf_counter() - te:.0f} s, mean loss {losses[-1]:.3f}")
     return losses
+
+
+def _batches(seqs: list[list[int]], size: int, rng: np.random.Generator, similar_lengths: bool) -> list[np.ndarray]:
+    """An epoch's batches of row numbers: consecutive slices of a random order, or with
+    ``similar_lengths`` slices of runs of 50 batches sorted by length, in random order."""
+    order = rng.permutation(len(seqs))
+    if not similar_lengths:
+        return [order[start:start + size] for start in range(0, len(order), size)]
+    run = 50 * size
+    batches = []
+    for start in range(0, len(order), run):
+        part = sorted(order[start:start + run], key=lambda i: len(seqs[i]))
+        batches += [np.array(part[b:b + size]) for b in range(0, len(part), size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def blend(fast: np.ndarray, fine_tuned: np.ndarray, weight: float = 0.5) -> np.ndarray:
