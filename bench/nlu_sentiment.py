@@ -55,14 +55,17 @@ def _write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
     return path
 
 
+def read_chnsenticorp(data: Path, split: str) -> list[tuple[str, str]]:
+    """(text, label) rows of ``chnsenticorp/{split}.tsv`` (``label<TAB>text_a``; 0 = negative, 1 = positive), empty texts left out."""
+    lines = (data / "chnsenticorp" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    rows = [(text.strip(), label) for label, text in (line.split("\t", 1) for line in lines if line.strip())]
+    return [r for r in rows if r[0]]
+
+
 def convert_chnsenticorp(data: Path, out: Path) -> tuple[Path, Path]:
-    """train.tsv / dev.tsv (``label<TAB>text_a``) -> CSV text,label (labels 0 = negative, 1 = positive)."""
-    paths = []
-    for split in ("train", "dev"):
-        lines = (data / "chnsenticorp" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]
-        rows = [(text.strip(), label) for label, text in (line.split("\t", 1) for line in lines if line.strip())]
-        paths.append(_write_csv(out / f"chnsenticorp_{split}.csv", [r for r in rows if r[0]]))
-    return paths[0], paths[1]
+    """train.tsv / dev.tsv -> CSV text,label."""
+    train, dev = (_write_csv(out / f"chnsenticorp_{split}.csv", read_chnsenticorp(data, split)) for split in ("train", "dev"))
+    return train, dev
 
 
 def convert_tweeteval(data: Path, out: Path) -> list[tuple[Path, Path]]:

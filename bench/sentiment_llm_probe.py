@@ -31,9 +31,11 @@ sys.path.insert(0, str(ROOT))
 HEAD, TAIL, H = 160, 96, 896
 
 
-def read_tsv(path: Path) -> tuple[list[str], np.ndarray]:
-    rows = [line.rstrip("\n").split("\t", 1) for line in path.open(encoding="utf-8")][1:]
-    return [text for _, text in rows], np.array([int(label) for label, _ in rows])
+def read_split(data: Path, split: str) -> tuple[list[str], np.ndarray]:
+    from bench.nlu_sentiment import read_chnsenticorp
+
+    rows = read_chnsenticorp(data, split)
+    return [text for text, _ in rows], np.array([int(label) for _, label in rows])
 
 
 def lower_states(model, tok, texts: list[str], what: str) -> list[np.ndarray]:
@@ -74,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    train_texts, y_train = read_tsv(args.data / "chnsenticorp" / "train.tsv")
-    dev_texts, y_dev = read_tsv(args.data / "chnsenticorp" / "dev.tsv")
+    train_texts, y_train = read_split(args.data, "train")
+    dev_texts, y_dev = read_split(args.data, "dev")
     if args.limit:
         train_texts, y_train = train_texts[:args.limit], y_train[:args.limit]
         dev_texts, y_dev = dev_texts[:args.limit // 4], y_dev[:args.limit // 4]
