@@ -1,7 +1,7 @@
 """Exploration, not in the product: does the local Qwen2.5-0.5B help ChnSentiCorp sentiment?
 
     OMP_NUM_THREADS=2 PYTHONUNBUFFERED=1 .venv/bin/python bench/sentiment_llm_probe.py \
-        [--data ../shared/data] [--layers 12] [--tune 4] [--epochs 2] [--limit N]
+        [--data ../shared/data] [--layers 12] [--tune 4] [--epochs 2] [--with-e5] [--limit N]
 
 Recipe (docs/BENCHMARKS.md has the figures): run the first ``--layers`` decoder layers of the
 local model (``make models`` converts it; its final norm left out) once over every review of
@@ -11,7 +11,9 @@ pretrained layers, the norm, mean pooling and a linear head on them (AdamW, lr 5
 layers and 1e-3 for the head, warm-up 6% then linear decay, batch 16) on 90% of train, the other
 10% (numpy ``default_rng(20250101)``) reported after each epoch; finally dev accuracy of the
 tuned model alone and averaged 50/50 with the TF-IDF-only sentiment model trained on all of
-train. ``--limit N`` keeps N train and N/4 dev reviews (a smoke run). Evaluation data only:
+train. ``--with-e5`` also fine-tunes e5-small on all of train as ``kefu eval sentiment --mode
+best`` does (3 epochs, seed 0, head + tail cut) and reports the three-way average in equal
+thirds (TF-IDF, fine-tuned e5, tuned Qwen layers; weights fixed before any run). ``--limit N`` keeps N train and N/4 dev reviews (a smoke run). Evaluation data only:
 read from ../shared, nothing written.
 """
 
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", type=int, default=12, help="frozen lower layers, run once (default 12)")
     ap.add_argument("--tune", type=int, default=4, help="layers above them that are trained (default 4)")
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--with-e5", action="store_true",
+                    help="also fine-tune e5-small (~40 min on 2 cores) and report the equal-thirds average")
     ap.add_argument("--limit", type=int, default=0, help="smoke run: N train and N/4 dev reviews")
     args = ap.parse_args(argv)
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -141,7 +145,17 @@ def main(argv: list[str] | None = None) -> int:
     tuned = proba(x_dev, range(len(x_dev)))
     fast = SentimentModel.train(train_texts, [str(v) for v in y_train], None, seed=0)
     fast_p = fast.predict_proba(dev_texts, None)[:, [fast.labels.index("0"), fast.labels.index("1")]]
-    for name, pr in (("tuned Qwen layers alone", tuned), ("TF-IDF model alone", fast_p), ("average of both", (tuned + fast_p) / 2)):
+    rows = [("tuned Qwen layers alone", tuned), ("TF-IDF model alone", fast_p), ("average of both", (tuned + fast_p) / 2)]
+    if args.with_e5:
+        from services.nlu.finetune import FineTuneSettings, fine_tune
+        from services.nlu.text import normalize
+
+        e5 = fine_tune([normalize(t) for t in train_texts], [str(v) for v in y_train],
+                       FineTuneSettings(epochs=3, seed=0, head_share=0.25), progress=lambda line: print(line, flush=True))
+        e5_p = e5.predict_proba([normalize(t) for t in dev_texts])[:, [e5.labels.index("0"), e5.labels.index("1")]]
+        rows += [("fine-tuned e5 alone", e5_p), ("fine-tuned e5 + TF-IDF (best mode's blend)", (e5_p + fast_p) / 2),
+                 ("equal thirds: TF-IDF + fine-tuned e5 + tuned Qwen layers", (fast_p + e5_p + tuned) / 3)]
+    for name, pr in rows:
         print(f"dev ({len(y_dev)}) {name}: {(pr.argmax(1) == y_dev).mean():.4f}")
     return 0
 
