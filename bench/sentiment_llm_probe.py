@@ -13,8 +13,9 @@ layers and 1e-3 for the head, warm-up 6% then linear decay, batch 16) on 90% of 
 tuned model alone and averaged 50/50 with the TF-IDF-only sentiment model trained on all of
 train. ``--with-e5`` also fine-tunes e5-small on all of train as ``kefu eval sentiment --mode
 best`` does (3 epochs, seed 0, head + tail cut) and reports the three-way average in equal
-thirds (TF-IDF, fine-tuned e5, tuned Qwen layers; weights fixed before any run). ``--limit N`` keeps N train and N/4 dev reviews (a smoke run). Evaluation data only:
-read from ../shared, nothing written.
+thirds (TF-IDF, fine-tuned e5, tuned Qwen layers; weights fixed before any run). ``--limit N``
+keeps N train and N/4 dev reviews (a smoke run). Evaluation data only: read from ../shared,
+nothing written.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from services.config import load_config
+    from services.nlu.finetune import blend
     from services.nlu.sentiment import SentimentModel
     from services.serving.model_files import llm_dir
 
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     tuned = proba(x_dev, range(len(x_dev)))
     fast = SentimentModel.train(train_texts, [str(v) for v in y_train], None, seed=0)
     fast_p = fast.predict_proba(dev_texts, None)[:, [fast.labels.index("0"), fast.labels.index("1")]]
-    rows = [("tuned Qwen layers alone", tuned), ("TF-IDF model alone", fast_p), ("average of both", (tuned + fast_p) / 2)]
+    results = [("tuned Qwen layers alone", tuned), ("TF-IDF model alone", fast_p), ("average of both", blend(fast_p, tuned))]
     if args.with_e5:
         from services.nlu.finetune import FineTuneSettings, fine_tune
         from services.nlu.text import normalize
@@ -153,9 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         e5 = fine_tune([normalize(t) for t in train_texts], [str(v) for v in y_train],
                        FineTuneSettings(epochs=3, seed=0, head_share=0.25), progress=lambda line: print(line, flush=True))
         e5_p = e5.predict_proba([normalize(t) for t in dev_texts])[:, [e5.labels.index("0"), e5.labels.index("1")]]
-        rows += [("fine-tuned e5 alone", e5_p), ("fine-tuned e5 + TF-IDF (best mode's blend)", (e5_p + fast_p) / 2),
-                 ("equal thirds: TF-IDF + fine-tuned e5 + tuned Qwen layers", (fast_p + e5_p + tuned) / 3)]
-    for name, pr in rows:
+        results += [("fine-tuned e5 alone", e5_p), ("fine-tuned e5 + TF-IDF (best mode's blend)", blend(fast_p, e5_p)),
+                    ("equal thirds: TF-IDF + fine-tuned e5 + tuned Qwen layers", (fast_p + e5_p + tuned) / 3)]
+    for name, pr in results:
         print(f"dev ({len(y_dev)}) {name}: {(pr.argmax(1) == y_dev).mean():.4f}")
     return 0
 
