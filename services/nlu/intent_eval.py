@@ -52,6 +52,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
+def best_settings(epochs: int = BEST_EPOCHS, seed: int = 0, members: int = 1):
+    """The e5-small fine-tuning that ``--mode best`` runs for intents."""
+    from services.nlu.finetune import FineTuneSettings
+
+    return FineTuneSettings(epochs=epochs, lr=1e-4, max_tokens=128, max_grad_norm=1.0, seed=seed, members=members)
+
+
 def _progress(line: str) -> None:
     print(f"[eval intents] {line}", file=sys.stderr, flush=True)
 
@@ -109,11 +116,10 @@ async def evaluate(train, test, *, oos: str = "auto", seed: int = 0, embedder=No
     if mode == "best":
         import asyncio
 
-        from services.nlu.finetune import FineTuneSettings, blend, fine_tune
+        from services.nlu.finetune import blend, fine_tune
 
         t1 = time.perf_counter()
-        settings = FineTuneSettings(epochs=epochs, lr=1e-4, max_tokens=128, max_grad_norm=1.0, seed=seed,
-                                    members=members)
+        settings = best_settings(epochs, seed, members)
         tuned = await asyncio.to_thread(fine_tune, [r.text for r in train], [r.label for r in train], settings, progress=progress)
         if tuned.labels != artifact.labels:
             raise ValueError("the fine-tuned and fast models disagree on the labels")  # both sort the same set: never
