@@ -47,14 +47,11 @@ async def fast_proba(train_texts: list[str], train_labels: list[str], texts: lis
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.llm_probe import add_probe_arguments
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", type=Path, default=Path("/tmp/kefu-intents/data"), help="where the split is written")
-    ap.add_argument("--layers", type=int, default=12, help="frozen lower layers, run once (default 12)")
-    ap.add_argument("--tune", type=int, default=4, help="layers above them that are trained (default 4)")
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--with-e5", action="store_true",
-                    help="also fine-tune e5-small as best mode does (~20 min on 2 cores) and report the equal-thirds average")
-    ap.add_argument("--limit", type=int, default=0, help="smoke run: N training and N/4 report messages")
+    add_probe_arguments(ap, epochs=4, e5_minutes=20, rows="training and N/4 report messages")
     args = ap.parse_args(argv)
     from bench.llm_probe import UpperLayers
     from bench.nlu_intents import prepare

@@ -48,6 +48,17 @@ def lower_states(model, tok, texts: Sequence[str], what: str) -> list[np.ndarray
     return out
 
 
+def add_probe_arguments(ap, *, epochs: int, e5_minutes: int, rows: str) -> None:
+    """The options both probes take: the cut, the epochs, ``--with-e5`` and a smoke-run ``--limit``."""
+    ap.add_argument("--layers", type=int, default=12, help="frozen lower layers, run once (default 12)")
+    ap.add_argument("--tune", type=int, default=4, help="layers above them that are trained (default 4)")
+    ap.add_argument("--epochs", type=int, default=epochs, help=f"epochs of training (default {epochs})")
+    ap.add_argument("--with-e5", action="store_true",
+                    help=f"also fine-tune e5-small as best mode does (~{e5_minutes} min on 2 cores) "
+                         "and report the equal-thirds average")
+    ap.add_argument("--limit", type=int, default=0, help=f"smoke run: N {rows}")
+
+
 class UpperLayers:
     """The local model cut in two: ``states`` runs the frozen lower layers, ``train`` tunes the
     upper ones plus a linear head over ``classes``, ``proba`` gives softmax probabilities."""

@@ -34,14 +34,11 @@ def read_split(data: Path, split: str) -> tuple[list[str], np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.llm_probe import add_probe_arguments
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    ap.add_argument("--layers", type=int, default=12, help="frozen lower layers, run once (default 12)")
-    ap.add_argument("--tune", type=int, default=4, help="layers above them that are trained (default 4)")
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--with-e5", action="store_true",
-                    help="also fine-tune e5-small (~40 min on 2 cores) and report the equal-thirds average")
-    ap.add_argument("--limit", type=int, default=0, help="smoke run: N train and N/4 dev reviews")
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the shared data folder")
+    add_probe_arguments(ap, epochs=2, e5_minutes=40, rows="train and N/4 dev reviews")
     args = ap.parse_args(argv)
     from bench.llm_probe import UpperLayers
     from services.nlu.finetune import blend
