@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from pathlib import Path
 
@@ -28,9 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def read_jsonl(path: Path) -> tuple[list[str], list[str]]:
-    rows = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
-    return [r["text"] for r in rows], [r["label"] for r in rows]
+def read_split(path: Path) -> tuple[list[str], list[str]]:
+    from services.nlu.datasets import read_labelled
+
+    rows = read_labelled(path)
+    return [r.text for r in rows], [r.label for r in rows]
 
 
 async def fast_proba(train_texts: list[str], train_labels: list[str], texts: list[str], labels: list[str]) -> np.ndarray:
@@ -60,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     torch.manual_seed(0)
     train_path, test_path = prepare("banking77", args.work)
-    train_texts, train_labels = read_jsonl(train_path)
-    test_texts, test_labels = read_jsonl(test_path)
+    train_texts, train_labels = read_split(train_path)
+    test_texts, test_labels = read_split(test_path)
     if args.limit:
         train_texts, train_labels = train_texts[:args.limit], train_labels[:args.limit]
         test_texts, test_labels = test_texts[:args.limit // 4], test_labels[:args.limit // 4]

@@ -59,11 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     fast_p = fast.predict_proba(dev_texts, None)[:, [fast.labels.index("0"), fast.labels.index("1")]]
     results = [("tuned Qwen layers alone", tuned), ("TF-IDF model alone", fast_p), ("average of both", blend(fast_p, tuned))]
     if args.with_e5:
-        from services.nlu.finetune import FineTuneSettings, fine_tune
+        from services.nlu.finetune import fine_tune
+        from services.nlu.sentiment_eval import best_settings
         from services.nlu.text import normalize
 
-        e5 = fine_tune([normalize(t) for t in train_texts], [str(v) for v in y_train],
-                       FineTuneSettings(epochs=3, seed=0, head_share=0.25), progress=lambda line: print(line, flush=True))
+        e5 = fine_tune([normalize(t) for t in train_texts], [str(v) for v in y_train], best_settings(),
+                       progress=lambda line: print(line, flush=True))
         e5_p = e5.predict_proba([normalize(t) for t in dev_texts])[:, [e5.labels.index("0"), e5.labels.index("1")]]
         results += [("fine-tuned e5 alone", e5_p), ("fine-tuned e5 + TF-IDF (best mode's blend)", blend(fast_p, e5_p)),
                     ("equal thirds: TF-IDF + fine-tuned e5 + tuned Qwen layers", (fast_p + e5_p + tuned) / 3)]
