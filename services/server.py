@@ -25,6 +25,15 @@ log = logging.getLogger(__name__)
 # Largest message accepted or sent, in bytes (knowledge documents can be big).
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
+# Short reconnect backoff for channels to other servers (kefu services, Triton):
+# after a peer (re)starts, callers find it again within a couple of seconds, not
+# after gRPC's default backoff, which grows to two minutes while the peer is down.
+RECONNECT_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
 
 def channel(target: str) -> grpc.aio.Channel:
     """A channel to another kefu service that propagates the trace context."""
@@ -34,6 +43,7 @@ def channel(target: str) -> grpc.aio.Channel:
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            *RECONNECT_OPTIONS,
         ],
     )
 

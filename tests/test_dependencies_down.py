@@ -44,3 +44,21 @@ def test_dialog_degrades_to_the_faq_answer_when_generation_is_down(lone_service)
     assert result.degraded
     assert [c.doc_id for c in result.citations] == ["returns-7day-en"]
     assert result.reply_text.startswith(result.citations[0].snippet[:50])
+
+
+def test_dialog_finds_nlu_once_it_comes_up(lone_service):
+    """NLU comes up (or back) after Dialog has found it down: the first turn after
+    NLU is healthy is answered, not refused while Dialog's channel is still backing
+    off from the failed connections."""
+    nlu_port = free_ports(1)[0]
+    _, own = lone_service("dialog", nlu=nlu_port)
+    with grpc.insecure_channel(own.target("dialog")) as ch:
+        stub = dialog_pb2_grpc.DialogStub(ch)
+        with pytest.raises(grpc.RpcError) as info:
+            list(stub.Converse(dialog_pb2.TurnRequest(text="你们的退货政策是什么？"), timeout=30))
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "NLU" in info.value.details()
+        lone_service("nlu", nlu=nlu_port)  # a real NLU on the port Dialog calls; returns once healthy
+        events = list(stub.Converse(dialog_pb2.TurnRequest(text="你们的退货政策是什么？"), timeout=60))
+    result = events[-1].result
+    assert result.intent.name == "return_policy"
+    assert [c.doc_id for c in result.citations][:1] == ["returns-7day-zh"]

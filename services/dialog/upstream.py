@@ -3,7 +3,8 @@ failures translated to domain errors."""
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Sequence
+import time
+from typing import AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
 import grpc
 
@@ -19,6 +20,13 @@ from kefu.v1 import (
 from services.errors import from_rpc_error
 from services.server import channel
 
+T = TypeVar("T")
+
+# A call that fails because the channel is still reconnecting (the service behind
+# it has just started or restarted) is tried once more, waiting at most this long
+# for the connection. The channels' reconnect backoff is at most 2 s (server.py).
+RECONNECT_WAIT_S = 3.0
+
 
 class Upstream:
     def __init__(self, *, nlu: str, knowledge: str, generation: str, call_timeout_s: float, generate_timeout_s: float) -> None:
@@ -30,21 +38,32 @@ class Upstream:
         self._generate_timeout_s = generate_timeout_s
 
     async def analyze(self, text: str, *, language_hint: str, session_id: str) -> nlu_pb2.AnalyzeResponse:
-        try:
-            return await self._nlu.Analyze(
-                nlu_pb2.AnalyzeRequest(text=text, language_hint=language_hint, session_id=session_id),
-                timeout=self._call_timeout_s,
-            )
-        except grpc.RpcError as err:
-            raise from_rpc_error(err, "NLU") from err
+        request = nlu_pb2.AnalyzeRequest(text=text, language_hint=language_hint, session_id=session_id)
+        return await self._unary(self._nlu.Analyze, request, "NLU")
 
     async def search(self, query: str, *, locales: Sequence[str], top_k: int) -> knowledge_pb2.SearchResponse:
+        request = knowledge_pb2.SearchRequest(query=query, locales=list(locales), top_k=top_k)
+        return await self._unary(self._knowledge.Search, request, "Knowledge")
+
+    async def _unary(self, method: Callable[..., Awaitable[T]], request, dependency: str) -> T:
+        """One idempotent call within the deadline; UNAVAILABLE (typically a channel
+        still in reconnect backoff) gets one more try that waits for the connection."""
+        deadline = time.monotonic() + self._call_timeout_s
         try:
-            return await self._knowledge.Search(
-                knowledge_pb2.SearchRequest(query=query, locales=list(locales), top_k=top_k), timeout=self._call_timeout_s
-            )
+            return await method(request, timeout=self._call_timeout_s)
         except grpc.RpcError as err:
-            raise from_rpc_error(err, "Knowledge") from err
+            if err.code() != grpc.StatusCode.UNAVAILABLE:
+                raise from_rpc_error(err, dependency) from err
+            first = err
+        wait = min(RECONNECT_WAIT_S, deadline - time.monotonic())
+        if wait <= 0:
+            raise from_rpc_error(first, dependency) from first
+        try:
+            return await method(request, timeout=wait, wait_for_ready=True)
+        except grpc.RpcError as err:
+            # Still no connection when the wait ran out: report why the first try failed.
+            cause = first if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED else err
+            raise from_rpc_error(cause, dependency) from err
 
     async def generate(self, request: generation_pb2.GenerateRequest) -> AsyncIterator[generation_pb2.GenerateChunk]:
         call = self._generation.GenerateStream(request, timeout=self._generate_timeout_s)

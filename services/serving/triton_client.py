@@ -18,6 +18,8 @@ import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from services.server import RECONNECT_OPTIONS
+
 EMBEDDING_DIM = 384
 EMBEDDER_MAX_BATCH = 64  # max_batch_size in model_repository/embedder/config.pbtxt
 INTENT_MAX_BATCH = 64  # max_batch_size in model_repository/intent_classifier/config.pbtxt
@@ -86,13 +88,6 @@ def _first_str(result, name: str) -> str:
     return v.decode("utf-8") if isinstance(v, bytes) else str(v)
 
 
-RECONNECT_ARGS = [
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-]
-
-
 class _TritonClient:
     """Owns one gRPC channel, created lazily on the running event loop."""
 
@@ -104,10 +99,9 @@ class _TritonClient:
     def _get(self) -> grpcclient.InferenceServerClient:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            # A grpc.aio channel belongs to the loop it was made on.
-            # Short reconnect backoff: after Triton restarts, calls should find it
-            # again within a couple of seconds, not after gRPC's default minutes.
-            self._client = grpcclient.InferenceServerClient(self.target, channel_args=RECONNECT_ARGS)
+            # A grpc.aio channel belongs to the loop it was made on; the short
+            # reconnect backoff finds Triton again soon after it restarts.
+            self._client = grpcclient.InferenceServerClient(self.target, channel_args=RECONNECT_OPTIONS)
             self._loop = loop
         return self._client
 
