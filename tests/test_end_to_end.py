@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from kefu.v1 import dialog_pb2
+from services.dialog.grounding import HOLD_CHARS, declines
 from tests.conftest import converse
 
 SERVICES = {"kefu-dialog", "kefu-nlu", "kefu-knowledge", "kefu-generation"}
@@ -39,6 +40,26 @@ def test_grounded_answer_streams_with_citation(dialog, span_sink, question, lang
     assert span_sink.wait_for(lambda spans: SERVICES <= {s.service for s in spans if s.trace_id == trace_id}), (
         f"services in the trace: {sorted({s.service for s in span_sink.trace(trace_id)})}"
     )
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["Can I change my delivery address?", "My item arrived broken", "I forgot my password",
+     "能按别的平台的价格卖给我吗", "收到的颜色和下单的不一样"],
+)
+def test_an_answered_question_never_gets_a_decline_or_a_few_words(dialog, question):
+    """Questions the small model has answered with "Not sure." or 「能。」 although the
+    passage answers them: the customer gets a real answer, and the turn says when it
+    is the passage verbatim."""
+    chunks, result = converse(dialog, question)
+    assert [a.type for a in result.actions] == [dialog_pb2.ACTION_TYPE_ANSWER]
+    assert "".join(chunks) == result.reply_text
+    assert not declines(result.reply_text), result.reply_text
+    assert len(result.reply_text.strip()) >= HOLD_CHARS[result.language], result.reply_text
+    verbatim = result.actions[0].detail.get("verbatim")
+    assert verbatim in (None, "declined", "too_short")
+    if verbatim:
+        assert result.reply_text.startswith(result.citations[0].snippet[:50])
 
 
 def test_unanswerable_question_abstains_and_offers_a_person(dialog):

@@ -8,7 +8,9 @@ A turn: understand it (NLU) → decide (policy) → act:
 - a message NLU flags as an attempt to steer the model ("prompt_injection") is not
   passed to the model: kefu says what it can help with, and the turn records why;
 - everything else is answered from the knowledge base by the language model,
-  streamed, with citations — or, when the knowledge does not answer it, kefu asks
+  streamed, with citations (a reply that opens by declining, or is too short to
+  carry the answer, is replaced by the passage verbatim: grounding.py) — or, when
+  the knowledge does not answer it, kefu asks
   which of two close intents was meant, or says it is not sure and offers a human
   agent instead of inventing.
 """
@@ -23,6 +25,7 @@ from typing import AsyncIterator, Protocol
 from kefu.v1 import generation_pb2, knowledge_pb2, nlu_pb2
 from services.config import KefuConfig
 from services.demo.pack import DomainPack, Intent
+from services.dialog.grounding import ReplyCheck
 from services.dialog.replies import reply
 from services.dialog.sessions import SessionRecord, SessionStore, StoredAction, StoredCitation, TurnRecord
 from services.dialog.upstream import Upstream, history_message
@@ -233,6 +236,7 @@ class DialogEngine:
             kb_version=found.kb_version,
         )
         pieces: list[str] = []
+        check = ReplyCheck(outcome.language)
         try:
             async for chunk in self._upstream.generate(request):
                 if chunk.HasField("final"):
@@ -241,15 +245,21 @@ class DialogEngine:
                         outcome.actions[-1].detail["cached"] = "true"
                     break
                 pieces.append(chunk.delta)
-                yield chunk.delta
+                if text := check.feed(chunk.delta):
+                    yield text
         except Unavailable as exc:
             # Generation itself is down (it degrades by itself when only the model
             # is): the FAQ answer verbatim is better than no answer.
             log.warning("generation failed, answering from the FAQ verbatim: %s", exc)
             outcome.degraded = True
-        if not "".join(pieces).strip():
-            outcome.degraded = True
-            pieces.append(best.text)
+        if not check.finish():
+            # Nothing came, or the model declined or answered in a few words although
+            # the passage answers: the passage verbatim (grounding.py says why).
+            if "".join(pieces).strip():
+                outcome.actions[-1].detail["verbatim"] = check.reason
+            else:
+                outcome.degraded = True
+            pieces = [best.text]
             yield best.text
         outcome.reply_text = "".join(pieces)
 

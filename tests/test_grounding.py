@@ -1,0 +1,81 @@
+"""Dialog's check of a generated reply: declining or too-short replies are caught
+before the customer sees them; good replies stream through unchanged."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.dialog.grounding import HOLD_CHARS, ReplyCheck, declines
+
+
+def _run(language: str, deltas: list[str]) -> tuple[list[str], bool, str]:
+    check = ReplyCheck(language)
+    streamed = [text for d in deltas if (text := check.feed(d))]
+    return streamed, check.finish(), check.reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Not sure.", "I'm not sure.", "I am not sure which size to buy.", "Sorry, I'm not sure about that.",
+        "I don't know.", "Sorry, I can't answer that.", "不确定。建议转人工客服。", "抱歉，我不清楚。", "我们无法确定",
+        "  **Not sure**", "不太确定，建议您联系人工客服。", "You are not sure and offer a human agent.",
+        "抱歉，我无法协助完成这个请求。", "We're not certain.",
+    ],
+)
+def test_declining_openings_are_recognised(text):
+    assert declines(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "If you're not sure which size to buy, check the size chart on the product page.",
+        "You can change the address once before the order ships.",
+        "如果不确定尺码，可以查看商品页的尺码表。",
+        "可以，签收次日起 7 天内都能申请无理由退货。",
+        "Notes: returns are free within 7 days.",
+    ],
+)
+def test_answers_are_not_taken_for_declines(text):
+    assert not declines(text)
+
+
+def test_a_good_reply_streams_unchanged_after_its_opening():
+    deltas = ["You ", "can ", "change ", "the ", "address ", "once ", "before ", "it ", "ships."]
+    streamed, stands, reason = _run("en", deltas)
+    assert "".join(streamed) == "".join(deltas)
+    assert len(streamed) >= 2, "after the opening, deltas pass through one by one"
+    assert len(streamed[0].strip()) >= HOLD_CHARS["en"]
+    assert stands and reason == ""
+
+
+def test_a_short_chinese_answer_passes_at_its_own_threshold():
+    streamed, stands, _ = _run("zh", ["签收后", "7 天内", "可以退货。"])
+    assert stands and streamed == ["签收后7 天内可以退货。"]
+
+
+@pytest.mark.parametrize(
+    "language, deltas, reason",
+    [
+        ("en", ["Not", " sure", "."], "declined"),
+        ("en", ["I'm not sure. ", "Please contact ", "a human agent ", "for help with this question."], "declined"),
+        ("zh", ["不确定", "。建议转人工", "客服。"], "declined"),
+        ("zh", ["能", "。"], "too_short"),
+        ("en", ["Yes."], "too_short"),
+        ("en", [], "too_short"),
+    ],
+)
+def test_declining_or_too_short_replies_are_held_back_and_refused(language, deltas, reason):
+    streamed, stands, why = _run(language, deltas)
+    assert streamed == [] and not stands and why == reason
+
+
+def test_a_decline_later_in_a_long_reply_is_not_second_guessed():
+    deltas = ["Returns are free within 7 days of delivery. ", "If you are not sure, ask us."]
+    streamed, stands, reason = _run("en", deltas)
+    assert stands and "".join(streamed) == "".join(deltas) and reason == ""
+
+
+def test_unknown_language_uses_the_english_threshold():
+    assert not _run("fr", ["Oui, bien sûr."])[1]
