@@ -30,6 +30,13 @@ def turn_json(result: dialog_pb2.TurnResult) -> dict:
         "actions": [MessageToDict(a, preserving_proto_field_name=True) for a in result.actions],
         "handoff": dialog_pb2.HandoffState.Name(result.handoff),
         "degraded": result.degraded,
+        "state": {
+            "flow": result.state.flow,
+            "requested_slot": result.state.requested_slot,
+            "slots": dict(result.state.slots),
+            "customer_id": result.state.customer_id,
+            "pending": {"operation": result.state.pending.operation, "args": dict(result.state.pending.args)},
+        },
     }
 
 

@@ -6,6 +6,7 @@
     kefu trtllm render|build-command   the TensorRT-LLM repository for GPUs
     kefu ingest PATH...      add FAQs and documents to the knowledge base
     kefu eval retrieval      recall@k / MRR / latency of knowledge retrieval
+    kefu store import|export|reset|show   the store behind kefu (τ-bench retail data, or the demo store)
     kefu serve SERVICE       run one gRPC service in the foreground
 """
 
@@ -75,7 +76,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return run.main(argv)
 
 
+def add_conversation_eval(eval_sub) -> None:
+    from services.dialog import conversations
+
+    parser = eval_sub.add_parser(
+        "conversations", help="task completion with a scripted customer (τ-bench retail tasks) against the running kefu",
+        description=(conversations.__doc__ or "").strip(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    conversations.add_arguments(parser)
+    parser.set_defaults(func=conversations.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from services.erp.store_cli import add_store_commands
     from services.knowledge.cli import add_knowledge_commands
     from services.nlu.cli import add_nlu_commands
     from services.serving.model_files import add_models_commands
@@ -103,8 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     eval_sub = evaluate.add_subparsers(dest="what", required=True)
     add_knowledge_commands(sub, eval_sub)
     add_nlu_commands(eval_sub)
+    add_conversation_eval(eval_sub)
     add_models_commands(sub)
     add_trtllm_commands(sub)
+    add_store_commands(sub)
     return parser
 
 

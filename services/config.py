@@ -206,6 +206,12 @@ class KefuConfig:
         return self.home_path / "store.db"
 
     @property
+    def erp_path(self) -> Path:
+        """SQLite file of the imported store behind the ERP port (``kefu store import``);
+        absent means the demo store."""
+        return self.home_path / "erp.db"
+
+    @property
     def sessions_path(self) -> Path:
         return self.home_path / "sessions.db"
 

@@ -126,7 +126,10 @@ async def build_generation(cfg: KefuConfig) -> ServiceSpec:
 async def build_dialog(cfg: KefuConfig) -> ServiceSpec:
     from kefu.v1 import dialog_pb2, dialog_pb2_grpc
     from services.demo.pack import load_domain_pack
-    from services.dialog.core import DialogEngine
+    from services.dialog.core import DialogEngine, TaskDesk
+    from services.dialog.flows.spec import flows_for
+    from services.dialog.operations import OperationDesk
+    from services.erp import open_store
     from services.dialog.servicer import DialogServicer
     from services.dialog.sessions import SessionStore
     from services.dialog.tickets import TicketDesk
@@ -136,7 +139,8 @@ async def build_dialog(cfg: KefuConfig) -> ServiceSpec:
         nlu=cfg.target("nlu"), knowledge=cfg.target("knowledge"), generation=cfg.target("generation"),
         call_timeout_s=cfg.dialog.call_timeout_s, generate_timeout_s=cfg.models.generate_timeout_s,
     )
-    engine = DialogEngine(cfg, load_domain_pack(cfg.domain_pack), SessionStore(cfg.sessions_path), upstream, TicketDesk(cfg))
+    tasks = TaskDesk(open_store=lambda: open_store(cfg), flows_for=flows_for, operations=OperationDesk(cfg))
+    engine = DialogEngine(cfg, load_domain_pack(cfg.domain_pack), SessionStore(cfg.sessions_path), upstream, TicketDesk(cfg), tasks)
     servicer = DialogServicer(engine)
 
     def register(server: grpc.aio.Server) -> list[str]:

@@ -16,6 +16,8 @@ from temporalio.worker import Worker
 from services.config import KefuConfig, load_config
 from services.demo.store import DemoStore
 from services.telemetry import setup_tracing, shutdown_tracing
+from workflows.store_ops.activities import StoreActivities
+from workflows.store_ops.workflow import StoreOperationWorkflow
 from workflows.tickets.activities import TicketActivities
 from workflows.tickets.workflow import TicketWorkflow
 
@@ -33,8 +35,8 @@ async def run_worker(cfg: KefuConfig) -> None:
     worker = Worker(
         client,
         task_queue=cfg.temporal.task_queue,
-        workflows=[TicketWorkflow],
-        activities=[TicketActivities(store).open_ticket],
+        workflows=[TicketWorkflow, StoreOperationWorkflow],
+        activities=[TicketActivities(store).open_ticket, StoreActivities(cfg).apply_store_operation],
     )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -5,6 +5,10 @@ A turn: understand it (NLU) → decide (policy) → act:
 - handoff intents (a person, a complaint) open a ticket through Temporal;
 - a customer who sounds dissatisfied for several turns in a row is handed over too
   (NLU's dissatisfaction score, counted across the session's turns);
+- when a store is imported behind the ERP port, task messages (identity, orders,
+  cancel / change / return / exchange, order status) go to the flow engine of the
+  store's domain pack (flows/engine.py): slots collected, policy checked, an explicit
+  yes, the operation run as a Temporal workflow, the result reported from the store;
 - a message NLU flags as an attempt to steer the model ("prompt_injection") is not
   passed to the model: kefu says what it can help with, and the turn records why;
 - everything else is answered from the knowledge base by the language model,
@@ -17,18 +21,23 @@ A turn: understand it (NLU) → decide (policy) → act:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import AsyncIterator, Protocol
+from typing import Any, AsyncIterator, Callable, Protocol
 
 from kefu.v1 import generation_pb2, knowledge_pb2, nlu_pb2
 from services.config import KefuConfig
 from services.demo.pack import DomainPack, Intent
+from services.dialog.flows.engine import FlowEngine, FlowReply
+from services.dialog.flows.spec import FlowSpec
+from services.dialog.flows.state import FlowState
 from services.dialog.grounding import ReplyCheck
 from services.dialog.replies import reply
 from services.dialog.sessions import SessionRecord, SessionStore, StoredAction, StoredCitation, TurnRecord
 from services.dialog.upstream import Upstream, history_message
+from services.erp.port import StorePort
 from services.errors import NotFound, Unavailable, require_text
 from workflows.tickets.types import TicketReceipt, TicketRequest
 
@@ -37,6 +46,21 @@ log = logging.getLogger(__name__)
 
 class TicketOpener(Protocol):
     async def open_ticket(self, request: TicketRequest) -> tuple[TicketReceipt, str]: ...
+
+
+class OperationRunner(Protocol):
+    async def run(self, operation: str, args: dict[str, Any], *, session_id: str, customer_id: str) -> tuple[Any, str]: ...
+
+
+@dataclass
+class TaskDesk:
+    """What task flows need: the active store (asked every turn: ``kefu store import``
+    and ``reset`` switch it while kefu runs), the flows of a store's pack, and the
+    runner of confirmed operations."""
+
+    open_store: Callable[[], StorePort | None]
+    flows_for: Callable[[str], list[FlowSpec]]
+    operations: OperationRunner
 
 
 @dataclass
@@ -61,6 +85,8 @@ class TurnOutcome:
     actions: list[StoredAction] = field(default_factory=list)
     handoff: str = "bot"
     degraded: bool = False
+    # The task conversation's state after this turn.
+    state: FlowState = field(default_factory=FlowState)
 
 
 # A turn yields text deltas (str) and finally one TurnOutcome.
@@ -68,7 +94,11 @@ TurnEvent = str | TurnOutcome
 
 
 class DialogEngine:
-    def __init__(self, cfg: KefuConfig, pack: DomainPack, sessions: SessionStore, upstream: Upstream, tickets: TicketOpener) -> None:
+    def __init__(
+        self, cfg: KefuConfig, pack: DomainPack, sessions: SessionStore, upstream: Upstream, tickets: TicketOpener,
+        tasks: TaskDesk | None = None,
+    ) -> None:
+        self._tasks = tasks
         self._cfg = cfg
         self._pack = pack
         self._sessions = sessions
@@ -102,10 +132,16 @@ class DialogEngine:
             intent_confidence=top.confidence if top else 0.0,
             understanding=understanding,
             handoff=session.handoff,
+            state=FlowState.from_json(session.state),
         )
 
         dissatisfaction = float(understanding.sentiment.dissatisfaction)
-        if intent is not None and confident and intent.action == "handoff":
+        flows = await self._flow_engine() if "prompt_injection" not in understanding.flags else None
+        flow_reply = await asyncio.to_thread(flows.step, text, outcome.state, language) if flows is not None else None
+        if flows is not None and flow_reply is not None:
+            await self._flow_turn(outcome, session, flows, flow_reply)
+            yield outcome.reply_text
+        elif intent is not None and confident and intent.action == "handoff":
             await self._open_ticket(outcome, session, intent.ticket_category)
             yield outcome.reply_text
         elif session.handoff == "bot" and self._dissatisfied_streak(session, dissatisfaction) >= self._cfg.dialog.dissatisfied_turns_for_handoff:
@@ -133,8 +169,37 @@ class DialogEngine:
                 dissatisfaction=dissatisfaction, flags=list(understanding.flags),
             ),
             handoff=outcome.handoff if outcome.handoff != session.handoff else None,
+            state=outcome.state.to_json(),
         )
         yield outcome
+
+    async def _flow_engine(self) -> FlowEngine | None:
+        if self._tasks is None:
+            return None
+        store = await asyncio.to_thread(self._tasks.open_store)
+        if store is None:
+            return None
+        flows = self._tasks.flows_for(store.format)
+        return FlowEngine(flows, store) if flows else None
+
+    async def _flow_turn(self, outcome: TurnOutcome, session: SessionRecord, flows: FlowEngine, reply: FlowReply) -> None:
+        """A task turn: the flow's reply, or the confirmed operation run as a workflow
+        and the store's answer reported."""
+        state = outcome.state
+        outcome.reply_text = reply.text
+        if reply.run:
+            assert self._tasks is not None
+            operation, args = reply.run["operation"], reply.run["args"]
+            receipt, workflow_id = await self._tasks.operations.run(
+                operation, args, session_id=session.session_id, customer_id=state.customer_id
+            )
+            detail = {"operation": operation, "order_id": str(args.get("order_id", "")), "status": receipt.status}
+            if receipt.status != "done":
+                detail["reason"] = receipt.reason
+            outcome.actions.append(StoredAction("operation", workflow_id=workflow_id, detail=detail))
+            outcome.reply_text = await asyncio.to_thread(flows.report, state, receipt, outcome.language)
+        elif state.pending:
+            outcome.actions.append(StoredAction("confirm", detail={"operation": state.pending["operation"]}))
 
     def _intent(self, name: str) -> Intent | None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import AsyncIterator
 
@@ -10,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from kefu.v1 import common_pb2, dialog_pb2, dialog_pb2_grpc
 from services.dialog.core import CustomerTurn, DialogEngine, TurnOutcome
+from services.dialog.flows.state import FlowState
 from services.dialog.sessions import SessionRecord, StoredAction, StoredCitation
 from services.errors import grpc_errors
 
@@ -22,6 +24,7 @@ ACTION_TYPES = {
     "abstain": dialog_pb2.ACTION_TYPE_ABSTAIN,
     "smalltalk": dialog_pb2.ACTION_TYPE_SMALLTALK,
     "screened": dialog_pb2.ACTION_TYPE_SCREENED,
+    "operation": dialog_pb2.ACTION_TYPE_OPERATION,
 }
 HANDOFF = {
     "bot": dialog_pb2.HANDOFF_STATE_BOT,
@@ -44,6 +47,18 @@ def _timestamp(iso: str) -> Timestamp:
     return ts
 
 
+def dialog_state(state: FlowState) -> dialog_pb2.DialogState:
+    pending = None
+    if state.pending:
+        pending = dialog_pb2.PendingOperation(
+            operation=state.pending["operation"],
+            args={k: json.dumps(v, ensure_ascii=False) for k, v in state.pending["args"].items()},
+        )
+    return dialog_pb2.DialogState(
+        flow=state.flow, requested_slot=state.requested_slot, slots=state.slots(), customer_id=state.customer_id, pending=pending
+    )
+
+
 def turn_result(o: TurnOutcome) -> dialog_pb2.TurnResult:
     return dialog_pb2.TurnResult(
         session_id=o.session_id,
@@ -57,6 +72,7 @@ def turn_result(o: TurnOutcome) -> dialog_pb2.TurnResult:
         language=o.language,
         degraded=o.degraded,
         sentiment=o.understanding.sentiment,
+        state=dialog_state(o.state),
     )
 
 

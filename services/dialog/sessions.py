@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS sessions (
   customer_id TEXT NOT NULL DEFAULT '',
   channel TEXT NOT NULL DEFAULT '',
   created_at TEXT NOT NULL,
-  handoff TEXT NOT NULL DEFAULT 'bot'
+  handoff TEXT NOT NULL DEFAULT 'bot',
+  state TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS turns (
   session_id TEXT NOT NULL REFERENCES sessions(session_id),
@@ -78,6 +79,8 @@ class SessionRecord:
     created_at: str
     handoff: str  # bot | requested | agent
     turns: list[TurnRecord] = field(default_factory=list)
+    # The task flow's state (services/dialog/flows/state.py) as JSON; "" before any.
+    state: str = ""
 
 
 def _now() -> str:
@@ -94,6 +97,8 @@ class SessionStore:
             columns = {row[1] for row in conn.execute("PRAGMA table_info(turns)")}
             if "nlu" not in columns:  # a database written before turns kept NLU's reading
                 conn.execute("ALTER TABLE turns ADD COLUMN nlu TEXT NOT NULL DEFAULT '{}'")
+            if "state" not in {row[1] for row in conn.execute("PRAGMA table_info(sessions)")}:  # before task flows
+                conn.execute("ALTER TABLE sessions ADD COLUMN state TEXT NOT NULL DEFAULT ''")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -116,11 +121,11 @@ class SessionStore:
     def get(self, session_id: str) -> SessionRecord | None:
         conn = self._conn()
         row = conn.execute(
-            "SELECT session_id, customer_id, channel, created_at, handoff FROM sessions WHERE session_id=?", (session_id,)
+            "SELECT session_id, customer_id, channel, created_at, handoff, state FROM sessions WHERE session_id=?", (session_id,)
         ).fetchone()
         if row is None:
             return None
-        record = SessionRecord(*row)
+        record = SessionRecord(*row[:5], state=row[5])
         for t in conn.execute(
             "SELECT turn_index, customer_text, reply_text, intent, actions, citations, created_at, nlu "
             "FROM turns WHERE session_id=? ORDER BY turn_index",
@@ -139,7 +144,8 @@ class SessionStore:
             )
         return record
 
-    def append_turn(self, session_id: str, turn: TurnRecord, *, handoff: str | None = None) -> None:
+    def append_turn(self, session_id: str, turn: TurnRecord, *, handoff: str | None = None, state: str | None = None) -> None:
+        """Store a completed turn, and the session's new handoff and flow state, in one transaction."""
         with self._conn() as conn:
             conn.execute(
                 "INSERT INTO turns(session_id, turn_index, customer_text, reply_text, intent, actions, citations, created_at, nlu) "
@@ -154,3 +160,5 @@ class SessionStore:
             )
             if handoff:
                 conn.execute("UPDATE sessions SET handoff=? WHERE session_id=?", (handoff, session_id))
+            if state is not None:
+                conn.execute("UPDATE sessions SET state=? WHERE session_id=?", (state, session_id))

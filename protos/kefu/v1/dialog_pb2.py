@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from kefu.v1 import common_pb2 as kefu_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14kefu/v1/dialog.proto\x12\x07kefu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14kefu/v1/common.proto\"l\n\x0bTurnRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\t\x12\x15\n\rlanguage_hint\x18\x05 \x01(\t\"\xaf\x01\n\x06\x41\x63tion\x12!\n\x04type\x18\x01 \x01(\x0e\x32\x13.kefu.v1.ActionType\x12\x11\n\tticket_id\x18\x02 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x03 \x01(\t\x12+\n\x06\x64\x65tail\x18\x04 \x03(\x0b\x32\x1b.kefu.v1.Action.DetailEntry\x1a-\n\x0b\x44\x65tailEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd0\x02\n\nTurnResult\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nturn_index\x18\x02 \x01(\x05\x12\x12\n\nreply_text\x18\x03 \x01(\t\x12$\n\tcitations\x18\x04 \x03(\x0b\x32\x11.kefu.v1.Citation\x12(\n\x06intent\x18\x05 \x01(\x0b\x32\x18.kefu.v1.IntentCandidate\x12!\n\x08\x65ntities\x18\x06 \x03(\x0b\x32\x0f.kefu.v1.Entity\x12 \n\x07\x61\x63tions\x18\x07 \x03(\x0b\x32\x0f.kefu.v1.Action\x12&\n\x07handoff\x18\x08 \x01(\x0e\x32\x15.kefu.v1.HandoffState\x12\x10\n\x08language\x18\t \x01(\t\x12\x10\n\x08\x64\x65graded\x18\n \x01(\x08\x12%\n\tsentiment\x18\x0b \x01(\x0b\x32\x12.kefu.v1.Sentiment\"\x1a\n\tTextChunk\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\"`\n\tTurnEvent\x12#\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x12.kefu.v1.TextChunkH\x00\x12%\n\x06result\x18\x02 \x01(\x0b\x32\x13.kefu.v1.TurnResultH\x00\x42\x07\n\x05\x65vent\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\xc2\x01\n\x04Turn\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x15\n\rcustomer_text\x18\x02 \x01(\t\x12\x12\n\nreply_text\x18\x03 \x01(\t\x12\x0e\n\x06intent\x18\x04 \x01(\t\x12 \n\x07\x61\x63tions\x18\x05 \x03(\x0b\x32\x0f.kefu.v1.Action\x12$\n\tcitations\x18\x06 \x03(\x0b\x32\x11.kefu.v1.Citation\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb9\x01\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x07handoff\x18\x05 \x01(\x0e\x32\x15.kefu.v1.HandoffState\x12\x1c\n\x05turns\x18\x06 \x03(\x0b\x32\r.kefu.v1.Turn*\xf9\x01\n\nActionType\x12\x1b\n\x17\x41\x43TION_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43TION_TYPE_ANSWER\x10\x01\x12\x17\n\x13\x41\x43TION_TYPE_CLARIFY\x10\x02\x12\x17\n\x13\x41\x43TION_TYPE_CONFIRM\x10\x03\x12\x1d\n\x19\x41\x43TION_TYPE_CREATE_TICKET\x10\x04\x12\x17\n\x13\x41\x43TION_TYPE_HANDOFF\x10\x05\x12\x17\n\x13\x41\x43TION_TYPE_ABSTAIN\x10\x06\x12\x19\n\x15\x41\x43TION_TYPE_SMALLTALK\x10\x07\x12\x18\n\x14\x41\x43TION_TYPE_SCREENED\x10\x08*z\n\x0cHandoffState\x12\x1d\n\x19HANDOFF_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11HANDOFF_STATE_BOT\x10\x01\x12\x1b\n\x17HANDOFF_STATE_REQUESTED\x10\x02\x12\x17\n\x13HANDOFF_STATE_AGENT\x10\x03\x32|\n\x06\x44ialog\x12\x36\n\x08\x43onverse\x12\x14.kefu.v1.TurnRequest\x1a\x12.kefu.v1.TurnEvent0\x01\x12:\n\nGetSession\x12\x1a.kefu.v1.GetSessionRequest\x1a\x10.kefu.v1.Sessionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14kefu/v1/dialog.proto\x12\x07kefu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14kefu/v1/common.proto\"l\n\x0bTurnRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\t\x12\x15\n\rlanguage_hint\x18\x05 \x01(\t\"\xaf\x01\n\x06\x41\x63tion\x12!\n\x04type\x18\x01 \x01(\x0e\x32\x13.kefu.v1.ActionType\x12\x11\n\tticket_id\x18\x02 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x03 \x01(\t\x12+\n\x06\x64\x65tail\x18\x04 \x03(\x0b\x32\x1b.kefu.v1.Action.DetailEntry\x1a-\n\x0b\x44\x65tailEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf5\x02\n\nTurnResult\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nturn_index\x18\x02 \x01(\x05\x12\x12\n\nreply_text\x18\x03 \x01(\t\x12$\n\tcitations\x18\x04 \x03(\x0b\x32\x11.kefu.v1.Citation\x12(\n\x06intent\x18\x05 \x01(\x0b\x32\x18.kefu.v1.IntentCandidate\x12!\n\x08\x65ntities\x18\x06 \x03(\x0b\x32\x0f.kefu.v1.Entity\x12 \n\x07\x61\x63tions\x18\x07 \x03(\x0b\x32\x0f.kefu.v1.Action\x12&\n\x07handoff\x18\x08 \x01(\x0e\x32\x15.kefu.v1.HandoffState\x12\x10\n\x08language\x18\t \x01(\t\x12\x10\n\x08\x64\x65graded\x18\n \x01(\x08\x12%\n\tsentiment\x18\x0b \x01(\x0b\x32\x12.kefu.v1.Sentiment\x12#\n\x05state\x18\x0c \x01(\x0b\x32\x14.kefu.v1.DialogState\"\x85\x01\n\x10PendingOperation\x12\x11\n\toperation\x18\x01 \x01(\t\x12\x31\n\x04\x61rgs\x18\x02 \x03(\x0b\x32#.kefu.v1.PendingOperation.ArgsEntry\x1a+\n\tArgsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd2\x01\n\x0b\x44ialogState\x12\x0c\n\x04\x66low\x18\x01 \x01(\t\x12\x16\n\x0erequested_slot\x18\x02 \x01(\t\x12.\n\x05slots\x18\x03 \x03(\x0b\x32\x1f.kefu.v1.DialogState.SlotsEntry\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\t\x12*\n\x07pending\x18\x05 \x01(\x0b\x32\x19.kefu.v1.PendingOperation\x1a,\n\nSlotsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1a\n\tTextChunk\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\"`\n\tTurnEvent\x12#\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x12.kefu.v1.TextChunkH\x00\x12%\n\x06result\x18\x02 \x01(\x0b\x32\x13.kefu.v1.TurnResultH\x00\x42\x07\n\x05\x65vent\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\xc2\x01\n\x04Turn\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x15\n\rcustomer_text\x18\x02 \x01(\t\x12\x12\n\nreply_text\x18\x03 \x01(\t\x12\x0e\n\x06intent\x18\x04 \x01(\t\x12 \n\x07\x61\x63tions\x18\x05 \x03(\x0b\x32\x0f.kefu.v1.Action\x12$\n\tcitations\x18\x06 \x03(\x0b\x32\x11.kefu.v1.Citation\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb9\x01\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x07handoff\x18\x05 \x01(\x0e\x32\x15.kefu.v1.HandoffState\x12\x1c\n\x05turns\x18\x06 \x03(\x0b\x32\r.kefu.v1.Turn*\x94\x02\n\nActionType\x12\x1b\n\x17\x41\x43TION_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43TION_TYPE_ANSWER\x10\x01\x12\x17\n\x13\x41\x43TION_TYPE_CLARIFY\x10\x02\x12\x17\n\x13\x41\x43TION_TYPE_CONFIRM\x10\x03\x12\x1d\n\x19\x41\x43TION_TYPE_CREATE_TICKET\x10\x04\x12\x17\n\x13\x41\x43TION_TYPE_HANDOFF\x10\x05\x12\x17\n\x13\x41\x43TION_TYPE_ABSTAIN\x10\x06\x12\x19\n\x15\x41\x43TION_TYPE_SMALLTALK\x10\x07\x12\x18\n\x14\x41\x43TION_TYPE_SCREENED\x10\x08\x12\x19\n\x15\x41\x43TION_TYPE_OPERATION\x10\t*z\n\x0cHandoffState\x12\x1d\n\x19HANDOFF_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11HANDOFF_STATE_BOT\x10\x01\x12\x1b\n\x17HANDOFF_STATE_REQUESTED\x10\x02\x12\x17\n\x13HANDOFF_STATE_AGENT\x10\x03\x32|\n\x06\x44ialog\x12\x36\n\x08\x43onverse\x12\x14.kefu.v1.TurnRequest\x1a\x12.kefu.v1.TurnEvent0\x01\x12:\n\nGetSession\x12\x1a.kefu.v1.GetSessionRequest\x1a\x10.kefu.v1.Sessionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ACTION_DETAILENTRY']._loaded_options = None
   _globals['_ACTION_DETAILENTRY']._serialized_options = b'8\001'
-  _globals['_ACTIONTYPE']._serialized_start=1268
-  _globals['_ACTIONTYPE']._serialized_end=1517
-  _globals['_HANDOFFSTATE']._serialized_start=1519
-  _globals['_HANDOFFSTATE']._serialized_end=1641
+  _globals['_PENDINGOPERATION_ARGSENTRY']._loaded_options = None
+  _globals['_PENDINGOPERATION_ARGSENTRY']._serialized_options = b'8\001'
+  _globals['_DIALOGSTATE_SLOTSENTRY']._loaded_options = None
+  _globals['_DIALOGSTATE_SLOTSENTRY']._serialized_options = b'8\001'
+  _globals['_ACTIONTYPE']._serialized_start=1654
+  _globals['_ACTIONTYPE']._serialized_end=1930
+  _globals['_HANDOFFSTATE']._serialized_start=1932
+  _globals['_HANDOFFSTATE']._serialized_end=2054
   _globals['_TURNREQUEST']._serialized_start=88
   _globals['_TURNREQUEST']._serialized_end=196
   _globals['_ACTION']._serialized_start=199
@@ -46,17 +50,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACTION_DETAILENTRY']._serialized_start=329
   _globals['_ACTION_DETAILENTRY']._serialized_end=374
   _globals['_TURNRESULT']._serialized_start=377
-  _globals['_TURNRESULT']._serialized_end=713
-  _globals['_TEXTCHUNK']._serialized_start=715
-  _globals['_TEXTCHUNK']._serialized_end=741
-  _globals['_TURNEVENT']._serialized_start=743
-  _globals['_TURNEVENT']._serialized_end=839
-  _globals['_GETSESSIONREQUEST']._serialized_start=841
-  _globals['_GETSESSIONREQUEST']._serialized_end=880
-  _globals['_TURN']._serialized_start=883
-  _globals['_TURN']._serialized_end=1077
-  _globals['_SESSION']._serialized_start=1080
-  _globals['_SESSION']._serialized_end=1265
-  _globals['_DIALOG']._serialized_start=1643
-  _globals['_DIALOG']._serialized_end=1767
+  _globals['_TURNRESULT']._serialized_end=750
+  _globals['_PENDINGOPERATION']._serialized_start=753
+  _globals['_PENDINGOPERATION']._serialized_end=886
+  _globals['_PENDINGOPERATION_ARGSENTRY']._serialized_start=843
+  _globals['_PENDINGOPERATION_ARGSENTRY']._serialized_end=886
+  _globals['_DIALOGSTATE']._serialized_start=889
+  _globals['_DIALOGSTATE']._serialized_end=1099
+  _globals['_DIALOGSTATE_SLOTSENTRY']._serialized_start=1055
+  _globals['_DIALOGSTATE_SLOTSENTRY']._serialized_end=1099
+  _globals['_TEXTCHUNK']._serialized_start=1101
+  _globals['_TEXTCHUNK']._serialized_end=1127
+  _globals['_TURNEVENT']._serialized_start=1129
+  _globals['_TURNEVENT']._serialized_end=1225
+  _globals['_GETSESSIONREQUEST']._serialized_start=1227
+  _globals['_GETSESSIONREQUEST']._serialized_end=1266
+  _globals['_TURN']._serialized_start=1269
+  _globals['_TURN']._serialized_end=1463
+  _globals['_SESSION']._serialized_start=1466
+  _globals['_SESSION']._serialized_end=1651
+  _globals['_DIALOG']._serialized_start=2056
+  _globals['_DIALOG']._serialized_end=2180
 # @@protoc_insertion_point(module_scope)

@@ -22,6 +22,7 @@ class ActionType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACTION_TYPE_ABSTAIN: _ClassVar[ActionType]
     ACTION_TYPE_SMALLTALK: _ClassVar[ActionType]
     ACTION_TYPE_SCREENED: _ClassVar[ActionType]
+    ACTION_TYPE_OPERATION: _ClassVar[ActionType]
 
 class HandoffState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -38,6 +39,7 @@ ACTION_TYPE_HANDOFF: ActionType
 ACTION_TYPE_ABSTAIN: ActionType
 ACTION_TYPE_SMALLTALK: ActionType
 ACTION_TYPE_SCREENED: ActionType
+ACTION_TYPE_OPERATION: ActionType
 HANDOFF_STATE_UNSPECIFIED: HandoffState
 HANDOFF_STATE_BOT: HandoffState
 HANDOFF_STATE_REQUESTED: HandoffState
@@ -77,7 +79,7 @@ class Action(_message.Message):
     def __init__(self, type: _Optional[_Union[ActionType, str]] = ..., ticket_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., detail: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class TurnResult(_message.Message):
-    __slots__ = ("session_id", "turn_index", "reply_text", "citations", "intent", "entities", "actions", "handoff", "language", "degraded", "sentiment")
+    __slots__ = ("session_id", "turn_index", "reply_text", "citations", "intent", "entities", "actions", "handoff", "language", "degraded", "sentiment", "state")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TURN_INDEX_FIELD_NUMBER: _ClassVar[int]
     REPLY_TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +91,7 @@ class TurnResult(_message.Message):
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
     SENTIMENT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     turn_index: int
     reply_text: str
@@ -100,7 +103,44 @@ class TurnResult(_message.Message):
     language: str
     degraded: bool
     sentiment: _common_pb2.Sentiment
-    def __init__(self, session_id: _Optional[str] = ..., turn_index: _Optional[int] = ..., reply_text: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ..., intent: _Optional[_Union[_common_pb2.IntentCandidate, _Mapping]] = ..., entities: _Optional[_Iterable[_Union[_common_pb2.Entity, _Mapping]]] = ..., actions: _Optional[_Iterable[_Union[Action, _Mapping]]] = ..., handoff: _Optional[_Union[HandoffState, str]] = ..., language: _Optional[str] = ..., degraded: _Optional[bool] = ..., sentiment: _Optional[_Union[_common_pb2.Sentiment, _Mapping]] = ...) -> None: ...
+    state: DialogState
+    def __init__(self, session_id: _Optional[str] = ..., turn_index: _Optional[int] = ..., reply_text: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ..., intent: _Optional[_Union[_common_pb2.IntentCandidate, _Mapping]] = ..., entities: _Optional[_Iterable[_Union[_common_pb2.Entity, _Mapping]]] = ..., actions: _Optional[_Iterable[_Union[Action, _Mapping]]] = ..., handoff: _Optional[_Union[HandoffState, str]] = ..., language: _Optional[str] = ..., degraded: _Optional[bool] = ..., sentiment: _Optional[_Union[_common_pb2.Sentiment, _Mapping]] = ..., state: _Optional[_Union[DialogState, _Mapping]] = ...) -> None: ...
+
+class PendingOperation(_message.Message):
+    __slots__ = ("operation", "args")
+    class ArgsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    operation: str
+    args: _containers.ScalarMap[str, str]
+    def __init__(self, operation: _Optional[str] = ..., args: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class DialogState(_message.Message):
+    __slots__ = ("flow", "requested_slot", "slots", "customer_id", "pending")
+    class SlotsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    FLOW_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_SLOT_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    flow: str
+    requested_slot: str
+    slots: _containers.ScalarMap[str, str]
+    customer_id: str
+    pending: PendingOperation
+    def __init__(self, flow: _Optional[str] = ..., requested_slot: _Optional[str] = ..., slots: _Optional[_Mapping[str, str]] = ..., customer_id: _Optional[str] = ..., pending: _Optional[_Union[PendingOperation, _Mapping]] = ...) -> None: ...
 
 class TextChunk(_message.Message):
     __slots__ = ("delta",)

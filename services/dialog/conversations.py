@@ -1,0 +1,568 @@
+"""``kefu eval conversations``: task-completing dialog measured end to end.
+
+For each task (τ-bench's format: ``user_id``, ``instruction``, ``actions``) a scripted
+customer talks to the running kefu in a fresh session, the store reset to the imported
+data before each task. The customer knows its goal only from the task's write actions
+and the store's data: it states what it wants, answers what ``DialogState.requested_slot``
+asks, describes its order by the products in it (and withholds the order number in at
+least half of the tasks, seeded), says yes only to a pending operation that matches its
+goal exactly, and no otherwise. A task passes when kefu's exported store equals the
+expected one: the initial data with the task's write actions applied by the ERP layer
+itself. Every reply is also checked for account facts (order ids, statuses, amounts,
+tracking numbers) that differ from the store.
+
+    kefu eval conversations --tasks tasks_dev.json --data DIR [--limit N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from services.erp.port import OPERATIONS, Order, OrderItem, StorePort
+
+WRITE_OPERATIONS = set(OPERATIONS)
+MAX_TURNS = 30
+
+
+# ----------------------------------------------------------------------------- the customer
+
+
+def _value_phrase(key: str, value: str) -> str:
+    if value == "yes":
+        return key
+    if value in ("no", "none"):
+        return f"not {key}" if key in ("waterproof",) else f"no {key}"
+    if value == "not resistant":
+        return "not resistant to water"
+    return f"{key} {value}"
+
+
+@dataclass
+class Goal:
+    operation: str
+    args: dict[str, Any]
+    done: bool = False
+    refused: int = 0
+
+
+@dataclass
+class ScriptedCustomer:
+    """A customer who knows what it wants from the task's actions and the store's data."""
+
+    user_id: str
+    goals: list[Goal]
+    store: StorePort
+    rng: random.Random
+    withhold_order_id: bool
+    identity_by: str  # email | name_zip
+    said_identity: list[str] = field(default_factory=list)
+    asked_order: int = 0
+
+    # -- what it knows ---------------------------------------------------------------
+    def _customer(self):
+        c = self.store.get_customer(self.user_id)
+        assert c is not None, f"task customer {self.user_id} is not in the store"
+        return c
+
+    def _goal(self) -> Goal | None:
+        return next((g for g in self.goals if not g.done), None)
+
+    def _order(self, goal: Goal) -> Order | None:
+        oid = goal.args.get("order_id")
+        return self.store.get_order(oid) if oid else None
+
+    def _items(self, order: Order, ids: list[str]) -> list[OrderItem]:
+        out, used = [], set()
+        for item_id in ids:
+            for n, it in enumerate(order.items):
+                if it.item_id == item_id and n not in used:
+                    used.add(n)
+                    out.append(it)
+                    break
+        return out
+
+    def _item_phrase(self, order: Order, item: OrderItem) -> str:
+        twins = [it for it in order.items if it.name == item.name and it.item_id != item.item_id]
+        if not twins:
+            return f"the {item.name}"
+        differing = [v for k, v in item.options.items() if any(t.options.get(k) != v for t in twins)]
+        return f"the {' '.join(differing)} {item.name}"
+
+    def _new_phrase(self, item: OrderItem, new_id: str) -> str:
+        product = self.store.get_product(item.product_id)
+        variant = next((v for v in product.variants if v.item_id == new_id), None) if product else None
+        if variant is None:
+            return f"item {new_id}"
+        diff = [(k, v) for k, v in variant.options.items() if str(item.options.get(k)) != str(v)]
+        if not diff:
+            return "the same one"
+        return ", ".join(_value_phrase(k, str(v)) for k, v in diff)
+
+    def _order_phrase(self, goal: Goal) -> str:
+        order = self._order(goal)
+        if order is None:
+            return ""
+        if not self.withhold_order_id or self.asked_order > 2:
+            return f"It's order {order.order_id}."
+        ids = goal.args.get("item_ids") or [it.item_id for it in order.items]
+        names = sorted({it.name for it in self._items(order, ids)})
+        return f"It's the order with the {' and the '.join(names)}."
+
+    def _payment_phrase(self, goal: Goal) -> str:
+        pm_id = goal.args.get("payment_method_id", "")
+        customer = self._customer()
+        pm = next((m for m in customer.payment_methods if m.id == pm_id), None)
+        if pm is None:
+            return f"Use {pm_id}."
+        if pm.source == "gift_card":
+            cards = [m for m in customer.payment_methods if m.source == "gift_card"]
+            return "My gift card, please." if len(cards) == 1 else f"The gift card {pm.id}, please."
+        if pm.source == "paypal":
+            return "PayPal, please."
+        order = self._order(goal)
+        if goal.operation == "return_delivered_order_items" and order and order.payments and order.payments[0].payment_method_id == pm_id and self.rng.random() < 0.5:
+            return "To the original payment method, please."
+        return f"My {pm.brand} credit card ending in {pm.last_four}."
+
+    def _address_phrase(self, goal: Goal) -> str:
+        a = goal.args
+        parts = [a["address1"]] + ([a["address2"]] if a.get("address2") else []) + [a["city"], f"{a['state']} {a['zip']}", a["country"]]
+        return "The new address is " + ", ".join(parts) + "."
+
+    def _identity_phrase(self, failed: bool) -> str:
+        c = self._customer()
+        by = self.identity_by if not failed else ("name_zip" if self.identity_by == "email" else "email")
+        if by == "email":
+            return f"My email is {c.email}."
+        return f"My name is {c.first_name} {c.last_name} and my zip code is {c.address.zip}."
+
+    def _goal_phrase(self, goal: Goal) -> str:
+        op = goal.operation
+        order = self._order(goal)
+        if op == "cancel_pending_order":
+            text = "I'd like to cancel an order."
+        elif op == "modify_pending_order_address":
+            text = "I need to change the shipping address of one of my orders."
+        elif op == "modify_pending_order_payment":
+            text = "I'd like to change the payment method of an order."
+        elif op == "modify_user_address":
+            return "I'd like to update my default address on my account."
+        elif op == "return_delivered_order_items":
+            items = self._items(order, goal.args["item_ids"]) if order else []
+            text = "I want to return " + " and ".join(self._item_phrase(order, it) for it in items) + "." if order else "I want to return some items."
+        else:
+            items = self._items(order, goal.args["item_ids"]) if order else []
+            verb = "exchange" if op == "exchange_delivered_order_items" else "change"
+            pairs = [f"{self._item_phrase(order, it)} for one with {self._new_phrase(it, new)}" for it, new in zip(items, goal.args["new_item_ids"], strict=False)]
+            text = f"I want to {verb} " + " and ".join(pairs) + "."
+        if order is not None and not self.withhold_order_id:
+            text += f" The order number is {order.order_id}."
+        return text
+
+    # -- talking ---------------------------------------------------------------------
+    def opening(self) -> str:
+        goal = self._goal()
+        hello = self.rng.choice(["Hi!", "Hello.", "Hi there,"])
+        text = f"{hello} {self._goal_phrase(goal)}" if goal else f"{hello} I have a question about my order."
+        if self.rng.random() < 0.3:
+            text += " " + self._identity_phrase(False)
+            self.said_identity.append(self.identity_by)
+        return text
+
+    def answer(self, state: dict[str, Any], reply: str) -> str | None:
+        """The next message, or None when the customer is done."""
+        slot = state.get("requested_slot", "")
+        goal = self._goal()
+        if slot in ("identity", "email", "name_zip", "phone"):
+            failed = bool(self.said_identity)
+            self.said_identity.append("x")
+            if len(self.said_identity) > 3:
+                return None
+            return self._identity_phrase(failed)
+        if goal is None:
+            return None if slot in ("", "confirmation") and state.get("pending", {}).get("operation") == "" else "No, that's all. Thank you!"
+        if slot == "confirmation":
+            pending = state.get("pending") or {}
+            if self._matches(goal, pending):
+                goal.done = True
+                return "Yes, please go ahead."
+            goal.refused += 1
+            if goal.refused > 2:
+                goal.done = True  # give up on this goal
+                return "No. Never mind."
+            self.asked_order = 3  # be explicit from now on
+            return "No, that's not right."
+        if slot == "order_id":
+            self.asked_order += 1
+            if self.asked_order > 4:
+                goal.done = True
+                return "Never mind."
+            return self._order_phrase(goal) or "I don't know."
+        if slot == "items":
+            order = self._order(goal)
+            items = self._items(order, goal.args.get("item_ids", [])) if order else []
+            if goal.operation in ("exchange_delivered_order_items", "modify_pending_order_items"):
+                return " and ".join(f"{self._item_phrase(order, it)} for one with {self._new_phrase(it, new)}" for it, new in zip(items, goal.args["new_item_ids"], strict=False)) + "."
+            return "Just " + " and ".join(self._item_phrase(order, it) for it in items) + "."
+        if slot == "new_items":
+            order = self._order(goal)
+            items = self._items(order, goal.args.get("item_ids", [])) if order else []
+            return " and ".join(f"{self._item_phrase(order, it)} should be {self._new_phrase(it, new)}" for it, new in zip(items, goal.args.get("new_item_ids", []), strict=False)) + "."
+        if slot == "payment_method":
+            return self._payment_phrase(goal)
+        if slot == "reason":
+            return "I no longer need it." if goal.args.get("reason") == "no longer needed" else "I ordered it by mistake."
+        if slot == "address":
+            return self._address_phrase(goal)
+        # Nothing asked: (the next) goal.
+        goal.refused += 1
+        if goal.refused > 3:
+            goal.done = True
+            nxt = self._goal()
+            return self._goal_phrase(nxt) if nxt else "OK, that's all. Thanks."
+        return self._goal_phrase(goal)
+
+    def _matches(self, goal: Goal, pending: dict[str, Any]) -> bool:
+        if pending.get("operation") != goal.operation:
+            return False
+        args = {k: json.loads(v) if isinstance(v, str) else v for k, v in (pending.get("args") or {}).items()}
+        want = goal.args
+        if set(args) != set(want):
+            return False
+        if "new_item_ids" in want:
+            pairs = sorted(zip(want["item_ids"], want["new_item_ids"], strict=False))
+            got = sorted(zip(args.get("item_ids", []), args.get("new_item_ids", []), strict=False))
+            if pairs != got:
+                return False
+        elif "item_ids" in want and sorted(want["item_ids"]) != sorted(args.get("item_ids", [])):
+            return False
+        return all(args.get(k) == v for k, v in want.items() if k not in ("item_ids", "new_item_ids"))
+
+
+# ----------------------------------------------------------------------------- fact checking
+
+_ORDER = re.compile(r"#W\d{7}")
+_MONEY = re.compile(r"\$([\d,]+\.\d{2})")
+_TRACKING = re.compile(r"(?<!\d)\d{12}(?!\d)")
+STATUSES = ("pending (item modified)", "return requested", "exchange requested", "pending", "processed", "delivered", "cancelled")
+
+
+def fact_errors(reply: str, store: StorePort, customer_id: str, pending_args: dict[str, Any]) -> list[str]:
+    """Account facts in ``reply`` that differ from the store: order ids that are not the
+    customer's, a status next to an order id that is not its status, amounts and tracking
+    numbers found nowhere in the customer's orders."""
+    errors = []
+    customer = store.get_customer(customer_id) if customer_id else None
+    orders = store.list_orders(customer_id) if customer else []
+    own = {o.order_id: o for o in orders}
+    for sentence in re.split(r"(?<=[.!?\n])\s+", reply):
+        for oid in _ORDER.findall(sentence):
+            if oid not in own:
+                errors.append(f"order {oid} is not the customer's")
+                continue
+            said = next((s for s in STATUSES if re.search(rf"\b(is|now|status)\W+{re.escape(s)}(?!\w)", sentence.replace('"', ""))), None)
+            if said and said != own[oid].status and not sentence.lstrip().startswith("- "):
+                errors.append(f"order {oid} said to be {said!r}, store has {own[oid].status!r}")
+    amounts: set[float] = set()
+    for o in orders:
+        amounts |= {round(it.price, 2) for it in o.items} | {round(p.amount, 2) for p in o.payments}
+        amounts.add(round(sum(p.amount for p in o.payments if p.transaction_type == "payment"), 2))
+        for it in o.items:
+            product = store.get_product(it.product_id)
+            amounts |= {round(v.price, 2) for v in product.variants} if product else set()
+    if customer:
+        amounts |= {round(m.balance, 2) for m in customer.payment_methods if m.balance is not None}
+    if pending_args.get("order_id") in own:
+        order = own[pending_args["order_id"]]
+        chosen = [next((it for it in order.items if it.item_id == i), None) for i in pending_args.get("item_ids", [])]
+        amounts.add(round(sum(it.price for it in chosen if it), 2))
+        if pending_args.get("new_item_ids"):
+            result = store.check("exchange_delivered_order_items" if order.status == "delivered" else "modify_pending_order_items", pending_args)
+            amounts.add(round(abs(result.price_difference), 2))
+    for raw in _MONEY.findall(reply):
+        value = round(float(raw.replace(",", "")), 2)
+        if value not in amounts:
+            errors.append(f"amount ${raw} not in the store")
+    tracking = {t for o in orders for f in o.fulfillments for t in f.tracking_ids}
+    for t in _TRACKING.findall(reply):
+        if t not in tracking:
+            errors.append(f"tracking number {t} not in the customer's orders")
+    return errors
+
+
+# ----------------------------------------------------------------------------- running
+
+
+@dataclass
+class TurnResultView:
+    reply: str
+    state: dict[str, Any]
+    actions: list[dict[str, Any]]
+
+
+class GrpcDialog:
+    """The running kefu's Dialog service."""
+
+    def __init__(self, target: str) -> None:
+        from services.chat import ChatClient
+
+        self._client = ChatClient(target, timeout_s=120)
+
+    def send(self, text: str, session_id: str) -> tuple[str, TurnResultView]:
+        from services.chat import turn_json
+
+        result = self._client.send(text, session_id)
+        data = turn_json(result)
+        return result.session_id, TurnResultView(data["reply"], data["state"], data["actions"])
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class DirectDialog:
+    """Dialog's flow engine in this process, on the store file itself: no NLU, no
+    workflows, no knowledge answers. For developing flows quickly; the benchmark is
+    the gRPC run."""
+
+    def __init__(self, store_path: Path) -> None:
+        from services.dialog.flows.spec import flows_for
+        from services.dialog.flows.state import FlowState
+        from services.erp.tau_retail import TauRetailStore
+
+        self._store = TauRetailStore(store_path)
+        self._flows = flows_for(self._store.format)
+        self._states: dict[str, FlowState] = {}
+        self._new_state = FlowState
+
+    def send(self, text: str, session_id: str) -> tuple[str, TurnResultView]:
+        import uuid
+        from types import SimpleNamespace
+
+        from services.dialog.flows.engine import FlowEngine
+        from services.dialog.servicer import dialog_state
+        from services.dialog.sessions import SessionRecord  # noqa: F401 - same record shapes as Dialog
+        from google.protobuf.json_format import MessageToDict
+
+        session_id = session_id or uuid.uuid4().hex
+        st = self._states.setdefault(session_id, self._new_state())
+        engine = FlowEngine(self._flows, self._store)
+        reply = engine.step(text, st, "en")
+        actions: list[dict[str, Any]] = []
+        if reply is None:
+            text_out = "(answered from the knowledge)"
+        elif reply.run:
+            result = self._store.apply(reply.run["operation"], reply.run["args"], key=uuid.uuid4().hex)
+            doc = result.order or result.customer
+            receipt = SimpleNamespace(
+                operation=result.operation, status=result.status, reason=result.reason,
+                result_json=json.dumps(_doc(doc)) if doc else "",
+            )
+            actions.append({"type": "ACTION_TYPE_OPERATION", "detail": {"operation": result.operation, "status": result.status}})
+            text_out = engine.report(st, receipt, "en")
+        else:
+            text_out = reply.text
+        state = MessageToDict(dialog_state(st), preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        state.setdefault("pending", {"operation": "", "args": {}})
+        return session_id, TurnResultView(text_out, state, actions)
+
+
+def _doc(record: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    data = asdict(record)
+    if "status" in data:  # an order: what the reply templates read
+        data["payment_history"] = data.pop("payments")
+    return data
+
+
+@dataclass
+class TaskOutcome:
+    index: int
+    user_id: str
+    operations: list[str]
+    passed: bool
+    turns: int
+    latencies: list[float]
+    fact_errors: list[str]
+    withheld: bool
+    transcript: list[tuple[str, str]]
+    diff: str = ""
+
+
+def _expected(template: Path, actions: list[dict[str, Any]], workdir: Path) -> dict[str, Any]:
+    from services.erp.tau_retail import TauRetailStore
+
+    path = workdir / "expected.db"
+    shutil.copyfile(template, path)
+    store = TauRetailStore(path)
+    for n, action in enumerate(actions):
+        if action["name"] in WRITE_OPERATIONS:
+            store.apply(action["name"], action["kwargs"], key=f"expected-{n}")
+    return _export(path, workdir / "expected")
+
+
+def _export(db: Path, out: Path) -> dict[str, Any]:
+    from services.erp.tau_retail import export_tau_retail
+
+    out.mkdir(parents=True, exist_ok=True)
+    export_tau_retail(db, out)
+    return {name: json.loads((out / f"{name}.json").read_text(encoding="utf-8")) for name in ("users", "orders", "products")}
+
+
+def _first_difference(a: dict[str, Any], b: dict[str, Any]) -> str:
+    for table in ("orders", "users", "products"):
+        for key in sorted(set(a[table]) | set(b[table])):
+            if a[table].get(key) != b[table].get(key):
+                return f"{table}[{key}]"
+    return ""
+
+
+def run_tasks(
+    tasks: list[dict[str, Any]], *, data_dir: Path, store_path: Path, send: Callable[[str, str], tuple[str, TurnResultView]],
+    seed: int = 0, progress: Callable[[str], None] = lambda line: None,
+) -> list[TaskOutcome]:
+    from services.erp.tau_retail import TauRetailStore, import_tau_retail
+
+    outcomes = []
+    with tempfile.TemporaryDirectory(prefix="kefu-conv-") as tmp:
+        workdir = Path(tmp)
+        template = workdir / "template.db"
+        import_tau_retail(data_dir, template)
+        reference = TauRetailStore(template)
+        for index, task in enumerate(tasks):
+            rng = random.Random(f"{seed}-{index}")
+            shutil.copyfile(template, workdir / "fresh.db")
+            (workdir / "fresh.db").replace(store_path)  # atomic: kefu's next turn sees it
+            goals = [Goal(a["name"], dict(a["kwargs"])) for a in task["actions"] if a["name"] in WRITE_OPERATIONS]
+            customer = ScriptedCustomer(
+                task["user_id"], goals, reference, rng, withhold_order_id=rng.random() < 0.6,
+                identity_by="email" if rng.random() < 0.5 else "name_zip",
+            )
+            session, transcript, latencies, errors = "", [], [], []
+            live = TauRetailStore(store_path)
+            message: str | None = customer.opening()
+            turns = 0
+            while message is not None and turns < MAX_TURNS:
+                t0 = time.perf_counter()
+                session, view = send(message, session)
+                latencies.append(time.perf_counter() - t0)
+                turns += 1
+                transcript.append((message, view.reply))
+                pending = {k: json.loads(v) for k, v in (view.state.get("pending") or {}).get("args", {}).items()}
+                errors += fact_errors(view.reply, live, view.state.get("customer_id", ""), pending)
+                message = customer.answer(view.state, view.reply)
+            got = _export(store_path, workdir / "got")
+            want = _expected(template, task["actions"], workdir)
+            outcome = TaskOutcome(
+                index, task["user_id"], [g.operation for g in goals], got == want, turns, latencies, errors,
+                customer.withhold_order_id, transcript, "" if got == want else _first_difference(got, want),
+            )
+            outcomes.append(outcome)
+            progress(f"task {index}: {'pass' if outcome.passed else 'FAIL'} in {turns} turns {outcome.diff}")
+    return outcomes
+
+
+def summarize(outcomes: list[TaskOutcome]) -> dict[str, Any]:
+    per_op: dict[str, list[bool]] = defaultdict(list)
+    for o in outcomes:
+        for op in set(o.operations):
+            per_op[op].append(o.passed)
+    latencies = sorted(x for o in outcomes for x in o.latencies)
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 1) if latencies else 0.0
+
+    return {
+        "tasks": len(outcomes),
+        "pass_rate": round(sum(o.passed for o in outcomes) / max(1, len(outcomes)), 4),
+        "pass_rate_withheld_order_id": round(sum(o.passed for o in outcomes if o.withheld) / max(1, sum(o.withheld for o in outcomes)), 4),
+        "withheld_order_id": sum(o.withheld for o in outcomes),
+        "per_operation": {op: {"tasks": len(v), "pass_rate": round(sum(v) / len(v), 4)} for op, v in sorted(per_op.items())},
+        "turns_per_task": round(statistics.mean(o.turns for o in outcomes), 2) if outcomes else 0.0,
+        "turn_latency_ms": {"p50": round(statistics.median(latencies) * 1000, 1) if latencies else 0.0, "p99": pct(0.99)},
+        "fact_errors": sum(len(o.fact_errors) for o in outcomes),
+        "failed": [{"task": o.index, "user_id": o.user_id, "first_difference": o.diff} for o in outcomes if not o.passed],
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tasks", required=True, help="τ-bench task file (tasks_train.json, tasks_dev.json)")
+    parser.add_argument("--data", help="the store data the tasks run on (users/orders/products.json); default: data/ beside --tasks")
+    parser.add_argument("--limit", type=int, default=0, help="run the first N tasks (after --sample)")
+    parser.add_argument("--sample", type=int, default=0, help="a fixed random sample of N tasks (seeded by --seed)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample and of the scripted customers")
+    parser.add_argument("--target", help="Dialog address host:port (default from the configuration)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--transcripts", help="write every conversation to this JSONL file")
+    parser.add_argument(
+        "--direct", action="store_true",
+        help="run Dialog's flow engine in this process on a scratch store (no services needed; for developing flows)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from services.config import load_config
+
+    cfg = load_config(getattr(args, "config", None))
+    tasks_file = Path(args.tasks)
+    try:
+        tasks = json.loads(tasks_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"kefu eval conversations: cannot read {tasks_file}: {exc}", file=sys.stderr)
+        return 1
+    indices = list(range(len(tasks)))
+    if args.sample:
+        indices = sorted(random.Random(args.seed).sample(indices, min(args.sample, len(indices))))
+    if args.limit:
+        indices = indices[: args.limit]
+    data_dir = Path(args.data) if args.data else tasks_file.parent / "data"
+    store_path = cfg.erp_path
+    scratch = None
+    if args.direct:
+        scratch = tempfile.TemporaryDirectory(prefix="kefu-direct-")
+        store_path = Path(scratch.name) / "erp.db"
+        from services.erp.tau_retail import import_tau_retail
+
+        import_tau_retail(data_dir, store_path)
+        dialog: Any = DirectDialog(store_path)
+    else:
+        dialog = GrpcDialog(args.target or cfg.target("dialog"))
+    try:
+        outcomes = run_tasks(
+            [tasks[i] for i in indices], data_dir=data_dir, store_path=store_path, send=dialog.send, seed=args.seed,
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
+        )
+    finally:
+        if not args.direct:
+            dialog.close()
+        if scratch is not None:
+            scratch.cleanup()
+    for o, i in zip(outcomes, indices, strict=True):
+        o.index = i
+    summary = summarize(outcomes)
+    if args.transcripts:
+        with open(args.transcripts, "w", encoding="utf-8") as fh:
+            for o in outcomes:
+                fh.write(json.dumps({"task": o.index, "passed": o.passed, "diff": o.diff, "fact_errors": o.fact_errors, "turns": o.transcript}, ensure_ascii=False) + "\n")
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False, indent=2))
+    else:
+        print(f"tasks {summary['tasks']}: pass rate {summary['pass_rate']:.1%} "
+              f"(order id withheld in {summary['withheld_order_id']}: {summary['pass_rate_withheld_order_id']:.1%}), "
+              f"{summary['turns_per_task']} turns per task, turn p50 {summary['turn_latency_ms']['p50']} ms "
+              f"p99 {summary['turn_latency_ms']['p99']} ms, fact errors {summary['fact_errors']}")
+        for op, row in summary["per_operation"].items():
+            print(f"  {op:<34} {row['tasks']:>4} tasks  {row['pass_rate']:.1%}")
+    return 0

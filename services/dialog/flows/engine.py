@@ -1,0 +1,499 @@
+"""The flow engine: one turn of a task conversation against the ERP port.
+
+collect slots → look up → validate against the store's policy (``StorePort.check``)
+→ list the details and ask for an explicit yes → the operation runs (Dialog starts it
+as a Temporal workflow) → the result is reported from the store's answer.
+
+Everything the customer is told about their account comes from the store, through the
+templates in ``replies.py``; nothing is generated. Synchronous and free of I/O other
+than the store, so Dialog runs it in a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.dialog.flows import understanding as u
+from services.dialog.flows.replies import money, say
+from services.dialog.flows.spec import FlowSpec
+from services.dialog.flows.state import FlowState
+from services.erp.port import Customer, Order, OrderItem, StorePort
+
+_ALL_ITEMS = re.compile(r"\b(all|every|everything|whole order|entire order|both)\b|全部|都退|所有", re.I)
+_ANOTHER = re.compile(r"\b(other|another|different|wrong) order\b|另一单|另外一单|不是这个|不是这单|别的订单", re.I)
+_DONE = re.compile(r"\b(that'?s all|that is all|nothing else|no,? thanks|no thank you|that'?s it|all set|bye)\b|没有了|没别的|就这些", re.I)
+
+
+@dataclass
+class FlowReply:
+    text: str
+    # An operation to run now (the customer said yes): {"operation": ..., "args": {...}}.
+    run: dict[str, Any] = field(default_factory=dict)
+
+
+class FlowEngine:
+    def __init__(self, flows: list[FlowSpec], store: StorePort) -> None:
+        self._flows = {f.name: f for f in flows}
+        self._order = flows
+        self._store = store
+
+    # ------------------------------------------------------------------ entry points
+
+    def step(self, text: str, st: FlowState, language: str) -> FlowReply | None:
+        """Handle one customer message; None when it is not about a task (Dialog then
+        answers it from the knowledge)."""
+        lang = "zh" if language == "zh" else "en"
+        notes: list[str] = []
+        newly_identified = False
+
+        # Identity: any time it is not known yet; one customer per conversation.
+        found = self._identify(text)
+        if found and st.customer_id and found != st.customer_id:
+            return FlowReply(say("one_customer", lang))
+        if found and not st.customer_id:
+            st.customer_id = found
+            newly_identified = True
+        elif not st.customer_id and st.requested_slot in ("identity", "email", "name_zip") and (u.emails(text) or u.zip_codes(text)):
+            st.requested_slot = "identity"
+            return FlowReply(say("identity_not_found", lang))
+
+        detected = self._detect(text)
+        if st.pending:
+            answer = u.yes_or_no(text)
+            if answer == "yes":
+                return FlowReply(say("running", lang), run=dict(st.pending))
+            spec = self._flows.get(st.flow)
+            changed = spec is not None and self._fill(text, st, spec, notes, lang)
+            if answer == "no" and not changed:
+                st.pending = {}
+                st.order_id, st.item_ids, st.new_item_ids, st.requests = "", [], [], []
+                st.payment_method_id, st.reason, st.address = "", "", {}
+                self._ask(st, "order_id")
+                return FlowReply(say("not_confirmed", lang))
+            if not changed:
+                if detected and detected[0] != st.flow:
+                    st.pending = {}
+                    st.clear_task()
+                    self._start(st, detected)
+                else:
+                    st.requested_slot = "confirmation"
+                    return FlowReply(say("confirm_again", lang))
+            st.pending = {}
+
+        if not st.flow:
+            if st.queue and not detected and _DONE.search(text) is None and st.requested_slot == "":
+                detected = []
+            if detected:
+                self._start(st, detected)
+            elif st.queue:
+                self._start(st, [])
+            elif newly_identified:
+                st.requested_slot = ""
+                c = self._store.get_customer(st.customer_id)
+                return FlowReply(say("identified_how_help", lang, name=u.customer_name(c) if c else ""))
+            elif st.customer_id and _DONE.search(text):
+                st.requested_slot = ""
+                return FlowReply(say("goodbye", lang))
+            else:
+                return None
+        elif st.requested_slot in ("", "identity", "email", "name_zip", "order_id"):
+            for name in detected:
+                if name != st.flow and name not in st.queue:
+                    st.queue.append(name)
+
+        spec = self._flows[st.flow]
+        if st.customer_id:
+            for earlier in st.unread:
+                self._fill(earlier, st, spec, notes, lang)
+            st.unread = []
+            self._fill(text, st, spec, notes, lang)
+        else:
+            st.unread = (st.unread + [text])[-4:]
+        return self._next(st, spec, lang, notes)
+
+    def report(self, st: FlowState, receipt: Any, language: str) -> str:
+        """The reply after an operation ran, from the store's answer; the task is over
+        and the next queued one (if any) is started."""
+        lang = "zh" if language == "zh" else "en"
+        op = st.pending.get("operation", receipt.operation)
+        args = st.pending.get("args", {})
+        if receipt.status == "done":
+            text = self._done_text(op, args, receipt, lang)
+        else:
+            text = say("rejected", lang, reason=receipt.reason)
+        st.clear_task()
+        if st.queue:
+            self._start(st, [])
+            nxt = self._next(st, self._flows[st.flow], lang, [])
+            return text + "\n" + nxt.text
+        st.requested_slot = ""
+        return text + " " + say("anything_else", lang)
+
+    # ------------------------------------------------------------------ pieces
+
+    def _detect(self, text: str) -> list[str]:
+        hits = []
+        taken: list[tuple[int, int]] = []
+        for spec in self._order:
+            pos = spec.triggered(text)
+            if pos >= 0:
+                hits.append((pos, spec.name))
+                taken.append((pos, 0))
+        # Where two flows match the same words, the one declared first wins.
+        out, seen_pos = [], set()
+        for pos, name in sorted(hits, key=lambda h: (h[0], [s.name for s in self._order].index(h[1]))):
+            if pos in seen_pos:
+                continue
+            seen_pos.add(pos)
+            if name not in out:
+                out.append(name)
+        return out
+
+    def _start(self, st: FlowState, detected: list[str]) -> None:
+        names = detected or []
+        if not names and st.queue:
+            names = [st.queue.pop(0)]
+        else:
+            st.queue += [n for n in names[1:] if n not in st.queue]
+        st.flow = names[0]
+        st.requested_slot = ""
+
+    def _ask(self, st: FlowState, slot: str) -> bool:
+        st.requested_slot = slot
+        return True
+
+    def _identify(self, text: str) -> str:
+        for email in u.emails(text):
+            if found := self._store.find_customer_by_email(email):
+                return found
+        zips = u.zip_codes(text)
+        if zips:
+            for first, last in u.name_candidates(text):
+                for z in zips:
+                    if found := self._store.find_customer_by_name_zip(first, last, z):
+                        return found
+        return ""
+
+    def _customer(self, st: FlowState) -> Customer:
+        c = self._store.get_customer(st.customer_id)
+        assert c is not None, "an authenticated customer exists"
+        return c
+
+    def _orders(self, st: FlowState) -> list[Order]:
+        return self._store.list_orders(st.customer_id)
+
+    def _product_names(self, orders: list[Order]) -> list[str]:
+        return sorted({it.name for o in orders for it in o.items})
+
+    def _options_of(self, orders: list[Order]) -> dict[str, dict[str, set[str]]]:
+        out: dict[str, dict[str, set[str]]] = {}
+        for o in orders:
+            for it in o.items:
+                if it.name not in out and (p := self._store.get_product(it.product_id)):
+                    out[it.name] = u.product_options(p)
+        return out
+
+    def _fill(self, text: str, st: FlowState, spec: FlowSpec, notes: list[str], lang: str) -> bool:
+        """Take every value the message carries for this flow; True if any changed."""
+        if not st.customer_id:
+            return False
+        before = (st.order_id, list(st.item_ids), list(st.new_item_ids), st.payment_method_id, st.reason, dict(st.address), json.dumps(st.requests))
+        customer = self._customer(st)
+        if "order_id" in spec.slots:
+            ids = u.order_ids(text)
+            if ids:
+                oid = ids[0]
+                if oid not in customer.order_ids:
+                    notes.append(say("order_not_yours", lang, order_id=oid))
+                elif oid != st.order_id:
+                    st.order_id, st.item_ids, st.new_item_ids = oid, [], []
+            elif _ANOTHER.search(text) and st.order_id:
+                st.order_id, st.item_ids, st.new_item_ids = "", [], []
+        if {"items", "new_items", "order_id"} & set(spec.slots):
+            orders = self._orders(st)
+            names = self._product_names(orders)
+            options_of = self._options_of(orders)
+            reqs = u.item_requests(text, names, options_of)
+            if reqs:
+                new_reqs = [{"product": r.product, "old": r.old, "new": r.new} for r in reqs]
+                if st.requested_slot == "new_items" and st.item_ids:
+                    self._merge_new(st, new_reqs)
+                else:
+                    st.requests = new_reqs
+                    st.item_ids, st.new_item_ids = [], []
+            elif st.requested_slot == "new_items" and st.item_ids and st.order_id:
+                # Option words alone answer for the item still without a new variant.
+                order = self._store.get_order(st.order_id)
+                missing = self._missing_new(st, order) if order else []
+                if missing:
+                    item = missing[0]
+                    product = self._store.get_product(item.product_id)
+                    wanted = u._option_hits(text, u.product_options(product)) if product else {}
+                    if wanted:
+                        st.requests.append({"product": item.name, "old": dict(item.options), "new": wanted, "item_id": item.item_id})
+            if st.requested_slot == "items" and _ALL_ITEMS.search(text) and st.order_id:
+                order = self._store.get_order(st.order_id)
+                if order:
+                    st.item_ids = [it.item_id for it in order.items]
+        if "payment_method" in spec.slots:
+            original = ""
+            if st.order_id and (order := self._store.get_order(st.order_id)) and order.payments:
+                original = order.payments[0].payment_method_id
+            pm = u.payment_method(text, customer.payment_methods, original)
+            if pm:
+                st.payment_method_id = pm.id
+        if "reason" in spec.slots and (reason := u.cancel_reason(text)):
+            st.reason = reason
+        if "address" in spec.slots and (addr := u.address(text)):
+            st.address = addr
+        after = (st.order_id, list(st.item_ids), list(st.new_item_ids), st.payment_method_id, st.reason, dict(st.address), json.dumps(st.requests))
+        return before != after
+
+    def _merge_new(self, st: FlowState, reqs: list[dict[str, Any]]) -> None:
+        for r in reqs:
+            if not r["new"] and r["old"]:
+                # Asked what they want instead, "the kettle in glass" names the new options.
+                r["new"], r["old"] = r["old"], {}
+            for old in st.requests:
+                if old["product"] == r["product"] and r["new"]:
+                    old["new"] = r["new"]
+                    break
+            else:
+                st.requests.append(r)
+        st.new_item_ids = []
+
+    def _missing_new(self, st: FlowState, order: Order) -> list[OrderItem]:
+        chosen = [self._item(order, i, n) for n, i in enumerate(st.item_ids)]
+        return [it for k, it in enumerate(chosen) if it and k >= len(st.new_item_ids)]
+
+    @staticmethod
+    def _item(order: Order, item_id: str, occurrence: int = 0) -> OrderItem | None:
+        for it in order.items:
+            if it.item_id == item_id:
+                return it
+        return None
+
+    # ------------------------------------------------------------------ next slot
+
+    def _next(self, st: FlowState, spec: FlowSpec, lang: str, notes: list[str]) -> FlowReply:
+        prefix = " ".join(notes)
+
+        def ask(slot: str, name: str, **values: Any) -> FlowReply:
+            st.requested_slot = slot
+            return FlowReply((prefix + " " if prefix else "") + say(name, lang, **values))
+
+        if not st.customer_id:
+            return ask("identity", "ask_identity")
+        customer = self._customer(st)
+        order: Order | None = None
+        if "order_id" in spec.slots:
+            if not st.order_id:
+                picked, reply = self._find_order(st, spec, lang)
+                if reply is not None:
+                    if prefix:
+                        reply.text = prefix + " " + reply.text
+                    return reply
+                st.order_id = picked
+            order = self._store.get_order(st.order_id)
+            if order is None or order.customer_id != st.customer_id:
+                st.order_id = ""
+                return ask("order_id", "order_not_yours", order_id="")
+            if spec.order_statuses and order.status not in spec.order_statuses:
+                reply_text = say("wrong_status", lang, order_id=order.order_id, status=order.status, flow=say(f"flow_{spec.name}", lang))
+                st.clear_task()
+                return FlowReply((prefix + " " if prefix else "") + reply_text + " " + say("anything_else", lang))
+            st.operation = spec.operation_for(order.status)
+            if spec.name == "order_status":
+                text = self._status_text(order, lang)
+                st.clear_task()
+                if st.queue:
+                    self._start(st, [])
+                    return FlowReply(text + "\n" + self._next(st, self._flows[st.flow], lang, []).text)
+                return FlowReply(text + " " + say("anything_else", lang))
+        else:
+            st.operation = spec.operation
+
+        if "items" in spec.slots and order is not None and not st.item_ids:
+            if st.requests:
+                reqs = [u.ItemRequest(r["product"], r.get("old", {}), r.get("new", {})) for r in st.requests]
+                matched = u.match_items(reqs, order.items)
+                if matched:
+                    st.item_ids = [it.item_id for it in matched]
+            if not st.item_ids and len(order.items) == 1:
+                st.item_ids = [order.items[0].item_id]
+            if not st.item_ids:
+                listing = "; ".join(f"{it.name} ({u.describe_options(it.options)})" for it in order.items)
+                return ask("items", "ask_items", order_id=order.order_id, items=listing)
+
+        if "new_items" in spec.slots and order is not None:
+            st.new_item_ids = []
+            for item_id in st.item_ids:
+                item = self._item(order, item_id)
+                if item is None:
+                    break
+                req = next((r for r in reversed(st.requests) if r.get("item_id") == item_id), None) or next(
+                    (r for r in st.requests if r["product"] == item.name and r.get("new")), None
+                )
+                product = self._store.get_product(item.product_id)
+                if not req or not req.get("new") or product is None:
+                    return ask("new_items", "ask_new_item", item=item.name, options=u.describe_options(item.options))
+                variants = u.choose_variant(product, item, req["new"])
+                if len(variants) != 1:
+                    if not variants:
+                        req["new"] = {}
+                        return ask("new_items", "no_variant", item=item.name, wanted=u.describe_options(req.get("new") or {}) or "that")
+                    choices = "; ".join(u.describe_options(v.options) for v in variants[:4])
+                    return ask("new_items", "several_variants", item=item.name, choices=choices)
+                st.new_item_ids.append(variants[0].item_id)
+
+        if "payment_method" in spec.slots and not st.payment_method_id:
+            methods = customer.payment_methods
+            if st.operation == "return_delivered_order_items" and order is not None:
+                original = order.payments[0].payment_method_id if order.payments else ""
+                allowed = [m for m in methods if m.id == original or m.source == "gift_card"]
+                listing = "; ".join(u.describe_payment(m, lang) for m in allowed)
+                return ask("payment_method", "ask_refund_method", methods=listing)
+            if st.operation == "modify_pending_order_payment":
+                listing = "; ".join(u.describe_payment(m, lang) for m in methods)
+                return ask("payment_method", "ask_new_payment", methods=listing)
+            listing = "; ".join(u.describe_payment(m, lang) for m in methods)
+            return ask("payment_method", "ask_difference_payment", methods=listing)
+
+        if "reason" in spec.slots and not st.reason:
+            return ask("reason", "ask_reason")
+        if "address" in spec.slots and not st.address:
+            return ask("address", "ask_address")
+
+        args = self._args(st, spec)
+        result = self._store.check(st.operation, args)
+        if not result.done:
+            text = say("cannot", lang, reason=result.reason)
+            st.clear_task()
+            return FlowReply((prefix + " " if prefix else "") + text + " " + say("anything_else", lang))
+        st.pending = {"operation": st.operation, "args": args}
+        st.requested_slot = "confirmation"
+        return FlowReply((prefix + " " if prefix else "") + self._confirm_text(st.operation, args, order, customer, result, lang))
+
+    def _find_order(self, st: FlowState, spec: FlowSpec, lang: str) -> tuple[str, FlowReply | None]:
+        orders = self._orders(st)
+        eligible = [o for o in orders if not spec.order_statuses or o.status in spec.order_statuses]
+        if st.requests:
+            products = [r["product"] for r in st.requests]
+
+            def has(o: Order) -> bool:
+                names = [it.name for it in o.items]
+                return all(names.count(p) >= products.count(p) for p in products)
+
+            def exact(o: Order) -> bool:
+                reqs = [u.ItemRequest(r["product"], r.get("old", {}), r.get("new", {})) for r in st.requests]
+                return u.match_items(reqs, o.items) is not None and all(
+                    any(it.name == r.product and all(str(it.options.get(k)) == v for k, v in r.old.items()) for it in o.items) for r in reqs
+                )
+
+            fits = [o for o in eligible if has(o)]
+            if len(fits) > 1:
+                fits = [o for o in fits if exact(o)] or fits
+            if len(fits) == 1:
+                return fits[0].order_id, None
+            if not fits:
+                elsewhere = [o for o in orders if has(o)]
+                if elsewhere and spec.order_statuses:
+                    o = elsewhere[0]
+                    text = say("wrong_status", lang, order_id=o.order_id, status=o.status, flow=say(f"flow_{spec.name}", lang))
+                    st.clear_task()
+                    return "", FlowReply(text + " " + say("anything_else", lang))
+            else:
+                eligible = fits
+        if len(eligible) == 1 and spec.name != "order_status":
+            return eligible[0].order_id, None
+        if not eligible:
+            text = say("no_eligible_orders", lang, flow=say(f"flow_{spec.name}", lang))
+            st.clear_task()
+            return "", FlowReply(text + " " + say("anything_else", lang))
+        listing = "\n".join(f"- {o.order_id} ({o.status}): {u.order_summary(o)}" for o in eligible[:6])
+        st.requested_slot = "order_id"
+        return "", FlowReply(say("ask_order", lang, orders=listing))
+
+    def _args(self, st: FlowState, spec: FlowSpec) -> dict[str, Any]:
+        op = st.operation
+        if op == "cancel_pending_order":
+            return {"order_id": st.order_id, "reason": st.reason}
+        if op == "modify_pending_order_address":
+            return {"order_id": st.order_id, **st.address}
+        if op == "modify_user_address":
+            return {"user_id": st.customer_id, **st.address}
+        if op == "modify_pending_order_payment":
+            return {"order_id": st.order_id, "payment_method_id": st.payment_method_id}
+        if op == "return_delivered_order_items":
+            return {"order_id": st.order_id, "item_ids": list(st.item_ids), "payment_method_id": st.payment_method_id}
+        return {"order_id": st.order_id, "item_ids": list(st.item_ids), "new_item_ids": list(st.new_item_ids), "payment_method_id": st.payment_method_id}
+
+    # ------------------------------------------------------------------ texts from the store
+
+    def _confirm_text(self, op: str, args: dict[str, Any], order: Order | None, customer: Customer, result: Any, lang: str) -> str:
+        pm = {m.id: m for m in customer.payment_methods}
+        pay = u.describe_payment(pm[args["payment_method_id"]], lang) if args.get("payment_method_id") in pm else ""
+        addr = ", ".join(v for k, v in args.items() if k in ("address1", "address2", "city", "state", "zip", "country") and v)
+        if op == "cancel_pending_order" and order is not None:
+            total = sum(p.amount for p in order.payments if p.transaction_type == "payment")
+            return say("confirm_cancel", lang, order_id=order.order_id, items=u.order_summary(order), reason=args["reason"], amount=money(total))
+        if op == "modify_pending_order_address" and order is not None:
+            return say("confirm_order_address", lang, order_id=order.order_id, address=addr)
+        if op == "modify_user_address":
+            return say("confirm_user_address", lang, address=addr)
+        if op == "modify_pending_order_payment" and order is not None:
+            total = order.payments[0].amount if order.payments else 0.0
+            return say("confirm_payment", lang, order_id=order.order_id, payment=pay, amount=money(total))
+        if op == "return_delivered_order_items" and order is not None:
+            items = "; ".join(f"{it.name} ({u.describe_options(it.options)}, {money(it.price)})" for it in (self._item(order, i) for i in args["item_ids"]) if it)
+            total = sum(it.price for it in (self._item(order, i) for i in args["item_ids"]) if it)
+            return say("confirm_return", lang, order_id=order.order_id, items=items, payment=pay, amount=money(total))
+        if order is not None:
+            lines = []
+            for old_id, new_id in zip(args["item_ids"], args["new_item_ids"], strict=False):
+                old = self._item(order, old_id)
+                product = self._store.get_product(old.product_id) if old else None
+                new = next((v for v in product.variants if v.item_id == new_id), None) if product else None
+                if old and new:
+                    lines.append(f"{old.name}: {u.describe_options(old.options)} ({money(old.price)}) → {u.describe_options(new.options)} ({money(new.price)})")
+            diff = result.price_difference
+            diff_text = say("diff_pay" if diff > 0 else "diff_refund" if diff < 0 else "diff_none", lang, amount=money(abs(diff)), payment=pay)
+            name = "confirm_exchange" if op == "exchange_delivered_order_items" else "confirm_modify_items"
+            return say(name, lang, order_id=order.order_id, changes="\n".join(f"- {line}" for line in lines), difference=diff_text)
+        return say("confirm_generic", lang)
+
+    def _done_text(self, op: str, args: dict[str, Any], receipt: Any, lang: str) -> str:
+        order = json.loads(receipt.result_json) if getattr(receipt, "result_json", "") else {}
+        oid = args.get("order_id", "")
+        status = order.get("status", "")
+        if op == "cancel_pending_order":
+            refunds = [p for p in order.get("payment_history", []) if p.get("transaction_type") == "refund"]
+            gift = all("gift_card" in p.get("payment_method_id", "") for p in refunds) and refunds
+            amount = sum(float(p.get("amount", 0)) for p in refunds)
+            return say("done_cancel_gift" if gift else "done_cancel", lang, order_id=oid, status=status, amount=money(amount))
+        if op == "return_delivered_order_items":
+            return say("done_return", lang, order_id=oid, status=status)
+        if op == "exchange_delivered_order_items":
+            return say("done_exchange", lang, order_id=oid, status=status)
+        if op == "modify_pending_order_items":
+            return say("done_modify_items", lang, order_id=oid, status=status)
+        if op == "modify_pending_order_payment":
+            return say("done_payment", lang, order_id=oid, status=status)
+        if op == "modify_pending_order_address":
+            a = order.get("address", {})
+            return say("done_order_address", lang, order_id=oid, address=", ".join(str(v) for v in a.values() if v))
+        if op == "modify_user_address":
+            a = order.get("address", {})
+            return say("done_user_address", lang, address=", ".join(str(v) for v in a.values() if v))
+        return say("done_generic", lang)
+
+    def _status_text(self, order: Order, lang: str) -> str:
+        items = u.order_summary(order)
+        tracking = ", ".join(t for f in order.fulfillments for t in f.tracking_ids)
+        text = say("status", lang, order_id=order.order_id, status=order.status, items=items)
+        if tracking:
+            text += " " + say("tracking", lang, tracking=tracking)
+        return text

@@ -1,0 +1,73 @@
+"""Flow declarations of a domain pack (``flows.yaml``), read and validated once."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from services.config import REPO_ROOT
+from services.erp.port import OPERATIONS
+
+# The flows of each store format's domain pack.
+PACK_FLOWS = {"tau-retail": REPO_ROOT / "services" / "packs" / "tau_retail" / "flows.yaml"}
+
+SLOTS = ("identity", "email", "name_zip", "phone", "order_id", "items", "new_items", "payment_method", "reason", "address", "confirmation")
+FLOW_SLOTS = ("identity", "order_id", "items", "new_items", "payment_method", "reason", "address", "confirmation")
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    name: str
+    slots: tuple[str, ...]
+    operation: str = ""
+    by_status: dict[str, str] = field(default_factory=dict)
+    order_statuses: tuple[str, ...] = ()
+    triggers: dict[str, tuple[re.Pattern[str], ...]] = field(default_factory=dict)
+
+    def operation_for(self, status: str) -> str:
+        return self.by_status.get(status, self.operation)
+
+    def triggered(self, text: str) -> int:
+        """Where a trigger matches in ``text`` (-1 if none)."""
+        hits = [m.start() for patterns in self.triggers.values() for p in patterns if (m := p.search(text))]
+        return min(hits) if hits else -1
+
+
+def load_flows(path: str | Path) -> list[FlowSpec]:
+    """Read a pack's ``flows.yaml``; ``ValueError`` naming the flow when it is wrong."""
+    file = Path(path)
+    doc = yaml.safe_load(file.read_text(encoding="utf-8"))
+    if not isinstance(doc, dict) or doc.get("version") != 1 or not isinstance(doc.get("flows"), list):
+        raise ValueError(f"{file}: expected 'version: 1' and a list 'flows'")
+    out = []
+    for i, raw in enumerate(doc["flows"]):
+        where = f"{file}: flow #{i} {raw.get('name', '') if isinstance(raw, dict) else ''}"
+        if not isinstance(raw, dict) or not raw.get("name"):
+            raise ValueError(f"{where}: needs a name")
+        slots = tuple(raw.get("slots") or ())
+        if not slots or any(s not in FLOW_SLOTS for s in slots):
+            raise ValueError(f"{where}: slots must be a list from {', '.join(FLOW_SLOTS)}")
+        ops = [raw.get("operation", "")] + list((raw.get("by_status") or {}).values())
+        if any(op and op not in OPERATIONS for op in ops):
+            raise ValueError(f"{where}: unknown operation in {ops}")
+        triggers = {
+            lang: tuple(re.compile(p, re.I) for p in patterns) for lang, patterns in (raw.get("triggers") or {}).items()
+        }
+        out.append(
+            FlowSpec(
+                name=raw["name"], slots=slots, operation=raw.get("operation", ""), by_status=dict(raw.get("by_status") or {}),
+                order_statuses=tuple(raw.get("order_statuses") or ()), triggers=triggers,
+            )
+        )
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def flows_for(store_format: str) -> list[FlowSpec]:
+    """The flows of the pack that goes with a store format; [] when it has none."""
+    path = PACK_FLOWS.get(store_format)
+    return load_flows(path) if path else []

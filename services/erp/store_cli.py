@@ -1,0 +1,183 @@
+"""``kefu store import|export|reset|show``: which store kefu runs on.
+
+The imported store is one SQLite file, ``<KEFU_HOME>/erp.db``. Import builds the new
+file beside it and moves it into place, and reset removes it, each in one atomic step:
+both are safe while kefu runs, whose next store call sees the change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import sys
+from pathlib import Path
+
+from services.config import load_config
+
+FORMATS = ("tau-retail",)
+
+
+def add_store_commands(sub) -> None:
+    store = sub.add_parser(
+        "store",
+        help="import, export or reset the store behind kefu (τ-bench retail data), or show which one is active",
+        description=(
+            "kefu answers order and account questions and runs cancellations, changes, returns and exchanges against "
+            "one store. Without an imported store it is the built-in demo store. `kefu store import` makes an imported "
+            "store the active one (<KEFU_HOME>/erp.db), `export` writes its current data back in the same format, "
+            "`reset` removes it (the demo store is active again). All of them work while kefu runs."
+        ),
+    )
+    store_sub = store.add_subparsers(dest="store_command", required=True, metavar="{import,export,reset,show}")
+
+    imp = store_sub.add_parser(
+        "import",
+        help="load a store from a data folder and make it the active one",
+        description=(
+            "Read the store's data from DIR and make it the store kefu uses. For --format tau-retail, DIR holds "
+            "τ-bench's users.json, orders.json and products.json. Every file is checked first; a bad one is named and "
+            "nothing changes. A store imported before is replaced (its changes are lost: export them first)."
+        ),
+    )
+    imp.add_argument("dir", metavar="DIR", help="folder with the data files")
+    imp.add_argument("--format", default="tau-retail", help="data format (default and only one for now: tau-retail)")
+    imp.set_defaults(func=_cmd_import)
+
+    exp = store_sub.add_parser(
+        "export",
+        help="write the active imported store's current data to a folder",
+        description=(
+            "Write the imported store's data, with every change kefu made (cancellations, new addresses, payment "
+            "history, gift-card balances...), to DIR in the format it was imported from: for tau-retail, users.json, "
+            "orders.json and products.json (existing files of those names are replaced)."
+        ),
+    )
+    exp.add_argument("dir", metavar="DIR", help="folder to write to (created if missing)")
+    exp.add_argument("--format", default="tau-retail", help="data format (default and only one for now: tau-retail)")
+    exp.set_defaults(func=_cmd_export)
+
+    reset = store_sub.add_parser(
+        "reset",
+        help="remove the imported store; the demo store is active again",
+        description="Remove the imported store (<KEFU_HOME>/erp.db) and every change made to it. Export it first to keep them.",
+    )
+    reset.set_defaults(func=_cmd_reset)
+
+    show = store_sub.add_parser("show", help="say which store is active, with its counts", description="Say which store is active.")
+    show.set_defaults(func=_cmd_show)
+
+
+def _display(path: Path) -> str:
+    """``path`` relative to the working directory when it is under it (shorter to read)."""
+    try:
+        return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd()) else str(path)
+    except (OSError, ValueError):
+        return str(path)
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"kefu store {command}: {message}", file=sys.stderr)
+    return 1
+
+
+def _check_format(command: str, fmt: str) -> int | None:
+    if fmt not in FORMATS:
+        return _fail(command, f"unknown format {fmt!r}; supported: {', '.join(FORMATS)}")
+    return None
+
+
+def _message(exc: BaseException) -> str:
+    """One line for the terminal: an OSError by the file it concerns."""
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc) or type(exc).__name__
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    import yaml
+
+    return (ValueError, OSError, sqlite3.Error, RuntimeError, yaml.YAMLError)
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from services.erp.tau_retail import import_tau_retail
+
+    failed = _check_format("import", args.format)
+    if failed is not None:
+        return failed
+    try:
+        cfg = load_config(args.config)
+        counts = import_tau_retail(Path(args.dir), cfg.erp_path)
+    except _errors() as exc:
+        return _fail("import", f"{_message(exc)}; the store was not changed")
+    print(
+        f"store: imported {counts['customers']} customers, {counts['orders']} orders, {counts['products']} products "
+        f"from {args.dir} into {_display(cfg.erp_path)} ({args.format})"
+    )
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from services.erp.tau_retail import FORMAT, export_tau_retail, store_format
+
+    failed = _check_format("export", args.format)
+    if failed is not None:
+        return failed
+    try:
+        cfg = load_config(args.config)
+        active = store_format(cfg.erp_path)
+        if active is None:
+            return _fail("export", f"no imported store at {_display(cfg.erp_path)} (the demo store is active); nothing to export")
+        if active != FORMAT:
+            return _fail("export", f"the store at {_display(cfg.erp_path)} is {active!r}, not {args.format!r}")
+        counts = export_tau_retail(cfg.erp_path, Path(args.dir))
+    except _errors() as exc:
+        return _fail("export", _message(exc))
+    print(
+        f"store: exported {counts['customers']} customers, {counts['orders']} orders, {counts['products']} products "
+        f"from {_display(cfg.erp_path)} to {args.dir} ({args.format})"
+    )
+    return 0
+
+
+def _cmd_reset(args: argparse.Namespace) -> int:
+    from services.erp import reset_store
+    from services.erp.tau_retail import store_format
+
+    try:
+        cfg = load_config(args.config)
+        had = cfg.erp_path.exists()
+        fmt = store_format(cfg.erp_path)
+        reset_store(cfg)
+    except _errors() as exc:
+        return _fail("reset", _message(exc))
+    if had:
+        print(f"store: removed the imported store at {_display(cfg.erp_path)}{f' ({fmt})' if fmt else ''}; the demo store is active")
+    else:
+        print(f"store: no imported store at {_display(cfg.erp_path)}; the demo store is already active")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from services.erp import open_store
+    from services.erp.tau_retail import TauRetailStore
+
+    try:
+        cfg = load_config(args.config)
+        store = open_store(cfg)
+        if store is None:
+            print(f"store: demo store at {_display(cfg.store_path)} (no imported store at {_display(cfg.erp_path)})")
+            return 0
+        if isinstance(store, TauRetailStore):
+            counts, meta = store.counts(), store.meta()
+            print(
+                f"store: {store.format} at {_display(cfg.erp_path)}: {counts['customers']} customers, {counts['orders']} orders, "
+                f"{counts['products']} products, {counts['applied_operations']} recorded operations; "
+                f"imported {meta.get('imported_at', '?')} from {meta.get('source', '?')}"
+            )
+        else:
+            print(f"store: {store.format} at {_display(cfg.erp_path)}")
+    except _errors() as exc:
+        return _fail("show", _message(exc))
+    return 0
