@@ -83,12 +83,15 @@ def run_test_worker() -> None:
 
 # -- fixtures --------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def store_path(cfg: KefuConfig) -> Path:
-    """A fresh τ-bench store in the stack's home, where the suite's worker opens it."""
+def store_path(cfg: KefuConfig) -> Iterator[Path]:
+    """A fresh τ-bench store in the stack's home, where the suite's worker opens it;
+    removed afterwards, so the other tests see the demo store."""
+    from services.erp import reset_store
     from services.erp.tau_retail import import_tau_retail
 
     import_tau_retail(TAU_DATA, cfg.erp_path)
-    return cfg.erp_path
+    yield cfg.erp_path
+    reset_store(cfg)
 
 
 def open_erp(path: Path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Protocol
 
@@ -11,6 +12,7 @@ from services.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from services.generation.cache import CachedReply, ResponseCache
 from services.generation.metrics import GenerationMetrics
 from services.generation.prompt import ChatMessage, ReplyPrompt, build_messages, render_chatml
+from services.generation.repetition import DEFAULT_LIMITS, RepetitionGuard, RepetitionLimits
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +81,18 @@ class TritonLlm:
     async def stream(self, messages: list[ChatMessage], sampling: Sampling) -> AsyncIterator[ReplyDelta]:
         from services.serving.triton_client import ModelTimeout, ModelUnavailable
 
+        chunks = self._client.stream(
+            render_chatml(messages, template=self._template), max_tokens=sampling.max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
+            seed=sampling.seed, stop=list(sampling.stop), min_tokens=sampling.min_tokens, timeout_s=self._timeout_s,
+            first_token_timeout_s=self._first_token_timeout_s,
+        )
         try:
-            async for chunk in self._client.stream(
-                render_chatml(messages, template=self._template), max_tokens=sampling.max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
-                seed=sampling.seed, stop=list(sampling.stop), min_tokens=sampling.min_tokens, timeout_s=self._timeout_s,
-                first_token_timeout_s=self._first_token_timeout_s,
-            ):
-                yield ReplyDelta(chunk.text, chunk.finish_reason, chunk.completion_tokens)
+            # Closed explicitly: when this stream is closed early (a reply that loops,
+            # a client that left) the gRPC stream, and the generation in Triton, are
+            # cancelled now rather than whenever the generator is collected.
+            async with aclosing(chunks):
+                async for chunk in chunks:
+                    yield ReplyDelta(chunk.text, chunk.finish_reason, chunk.completion_tokens)
         except ModelUnavailable as exc:
             raise Unavailable(f"language model unavailable: {exc}") from exc
         except ModelTimeout as exc:
@@ -105,19 +112,36 @@ class ReplyResult:
     degraded: bool = False
 
 
+REPETITION = "repetition"  # finish_reason of a reply stopped because it began repeating itself
+
+
+async def _close(stream: AsyncIterator[ReplyDelta]) -> None:
+    """Close a backend stream now: its cleanup cancels the generation on the server."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
 class ReplyWriter:
     """Validates a request, serves hot questions from the cache, streams the
-    model's reply, and degrades to the passage verbatim when the model fails."""
+    model's reply, and degrades to the passage verbatim when the model fails.
+
+    Every reply passes through a ``RepetitionGuard`` (``repetition=None`` turns it
+    off): a small model can loop on one sentence until the token limit, so when the
+    reply starts repeating itself the model is stopped, the repeat is not streamed,
+    and the reply ends with ``finish_reason="repetition"``."""
 
     def __init__(
         self, llm: LlmBackend, *, default_max_tokens: int, max_tokens_limit: int = 1024,
         cache: ResponseCache | None = None, metrics: GenerationMetrics | None = None,
+        repetition: RepetitionLimits | None = DEFAULT_LIMITS,
     ) -> None:
         self._llm = llm
         self._default_max_tokens = default_max_tokens
         self._max_tokens_limit = max_tokens_limit
         self._cache = cache
         self._metrics = metrics or GenerationMetrics(None)
+        self._repetition = repetition
 
     def check(self, prompt: ReplyPrompt, sampling: Sampling) -> Sampling:
         if not prompt.user_message.strip():
@@ -143,7 +167,8 @@ class ReplyWriter:
         )
 
     async def stream(self, prompt: ReplyPrompt, sampling: Sampling, ctx: ReplyContext | None = None) -> AsyncIterator[ReplyDelta]:
-        """Deltas of the reply; the last one has ``finish_reason`` set and no text."""
+        """Deltas of the reply; the last one has ``finish_reason`` set and no text
+        ("repetition" when the reply began repeating itself and the model was stopped)."""
         ctx = ctx or ReplyContext()
         sampling = self.check(prompt, sampling)
         key = self._cache_key(prompt, sampling, ctx)
@@ -154,25 +179,61 @@ class ReplyWriter:
                 yield ReplyDelta(hit.text)
                 yield ReplyDelta("", hit.finish_reason, hit.completion_tokens, cached=True)
                 return
+        # min_tokens forbids the end of the reply before a length the caller fixed
+        # (benchmarks): that caller wants those tokens, repetitive or not.
+        guard = RepetitionGuard(self._repetition) if self._repetition is not None and not sampling.min_tokens else None
         pieces: list[str] = []
         tokens = 0
         finish = ""
+        tail = ""  # the rest of the reply once the guard has stopped the model
+        llm_stream = self._llm.stream(build_messages(prompt), sampling)
         try:
-            async for delta in self._llm.stream(build_messages(prompt), sampling):
-                if delta.text:
-                    pieces.append(delta.text)
-                    yield ReplyDelta(delta.text)
+            async for delta in llm_stream:
                 tokens = delta.completion_tokens or tokens
                 finish = delta.finish_reason or finish
+                if not delta.text:
+                    continue
+                if guard is None:
+                    pieces.append(delta.text)
+                    yield ReplyDelta(delta.text)
+                    continue
+                text = guard.feed(delta.text)
+                if guard.fired:
+                    # Stop the model first (as for a client that left: closing the
+                    # stream cancels the generation), then send what is left.
+                    tail = text
+                    await _close(llm_stream)
+                    break
+                if text:
+                    pieces.append(text)
+                    yield ReplyDelta(text)
         except (Unavailable, DeadlineExceeded) as exc:
             self._metrics.degraded()
             log.warning("model failed (%s): degrading", exc)
+            held = guard.finish() if guard is not None else ""
+            if held:
+                pieces.append(held)
+                yield ReplyDelta(held)
             if not pieces:
                 yield ReplyDelta(prompt.passages[0].text if prompt.passages else APOLOGY.get(prompt.language, APOLOGY["en"]))
             yield ReplyDelta("", "degraded", tokens, degraded=True)
             return
+        finally:
+            await _close(llm_stream)
+        if guard is not None:
+            tail += guard.finish()
+            if tail:
+                pieces.append(tail)
+                yield ReplyDelta(tail)
+            if guard.fired:
+                finish = REPETITION
+                log.warning(
+                    "reply began repeating itself (%s) after %d characters: model stopped, %d characters of repeat dropped: %r",
+                    guard.reason, len(guard.text), len(guard.dropped), guard.dropped[:80],
+                )
         finish = finish or "stop"
-        if key is not None and finish == "stop" and pieces:
+        if key is not None and finish in ("stop", REPETITION) and pieces:
+            # A stopped loop is cached as the trimmed reply: greedy decoding would loop the same way again.
             self._cache.put(key, ctx.kb_version, CachedReply("".join(pieces), finish, tokens))  # type: ignore[union-attr]
         yield ReplyDelta("", finish, tokens)
 
