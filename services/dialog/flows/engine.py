@@ -24,6 +24,9 @@ from services.erp.port import Customer, Order, OrderItem, StorePort
 
 _ALL_ITEMS = re.compile(r"\b(all|every|everything|whole order|entire order|both)\b|全部|都退|所有", re.I)
 _ANOTHER = re.compile(r"\b(other|another|different|wrong) order\b|另一单|另外一单|不是这个|不是这单|别的订单", re.I)
+# A question about the rules ("what is your return policy?", 「退货政策是什么」) is for
+# the knowledge, not the start of a task.
+_POLICY_QUESTION = re.compile(r"\b(policy|policies|rules?)\b|\bhow (long|many days)\b|政策|规定|多久|几天内", re.I)
 _DONE = re.compile(r"\b(that'?s all|that is all|nothing else|no,? thanks|no thank you|that'?s it|all set|bye)\b|没有了|没别的|就这些", re.I)
 
 
@@ -83,6 +86,8 @@ class FlowEngine:
                     return FlowReply(say("confirm_again", lang))
             st.pending = {}
 
+        if not st.flow and detected and not st.pending and _POLICY_QUESTION.search(text) and not u.order_ids(text):
+            return None
         if not st.flow:
             if st.queue and not detected and _DONE.search(text) is None and st.requested_slot == "":
                 detected = []
