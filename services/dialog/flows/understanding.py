@@ -188,33 +188,38 @@ def _singular(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
 
-def _find(text: str, forms: set[str] | tuple[str, ...]) -> tuple[int, int]:
-    for form in forms:
+def _find_all(text: str, forms: set[str] | tuple[str, ...]) -> list[tuple[int, int]]:
+    """Every place one of ``forms`` occurs as whole words, (start, end)."""
+    out: list[tuple[int, int]] = []
+    for form in sorted(set(forms), key=len, reverse=True):
         i = text.find(" " + form + " ")
-        if i >= 0:
-            return i, i + len(form) + 1
-    return -1, -1
+        while i >= 0:
+            if not any(a <= i < b for a, b in out):
+                out.append((i, i + len(form) + 1))
+            i = text.find(" " + form + " ", i + 1)
+    return out
 
 
 def product_mentions(text: str, names: list[str]) -> list[tuple[int, str]]:
-    """(position, name) of each product name mentioned, by position. The whole name
-    counts ("smart watch"), and so does its last word ("kettle", "keyboard") when no
-    other product shares it and no longer name already covers that place."""
+    """(position, name) of each product name mentioned, by position, as often as it is
+    mentioned ("the green speaker and the black speaker"). The whole name counts
+    ("smart watch"), and so does its last word ("kettle", "keyboard") when no other
+    product shares it and no longer name already covers that place."""
     t = _norm(text)
     unique = sorted(set(names), key=len, reverse=True)
     heads = [_norm(n).split()[-1] for n in unique]
     spans: list[tuple[int, int, str]] = []
     for name in unique:
         n = _norm(name).strip()
-        start, end = _find(t, (n, n + "s", n.replace("-", " "), n.replace("-", "")))
-        if start >= 0 and not any(a <= start < b for a, b, _ in spans):
-            spans.append((start, end, name))
+        for start, end in _find_all(t, (n, n + "s", n.replace("-", " "), n.replace("-", ""))):
+            if not any(a <= start < b for a, b, _ in spans):
+                spans.append((start, end, name))
     for name, head in zip(unique, heads, strict=True):
-        if any(found == name for _, _, found in spans) or heads.count(head) > 1 or len(head) < 3:
+        if heads.count(head) > 1 or len(head) < 3:
             continue
-        start, end = _find(t, {head, head + "s", _singular(head), head.replace("-", "")})
-        if start >= 0 and not any(a <= start < b for a, b, _ in spans):
-            spans.append((start, end, name))
+        for start, end in _find_all(t, {head, head + "s", _singular(head), head.replace("-", "")}):
+            if not any(a <= start < b for a, b, _ in spans):
+                spans.append((start, end, name))
     return sorted((a, name) for a, _, name in spans)
 
 
