@@ -94,6 +94,8 @@ def test_cancel_by_describing_the_order(dialog, fresh):
     after = store.get_order(order.order_id)
     assert after.status == "cancelled" and after.extra["cancel_reason"] == "ordered by mistake"
     assert order.order_id in done.reply_text and "cancelled" in done.reply_text
+    # The refund told is the store's: what was paid comes back.
+    assert f"${order.payments[0].amount:,.2f}" in done.reply_text, done.reply_text
     assert done.state.flow == "" and done.state.requested_slot == ""
 
 

@@ -348,7 +348,6 @@ class DirectDialog:
 
     def send(self, text: str, session_id: str) -> tuple[str, TurnResultView]:
         import uuid
-        from types import SimpleNamespace
 
         from services.dialog.flows.engine import FlowEngine
         from services.dialog.servicer import dialog_state
@@ -363,28 +362,16 @@ class DirectDialog:
         if reply is None:
             text_out = "(answered from the knowledge)"
         elif reply.run:
+            from workflows.store_ops.activities import receipt_of
+
             result = self._store.apply(reply.run["operation"], reply.run["args"], key=uuid.uuid4().hex)
-            doc = result.order or result.customer
-            receipt = SimpleNamespace(
-                operation=result.operation, status=result.status, reason=result.reason,
-                result_json=json.dumps(_doc(doc)) if doc else "",
-            )
             actions.append({"type": "ACTION_TYPE_OPERATION", "detail": {"operation": result.operation, "status": result.status}})
-            text_out = engine.report(st, receipt, "en")
+            text_out = engine.report(st, receipt_of(result), "en")
         else:
             text_out = reply.text
         state = MessageToDict(dialog_state(st), preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
         state.setdefault("pending", {"operation": "", "args": {}})
         return session_id, TurnResultView(text_out, state, actions)
-
-
-def _doc(record: Any) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    data = asdict(record)
-    if "status" in data:  # an order: what the reply templates read
-        data["payment_history"] = data.pop("payments")
-    return data
 
 
 @dataclass

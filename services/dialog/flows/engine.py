@@ -475,7 +475,8 @@ class FlowEngine:
         oid = args.get("order_id", "")
         status = order.get("status", "")
         if op == "cancel_pending_order":
-            refunds = [p for p in order.get("payment_history", []) if p.get("transaction_type") == "refund"]
+            # The receipt carries the port's Order record (payments), as the workflow returns it.
+            refunds = [p for p in order.get("payments", []) if p.get("transaction_type") == "refund"]
             gift = all("gift_card" in p.get("payment_method_id", "") for p in refunds) and refunds
             amount = sum(float(p.get("amount", 0)) for p in refunds)
             return say("done_cancel_gift" if gift else "done_cancel", lang, order_id=oid, status=status, amount=money(amount))
