@@ -79,3 +79,30 @@ def test_a_decline_later_in_a_long_reply_is_not_second_guessed():
 
 def test_unknown_language_uses_the_english_threshold():
     assert not _run("fr", ["Oui, bien sûr."])[1]
+
+
+def _stream(check: ReplyCheck, deltas: list[str]) -> str:
+    return "".join(check.feed(d) for d in deltas)
+
+
+def test_a_reply_without_the_passages_figures_is_replaced():
+    passage = "普通快递运费 8 元，订单实付满 99 元包邮。新疆、西藏、青海运费 15 元，满 199 元包邮。"
+    check = ReplyCheck("zh", passage)
+    streamed = _stream(check, ["运费是根据订单实付金额", "和包裹费用的加权平均值来计算的。", "运费 = (订单实付金额 + 包裹费用) / 2"])
+    assert streamed == ""
+    assert not check.finish() and check.reason == "no_facts"
+
+
+def test_a_reply_with_a_figure_streams_from_there_on():
+    passage = "Orders paid before 16:00 ship the same day; delivery takes 1 to 3 days."
+    check = ReplyCheck("en", passage)
+    first = _stream(check, ["Your order ships ", "the same day if paid before 1"])
+    assert first == "", "16 is still arriving: 1 is not yet a figure"
+    rest = _stream(check, ["6:00, and arrives", " in 1 to 3 days."])
+    assert rest.startswith("Your order ships the same day if paid before 16:00")
+    assert check.finish()
+
+
+def test_a_passage_without_figures_only_needs_an_opening():
+    check = ReplyCheck("en", "Contact us through the app.")
+    assert _stream(check, ["You can contact us through the app any time."]) and check.finish()

@@ -301,7 +301,7 @@ class DialogEngine:
             kb_version=found.kb_version,
         )
         pieces: list[str] = []
-        check = ReplyCheck(outcome.language)
+        check = ReplyCheck(outcome.language, best.text)
         try:
             async for chunk in self._upstream.generate(request):
                 if chunk.HasField("final"):

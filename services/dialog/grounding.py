@@ -6,6 +6,11 @@ few words ("能。") that drop, or even contradict, what the passage says. The
 start of the reply is therefore held back until it shows that it answers; a
 reply that opens by declining, or that ends while still too short to carry an
 answer, is replaced by the passage verbatim.
+
+When the passage states figures (fees, days, thresholds), the reply is also held
+until it repeats one of them: a reply that never does ("运费 = (实付金额 + 包裹费用) / 2"
+for a passage that says 8 元 and 99 元) invents instead of answering, and the
+customer gets the passage verbatim instead (reason ``no_facts``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,14 @@ _DECLINES = re.compile(
 )
 
 
+_FIGURE = re.compile(r"\d+(?:\.\d+)?")
+
+
+def figures(text: str) -> set[str]:
+    """The numbers a text states ("8", "99", "1.5")."""
+    return set(_FIGURE.findall(text))
+
+
 def declines(text: str) -> bool:
     """Whether a reply opens by saying it does not know, in Chinese or English."""
     return bool(_DECLINES.match(text))
@@ -40,8 +53,9 @@ class ReplyCheck:
     it comes. At the end, ``finish`` says whether the reply stands; when it does
     not, nothing of it has been streamed and ``reason`` says why."""
 
-    def __init__(self, language: str) -> None:
+    def __init__(self, language: str, passage: str = "") -> None:
         self._hold = HOLD_CHARS.get(language, HOLD_CHARS["en"])
+        self._figures = figures(passage)
         self._held = ""
         self._passed = False
         self.reason = ""
@@ -50,12 +64,21 @@ class ReplyCheck:
         if self._passed:
             return delta
         self._held += delta
-        if len(self._held.strip()) >= self._hold and not declines(self._held):
+        if len(self._held.strip()) >= self._hold and not declines(self._held) and self._carries_facts():
             self._passed = True
             return self._held
         return ""
 
+    def _carries_facts(self) -> bool:
+        # The last number may still be growing ("9" of "99"): count only finished ones.
+        return not self._figures or bool(figures(re.sub(r"[\d.]+$", "", self._held)) & self._figures)
+
     def finish(self) -> bool:
         if not self._passed:
-            self.reason = "declined" if declines(self._held) else "too_short"
+            if declines(self._held):
+                self.reason = "declined"
+            elif len(self._held.strip()) >= self._hold:
+                self.reason = "no_facts"
+            else:
+                self.reason = "too_short"
         return self._passed
