@@ -35,7 +35,12 @@ def _cmd_up(args: argparse.Namespace) -> int:
         print(f"kefu: model files are not usable: {exc}", file=sys.stderr)
         return 1
     DemoStore.seed(cfg.store_path)
-    print(f"store: demo ERP at {cfg.store_path}", flush=True)
+    from services.erp import ensure_demo_store, open_store
+
+    if ensure_demo_store(cfg):
+        print(f"store: demo store built at {cfg.erp_path} (from the demo ERP at {cfg.store_path})", flush=True)
+    else:
+        print(f"store: {open_store(cfg).format if open_store(cfg) else 'unknown'} store at {cfg.erp_path} (`kefu store reset` for the demo store)", flush=True)
 
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

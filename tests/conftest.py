@@ -38,6 +38,9 @@ def kefu_stack(triton_server, span_sink) -> Iterator[KefuStack]:  # noqa: F811 -
     os.environ["OTEL_BSP_SCHEDULE_DELAY"] = "200"  # children export spans promptly
     os.environ["OTEL_METRIC_EXPORT_INTERVAL"] = "500"  # and metrics
     DemoStore.seed(cfg.store_path)
+    from services.erp import reset_store
+
+    reset_store(cfg)  # the demo store behind the ERP port, as `kefu up` builds it
     stack = KefuStack(cfg, with_triton=False, progress=lambda line: print(f"[stack] {line}", file=sys.stderr))
     try:
         took = stack.start()

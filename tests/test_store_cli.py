@@ -55,13 +55,15 @@ def test_reset_goes_back_to_the_demo_store(home, capsys):
     assert main(["store", "import", str(DATA)]) == 0
     assert open_store(load_config()) is not None
     assert main(["store", "reset"]) == 0
-    assert "demo store is active" in capsys.readouterr().out
-    assert open_store(load_config()) is None
-    assert not (home / "erp.db").exists()
-    assert main(["store", "reset"]) == 0  # nothing to remove is fine
+    assert "the demo store is active" in capsys.readouterr().out
+    store = open_store(load_config())
+    assert store.format == "demo" and store.currency == "CNY"
+    assert store.get_order("#W8306539") is None and store.get_order("KF2026090300101") is not None
+    assert main(["store", "reset"]) == 0  # again is fine
     assert main(["store", "show"]) == 0
-    assert "demo store" in capsys.readouterr().out
+    assert "demo at" in capsys.readouterr().out
     reset_store(load_config())  # and from code too
+    assert open_store(load_config()).format == "demo"
 
 
 def test_bad_input_fails_cleanly_and_changes_nothing(home, tmp_path, capsys):
@@ -93,4 +95,4 @@ def test_bad_input_fails_cleanly_and_changes_nothing(home, tmp_path, capsys):
 
     assert main(["store", "reset"]) == 0
     assert main(["store", "export", str(tmp_path / "out")]) == 1
-    assert "nothing to export" in capsys.readouterr().err
+    assert "is 'demo', not 'tau-retail'" in capsys.readouterr().err

@@ -57,6 +57,38 @@ class Goal:
     refused: int = 0
 
 
+_TEXTS = {
+    "hello": {"en": ["Hi!", "Hello.", "Hi there,"], "zh": ["你好！", "您好，", "在吗？"]},
+    "cancel": {"en": "I'd like to cancel an order.", "zh": "我想取消一个订单。"},
+    "order_address": {"en": "I need to change the shipping address of one of my orders.", "zh": "我想改一下订单的收货地址。"},
+    "payment": {"en": "I'd like to change the payment method of an order.", "zh": "我想换一下订单的支付方式。"},
+    "user_address": {"en": "I'd like to update my default address on my account.", "zh": "我想修改账户的默认地址。"},
+    "return_some": {"en": "I want to return some items.", "zh": "我想退货。"},
+    "order_number": {"en": " The order number is {order_id}.", "zh": "订单号是 {order_id}。"},
+    "its_order": {"en": "It's order {order_id}.", "zh": "订单号是 {order_id}。"},
+    "order_with": {"en": "It's the order with the {names}.", "zh": "就是买了{names}的那一单。"},
+    "and_names": {"en": " and the ", "zh": "和"},
+    "email": {"en": "My email is {email}.", "zh": "我的邮箱是 {email}。"},
+    "name_zip": {"en": "My name is {first} {last} and my zip code is {zip}.", "zh": "我叫{last}{first}，邮编 {zip}。"},
+    "phone": {"en": "My phone number is {phone}.", "zh": "我的手机号是 {phone}。"},
+    "yes": {"en": "Yes, please go ahead.", "zh": "是的，确认办理。"},
+    "no": {"en": "No, that's not right.", "zh": "不对，不是这样。"},
+    "give_up": {"en": "No. Never mind.", "zh": "算了，不用了。"},
+    "never_mind": {"en": "Never mind.", "zh": "算了。"},
+    "dont_know": {"en": "I don't know.", "zh": "我不记得了。"},
+    "all_done": {"en": "No, that's all. Thank you!", "zh": "没有了，谢谢！"},
+    "ok_all": {"en": "OK, that's all. Thanks.", "zh": "好的，就这些，谢谢。"},
+    "no_longer": {"en": "I no longer need it.", "zh": "不需要了。"},
+    "mistake": {"en": "I ordered it by mistake.", "zh": "拍错了，下错单了。"},
+    "other_order": {"en": "No, not that one, it's the other order.", "zh": "不是这个，是另一单。"},
+}
+
+
+def _t(key: str, language: str, **values: Any) -> str:
+    text = _TEXTS[key]
+    return text[language].format(**values) if isinstance(text[language], str) else text[language]
+
+
 @dataclass
 class ScriptedCustomer:
     """A customer who knows what it wants from the task's actions and the store's data."""
@@ -66,9 +98,14 @@ class ScriptedCustomer:
     store: StorePort
     rng: random.Random
     withhold_order_id: bool
-    identity_by: str  # email | name_zip
+    identity_by: str  # email | name_zip | phone
+    language: str = "en"
+    # Names another of its orders first, and corrects itself when asked to confirm.
+    correction: bool = False
     said_identity: list[str] = field(default_factory=list)
     asked_order: int = 0
+    corrected: bool = False
+    finished: bool = False
 
     # -- what it knows ---------------------------------------------------------------
     def _customer(self):
@@ -93,12 +130,22 @@ class ScriptedCustomer:
                     break
         return out
 
+    def _name(self, item: OrderItem) -> str:
+        if self.language == "zh":
+            product = self.store.get_product(item.product_id)
+            aliases = [a for a in (product.aliases if product else []) if any("\u4e00" <= ch <= "\u9fff" for ch in a)]
+            return self.rng.choice([item.name] + aliases[:1]) if aliases else item.name
+        return item.name
+
     def _item_phrase(self, order: Order, item: OrderItem) -> str:
         twins = [it for it in order.items if it.name == item.name and it.item_id != item.item_id]
+        name = self._name(item)
         if not twins:
-            return f"the {item.name}"
+            return name if self.language == "zh" else f"the {name}"
         differing = [v for k, v in item.options.items() if any(t.options.get(k) != v for t in twins)]
-        return f"the {' '.join(differing)} {item.name}"
+        if self.language == "zh":
+            return f"{'、'.join(differing)}的{name}"
+        return f"the {' '.join(differing)} {name}"
 
     def _new_phrase(self, item: OrderItem, new_id: str) -> str:
         product = self.store.get_product(item.product_id)
@@ -106,85 +153,119 @@ class ScriptedCustomer:
         if variant is None:
             return f"item {new_id}"
         diff = [(k, v) for k, v in variant.options.items() if str(item.options.get(k)) != str(v)]
+        if self.language == "zh":
+            return "一样的" if not diff else "、".join(str(v) for _, v in diff) + "的"
         if not diff:
             return "the same one"
         return ", ".join(_value_phrase(k, str(v)) for k, v in diff)
 
-    def _order_phrase(self, goal: Goal) -> str:
-        order = self._order(goal)
+    def _change_phrase(self, order: Order, item: OrderItem, new_id: str, verb: str = "") -> str:
+        if self.language == "zh":
+            return f"{self._item_phrase(order, item)}换成{self._new_phrase(item, new_id)}"
+        return f"{self._item_phrase(order, item)} for one with {self._new_phrase(item, new_id)}"
+
+    def _order_phrase(self, goal: Goal, order: Order | None = None) -> str:
+        order = order or self._order(goal)
         if order is None:
             return ""
         if not self.withhold_order_id or self.asked_order > 2:
-            return f"It's order {order.order_id}."
-        ids = goal.args.get("item_ids") or [it.item_id for it in order.items]
-        names = sorted({it.name for it in self._items(order, ids)})
-        return f"It's the order with the {' and the '.join(names)}."
+            return _t("its_order", self.language, order_id=order.order_id)
+        ids = goal.args.get("item_ids") if order.order_id == goal.args.get("order_id") else None
+        ids = ids or [it.item_id for it in order.items]
+        names = sorted({self._name(it) for it in self._items(order, ids)})
+        return _t("order_with", self.language, names=_t("and_names", self.language).join(names))
 
     def _payment_phrase(self, goal: Goal) -> str:
         pm_id = goal.args.get("payment_method_id", "")
         customer = self._customer()
         pm = next((m for m in customer.payment_methods if m.id == pm_id), None)
+        zh = self.language == "zh"
         if pm is None:
             return f"Use {pm_id}."
+        order = self._order(goal)
+        if goal.operation == "return_delivered_order_items" and order and order.payments and order.payments[0].payment_method_id == pm_id and self.rng.random() < 0.5:
+            return "原路退回吧。" if zh else "To the original payment method, please."
         if pm.source == "gift_card":
             cards = [m for m in customer.payment_methods if m.source == "gift_card"]
+            if zh:
+                return "用余额。"
             return "My gift card, please." if len(cards) == 1 else f"The gift card {pm.id}, please."
         if pm.source == "paypal":
             return "PayPal, please."
-        order = self._order(goal)
-        if goal.operation == "return_delivered_order_items" and order and order.payments and order.payments[0].payment_method_id == pm_id and self.rng.random() < 0.5:
-            return "To the original payment method, please."
+        if pm.source == "alipay":
+            return "支付宝。" if zh else "Alipay, please."
+        if pm.source == "wechat_pay":
+            return "微信支付。" if zh else "WeChat Pay, please."
+        if zh:
+            return f"尾号 {pm.last_four} 的{'银联卡' if pm.brand == 'unionpay' else '信用卡'}。"
         return f"My {pm.brand} credit card ending in {pm.last_four}."
 
     def _address_phrase(self, goal: Goal) -> str:
         a = goal.args
+        if self.language == "zh":
+            return f"新地址是{a['city']}{a['state']}{a['address1']}{a['address2']}。"
         parts = [a["address1"]] + ([a["address2"]] if a.get("address2") else []) + [a["city"], f"{a['state']} {a['zip']}", a["country"]]
         return "The new address is " + ", ".join(parts) + "."
 
     def _identity_phrase(self, failed: bool) -> str:
         c = self._customer()
-        by = self.identity_by if not failed else ("name_zip" if self.identity_by == "email" else "email")
-        if by == "email":
-            return f"My email is {c.email}."
-        return f"My name is {c.first_name} {c.last_name} and my zip code is {c.address.zip}."
+        ways = ["phone", "email"] if self.language == "zh" else ["email", "name_zip"]
+        by = self.identity_by if not failed else next(w for w in ways if w != self.identity_by)
+        return _t(by, self.language, email=c.email, phone=c.phone, first=c.first_name, last=c.last_name, zip=c.address.zip)
 
     def _goal_phrase(self, goal: Goal) -> str:
-        op = goal.operation
+        op, lang = goal.operation, self.language
         order = self._order(goal)
         if op == "cancel_pending_order":
-            text = "I'd like to cancel an order."
+            text = _t("cancel", lang)
         elif op == "modify_pending_order_address":
-            text = "I need to change the shipping address of one of my orders."
+            text = _t("order_address", lang)
         elif op == "modify_pending_order_payment":
-            text = "I'd like to change the payment method of an order."
+            text = _t("payment", lang)
         elif op == "modify_user_address":
-            return "I'd like to update my default address on my account."
+            return _t("user_address", lang)
         elif op == "return_delivered_order_items":
-            items = self._items(order, goal.args["item_ids"]) if order else []
-            text = "I want to return " + " and ".join(self._item_phrase(order, it) for it in items) + "." if order else "I want to return some items."
+            if order is None:
+                text = _t("return_some", lang)
+            else:
+                items = self._items(order, goal.args["item_ids"])
+                joined = _t("and_names", lang).join(self._item_phrase(order, it) for it in items)
+                text = f"我想退掉{joined}。" if lang == "zh" else f"I want to return {joined}."
         else:
             items = self._items(order, goal.args["item_ids"]) if order else []
-            verb = "exchange" if op == "exchange_delivered_order_items" else "change"
-            pairs = [f"{self._item_phrase(order, it)} for one with {self._new_phrase(it, new)}" for it, new in zip(items, goal.args["new_item_ids"], strict=False)]
-            text = f"I want to {verb} " + " and ".join(pairs) + "."
+            pairs = [self._change_phrase(order, it, new) for it, new in zip(items, goal.args["new_item_ids"], strict=False)]
+            if lang == "zh":
+                text = "我想把" + "，还有".join(pairs) + "。"
+            else:
+                verb = "exchange" if op == "exchange_delivered_order_items" else "change"
+                text = f"I want to {verb} " + " and ".join(pairs) + "."
         if order is not None and not self.withhold_order_id:
-            text += f" The order number is {order.order_id}."
+            text += _t("order_number", lang, order_id=order.order_id)
         return text
 
     # -- talking ---------------------------------------------------------------------
-    def opening(self) -> str:
+    def opening(self, ask: str = "") -> str:
+        """The first message: the goal, or the task's own question (``ask``) when it has no
+        change to make (an order-status question)."""
         goal = self._goal()
-        hello = self.rng.choice(["Hi!", "Hello.", "Hi there,"])
-        text = f"{hello} {self._goal_phrase(goal)}" if goal else f"{hello} I have a question about my order."
+        hello = self.rng.choice(_t("hello", self.language))
+        text = f"{hello} {self._goal_phrase(goal)}" if goal else f"{hello} {ask}".strip()
         if self.rng.random() < 0.3:
             text += " " + self._identity_phrase(False)
             self.said_identity.append(self.identity_by)
         return text
 
+    def _decoy(self, goal: Goal) -> Order | None:
+        """Another order of the customer's, named by mistake first (``correction``)."""
+        right = goal.args.get("order_id")
+        others = [o for o in self.store.list_orders(self.user_id) if o.order_id != right]
+        return others[0] if others else None
+
     def answer(self, state: dict[str, Any], reply: str) -> str | None:
         """The next message, or None when the customer is done."""
         slot = state.get("requested_slot", "")
         goal = self._goal()
+        lang = self.language
         if slot in ("identity", "email", "name_zip", "phone"):
             failed = bool(self.said_identity)
             self.said_identity.append("x")
@@ -192,38 +273,51 @@ class ScriptedCustomer:
                 return None
             return self._identity_phrase(failed)
         if goal is None:
-            return None if slot in ("", "confirmation") and state.get("pending", {}).get("operation") == "" else "No, that's all. Thank you!"
+            if self.finished:
+                return None
+            self.finished = True
+            return _t("all_done", lang)
         if slot == "confirmation":
             pending = state.get("pending") or {}
             if self._matches(goal, pending):
                 goal.done = True
-                return "Yes, please go ahead."
+                return _t("yes", lang)
             goal.refused += 1
             if goal.refused > 2:
                 goal.done = True  # give up on this goal
-                return "No. Never mind."
+                return _t("give_up", lang)
+            if self.correction and not self.corrected:
+                self.corrected = True
+                self.asked_order = 3  # from now on by number
+                return _t("other_order", lang) + " " + self._order_phrase(goal)
             self.asked_order = 3  # be explicit from now on
-            return "No, that's not right."
+            return _t("no", lang)
         if slot == "order_id":
             self.asked_order += 1
             if self.asked_order > 4:
                 goal.done = True
-                return "Never mind."
-            return self._order_phrase(goal) or "I don't know."
+                return _t("never_mind", lang)
+            if self.correction and not self.corrected and self.asked_order == 1 and (decoy := self._decoy(goal)):
+                return _t("its_order", lang, order_id=decoy.order_id)
+            return self._order_phrase(goal) or _t("dont_know", lang)
         if slot == "items":
             order = self._order(goal)
             items = self._items(order, goal.args.get("item_ids", [])) if order else []
             if goal.operation in ("exchange_delivered_order_items", "modify_pending_order_items"):
-                return " and ".join(f"{self._item_phrase(order, it)} for one with {self._new_phrase(it, new)}" for it, new in zip(items, goal.args["new_item_ids"], strict=False)) + "."
-            return "Just " + " and ".join(self._item_phrase(order, it) for it in items) + "."
+                pairs = [self._change_phrase(order, it, new) for it, new in zip(items, goal.args["new_item_ids"], strict=False)]
+                return ("把" + "，还有".join(pairs) + "。") if lang == "zh" else " and ".join(pairs) + "."
+            joined = _t("and_names", lang).join(self._item_phrase(order, it) for it in items)
+            return f"就退{joined}。" if lang == "zh" else f"Just {joined}."
         if slot == "new_items":
             order = self._order(goal)
             items = self._items(order, goal.args.get("item_ids", [])) if order else []
+            if lang == "zh":
+                return "，".join(f"{self._item_phrase(order, it)}要{self._new_phrase(it, new)}" for it, new in zip(items, goal.args.get("new_item_ids", []), strict=False)) + "。"
             return " and ".join(f"{self._item_phrase(order, it)} should be {self._new_phrase(it, new)}" for it, new in zip(items, goal.args.get("new_item_ids", []), strict=False)) + "."
         if slot == "payment_method":
             return self._payment_phrase(goal)
         if slot == "reason":
-            return "I no longer need it." if goal.args.get("reason") == "no longer needed" else "I ordered it by mistake."
+            return _t("no_longer", lang) if goal.args.get("reason") == "no longer needed" else _t("mistake", lang)
         if slot == "address":
             return self._address_phrase(goal)
         # Nothing asked: (the next) goal.
@@ -231,7 +325,7 @@ class ScriptedCustomer:
         if goal.refused > 3:
             goal.done = True
             nxt = self._goal()
-            return self._goal_phrase(nxt) if nxt else "OK, that's all. Thanks."
+            return self._goal_phrase(nxt) if nxt else _t("ok_all", lang)
         return self._goal_phrase(goal)
 
     def _matches(self, goal: Goal, pending: dict[str, Any]) -> bool:
@@ -253,13 +347,16 @@ class ScriptedCustomer:
 
 # ----------------------------------------------------------------------------- fact checking
 
-_ORDER = re.compile(r"#W\d{7}")
-_MONEY = re.compile(r"\$([\d,]+\.\d{2})")
-_TRACKING = re.compile(r"(?<!\d)\d{12}(?!\d)")
+_ORDER = re.compile(r"#W\d{7}|KF\d{13}")
+_MONEY = re.compile(r"[$¥]([\d,]+\.\d{2})")
+_TRACKING = re.compile(r"(?<![A-Za-z\d])[A-Z]{0,4}\d{12}(?!\d)")
+_ZH_STATUS = re.compile(r"当前状态为「([^」]+)」")
 STATUSES = ("pending (item modified)", "return requested", "exchange requested", "pending", "processed", "delivered", "cancelled")
 
 
 def fact_errors(reply: str, store: StorePort, customer_id: str, pending_args: dict[str, Any]) -> list[str]:
+    from services.dialog.flows.replies import status_name
+
     """Account facts in ``reply`` that differ from the store: order ids that are not the
     customer's, a status next to an order id that is not its status, amounts and tracking
     numbers found nowhere in the customer's orders."""
@@ -267,7 +364,7 @@ def fact_errors(reply: str, store: StorePort, customer_id: str, pending_args: di
     customer = store.get_customer(customer_id) if customer_id else None
     orders = store.list_orders(customer_id) if customer else []
     own = {o.order_id: o for o in orders}
-    for sentence in re.split(r"(?<=[.!?\n])\s+", reply):
+    for sentence in re.split(r"(?<=[.!?\n])\s+|(?<=[。！？])", reply):
         for oid in _ORDER.findall(sentence):
             if oid not in own:
                 errors.append(f"order {oid} is not the customer's")
@@ -275,6 +372,9 @@ def fact_errors(reply: str, store: StorePort, customer_id: str, pending_args: di
             said = next((s for s in STATUSES if re.search(rf"\b(is|now|status)\W+{re.escape(s)}(?!\w)", sentence.replace('"', ""))), None)
             if said and said != own[oid].status and not sentence.lstrip().startswith("- "):
                 errors.append(f"order {oid} said to be {said!r}, store has {own[oid].status!r}")
+            zh = _ZH_STATUS.search(sentence)
+            if zh and zh.group(1) != status_name(own[oid].status, "zh"):
+                errors.append(f"order {oid} said to be {zh.group(1)!r}, store has {own[oid].status!r}")
     amounts: set[float] = set()
     for o in orders:
         amounts |= {round(it.price, 2) for it in o.items} | {round(p.amount, 2) for p in o.payments}
@@ -336,12 +436,13 @@ class DirectDialog:
     workflows, no knowledge answers. For developing flows quickly; the benchmark is
     the gRPC run."""
 
-    def __init__(self, store_path: Path) -> None:
+    def __init__(self, store_path: Path, language: str = "en") -> None:
         from services.dialog.flows.spec import flows_for
         from services.dialog.flows.state import FlowState
-        from services.erp.tau_retail import TauRetailStore
+        from services.erp import open_store_at
 
-        self._store = TauRetailStore(store_path)
+        self._store = open_store_at(store_path)
+        self._language = language
         self._flows = flows_for(self._store.format)
         self._states: dict[str, FlowState] = {}
         self._new_state = FlowState
@@ -357,7 +458,7 @@ class DirectDialog:
         session_id = session_id or uuid.uuid4().hex
         st = self._states.setdefault(session_id, self._new_state())
         engine = FlowEngine(self._flows, self._store)
-        reply = engine.step(text, st, "en")
+        reply = engine.step(text, st, self._language)
         actions: list[dict[str, Any]] = []
         if reply is None:
             text_out = "(answered from the knowledge)"
@@ -366,7 +467,7 @@ class DirectDialog:
 
             result = self._store.apply(reply.run["operation"], reply.run["args"], key=uuid.uuid4().hex)
             actions.append({"type": "ACTION_TYPE_OPERATION", "detail": {"operation": result.operation, "status": result.status}})
-            text_out = engine.report(st, receipt_of(result), "en")
+            text_out = engine.report(st, receipt_of(result), self._language)
         else:
             text_out = reply.text
         state = MessageToDict(dialog_state(st), preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
@@ -389,11 +490,11 @@ class TaskOutcome:
 
 
 def _expected(template: Path, actions: list[dict[str, Any]], workdir: Path) -> dict[str, Any]:
-    from services.erp.tau_retail import TauRetailStore
+    from services.erp import open_store_at
 
     path = workdir / "expected.db"
     shutil.copyfile(template, path)
-    store = TauRetailStore(path)
+    store = open_store_at(path)
     for n, action in enumerate(actions):
         if action["name"] in WRITE_OPERATIONS:
             store.apply(action["name"], action["kwargs"], key=f"expected-{n}")
@@ -404,7 +505,7 @@ def _export(db: Path, out: Path) -> dict[str, Any]:
     from services.erp.tau_retail import export_tau_retail
 
     out.mkdir(parents=True, exist_ok=True)
-    export_tau_retail(db, out)
+    export_tau_retail(db, out, fmt=None)
     return {name: json.loads((out / f"{name}.json").read_text(encoding="utf-8")) for name in ("users", "orders", "products")}
 
 
@@ -417,17 +518,20 @@ def _first_difference(a: dict[str, Any], b: dict[str, Any]) -> str:
 
 
 def run_tasks(
-    tasks: list[dict[str, Any]], *, data_dir: Path, store_path: Path, send: Callable[[str, str], tuple[str, TurnResultView]],
-    seed: int = 0, progress: Callable[[str], None] = lambda line: None,
+    tasks: list[dict[str, Any]], *, build_template: Callable[[Path], Any], store_path: Path,
+    send: Callable[[str, str], tuple[str, TurnResultView]], seed: int = 0, language: str = "en",
+    progress: Callable[[str], None] = lambda line: None,
 ) -> list[TaskOutcome]:
-    from services.erp.tau_retail import TauRetailStore, import_tau_retail
+    """Run each task in a fresh session on a fresh copy of the store ``build_template``
+    writes; the store kefu uses is ``store_path`` (replaced before each task)."""
+    from services.erp import open_store_at
 
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="kefu-conv-") as tmp:
         workdir = Path(tmp)
         template = workdir / "template.db"
-        import_tau_retail(data_dir, template)
-        reference = TauRetailStore(template)
+        build_template(template)
+        reference = open_store_at(template)
         for index, task in enumerate(tasks):
             rng = random.Random(f"{seed}-{index}")
             shutil.copyfile(template, workdir / "fresh.db")
@@ -435,11 +539,12 @@ def run_tasks(
             goals = [Goal(a["name"], dict(a["kwargs"])) for a in task["actions"] if a["name"] in WRITE_OPERATIONS]
             customer = ScriptedCustomer(
                 task["user_id"], goals, reference, rng, withhold_order_id=rng.random() < 0.6,
-                identity_by="email" if rng.random() < 0.5 else "name_zip",
+                identity_by=rng.choice(["email", "phone"]) if language == "zh" else rng.choice(["email", "name_zip"]),
+                language=language, correction=bool(task.get("correction")),
             )
             session, transcript, latencies, errors = "", [], [], []
-            live = TauRetailStore(store_path)
-            message: str | None = customer.opening()
+            live = open_store_at(store_path)
+            message: str | None = customer.opening(task.get("ask", ""))
             turns = 0
             while message is not None and turns < MAX_TURNS:
                 t0 = time.perf_counter()
@@ -487,6 +592,10 @@ def summarize(outcomes: list[TaskOutcome]) -> dict[str, Any]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", required=True, help="τ-bench task file (tasks_train.json, tasks_dev.json)")
     parser.add_argument("--data", help="the store data the tasks run on (users/orders/products.json); default: data/ beside --tasks")
+    parser.add_argument(
+        "--store", choices=("tau-retail", "demo"), default="tau-retail",
+        help="tau-retail: the tasks run on --data (English); demo: on the demo store, in Chinese (bench/demo_tasks_zh.json)",
+    )
     parser.add_argument("--limit", type=int, default=0, help="run the first N tasks (after --sample)")
     parser.add_argument("--sample", type=int, default=0, help="a fixed random sample of N tasks (seeded by --seed)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample and of the scripted customers")
@@ -515,21 +624,33 @@ def run(args: argparse.Namespace) -> int:
     if args.limit:
         indices = indices[: args.limit]
     data_dir = Path(args.data) if args.data else tasks_file.parent / "data"
+    language = "zh" if args.store == "demo" else "en"
+
+    def build_template(target: Path) -> None:
+        if args.store == "demo":
+            from services.demo.store import DemoStore
+            from services.erp.demo_store import build_demo_store
+
+            DemoStore.seed(target.parent / "demo-erp.db")
+            build_demo_store(target.parent / "demo-erp.db", target)
+        else:
+            from services.erp.tau_retail import import_tau_retail
+
+            import_tau_retail(data_dir, target)
+
     store_path = cfg.erp_path
     scratch = None
     if args.direct:
         scratch = tempfile.TemporaryDirectory(prefix="kefu-direct-")
         store_path = Path(scratch.name) / "erp.db"
-        from services.erp.tau_retail import import_tau_retail
-
-        import_tau_retail(data_dir, store_path)
-        dialog: Any = DirectDialog(store_path)
+        build_template(store_path)
+        dialog: Any = DirectDialog(store_path, language)
     else:
         dialog = GrpcDialog(args.target or cfg.target("dialog"))
     try:
         outcomes = run_tasks(
-            [tasks[i] for i in indices], data_dir=data_dir, store_path=store_path, send=dialog.send, seed=args.seed,
-            progress=lambda line: print(line, file=sys.stderr, flush=True),
+            [tasks[i] for i in indices], build_template=build_template, store_path=store_path, send=dialog.send,
+            seed=args.seed, language=language, progress=lambda line: print(line, file=sys.stderr, flush=True),
         )
     finally:
         if not args.direct:

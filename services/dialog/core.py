@@ -137,11 +137,18 @@ class DialogEngine:
 
         dissatisfaction = float(understanding.sentiment.dissatisfaction)
         flows = await self._flow_engine() if "prompt_injection" not in understanding.flags else None
-        flow_reply = await asyncio.to_thread(flows.step, text, outcome.state, language) if flows is not None else None
+        # A task under way, or asked for, goes to the flows even when the customer sounds
+        # upset or mentions a complaint; asking for a person by name always hands over.
+        engaged = flows is not None and flows.engaged(text, outcome.state)
+        wants_person = intent is not None and confident and intent.action == "handoff" and (not engaged or intent.name == "human_agent")
+        flow_reply = None
+        if flows is not None and not wants_person and "prompt_injection" not in understanding.flags:
+            if engaged or not self._dissatisfied_streak(session, dissatisfaction) >= self._cfg.dialog.dissatisfied_turns_for_handoff:
+                flow_reply = await asyncio.to_thread(flows.step, text, outcome.state, language)
         if flows is not None and flow_reply is not None:
             await self._flow_turn(outcome, session, flows, flow_reply)
             yield outcome.reply_text
-        elif intent is not None and confident and intent.action == "handoff":
+        elif wants_person:
             await self._open_ticket(outcome, session, intent.ticket_category)
             yield outcome.reply_text
         elif session.handoff == "bot" and self._dissatisfied_streak(session, dissatisfaction) >= self._cfg.dialog.dissatisfied_turns_for_handoff:

@@ -72,6 +72,8 @@ class OrderItem:
     name: str
     price: float
     options: dict[str, str]
+    # The product's English name where ``name`` is in another language (the demo store).
+    name_en: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,9 @@ class Product:
     product_id: str
     name: str
     variants: list[Variant]
+    name_en: str = ""
+    # Short names customers use for it ("耳机", "kettle").
+    aliases: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,8 @@ class StorePort(Protocol):
 
     # What kind of store this is ("tau-retail", "demo"); the domain pack follows it.
     format: str
+    # ISO 4217 code of its amounts ("USD", "CNY").
+    currency: str
 
     def find_customer_by_email(self, email: str) -> str | None: ...
 

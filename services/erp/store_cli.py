@@ -59,8 +59,11 @@ def add_store_commands(sub) -> None:
 
     reset = store_sub.add_parser(
         "reset",
-        help="remove the imported store; the demo store is active again",
-        description="Remove the imported store (<KEFU_HOME>/erp.db) and every change made to it. Export it first to keep them.",
+        help="go back to the demo store (the imported one is replaced)",
+        description=(
+            "Replace the store (<KEFU_HOME>/erp.db) with the demo store, rebuilt from the seeded demo ERP; an imported "
+            "store and every change made to it are gone. Export it first to keep them."
+        ),
     )
     reset.set_defaults(func=_cmd_reset)
 
@@ -152,10 +155,8 @@ def _cmd_reset(args: argparse.Namespace) -> int:
         reset_store(cfg)
     except _errors() as exc:
         return _fail("reset", _message(exc))
-    if had:
-        print(f"store: removed the imported store at {_display(cfg.erp_path)}{f' ({fmt})' if fmt else ''}; the demo store is active")
-    else:
-        print(f"store: no imported store at {_display(cfg.erp_path)}; the demo store is already active")
+    replaced = f", replacing the {fmt} store" if had and fmt else ""
+    print(f"store: the demo store is active at {_display(cfg.erp_path)} (built from {_display(cfg.store_path)}{replaced})")
     return 0
 
 
@@ -167,7 +168,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
         store = open_store(cfg)
         if store is None:
-            print(f"store: demo store at {_display(cfg.store_path)} (no imported store at {_display(cfg.erp_path)})")
+            print(f"store: no store at {_display(cfg.erp_path)} yet (`kefu up` or `kefu store reset` builds the demo store)")
             return 0
         if isinstance(store, TauRetailStore):
             counts, meta = store.counts(), store.meta()

@@ -71,6 +71,10 @@ ORDER_EXTRA_FIELDS = (
     "exchange_price_difference",
 )
 
+# What other stores' order documents carry for reading (the demo store: when it was
+# placed and delivered, by which carrier); never written by an operation.
+ORDER_INFO_FIELDS = ("created_at", "delivered_at", "carrier")
+
 # ``pos`` keeps each file's record order: export writes the records back in it (rowids
 # of tables without an INTEGER PRIMARY KEY may change on VACUUM, so they are not used).
 _SCHEMA = """
@@ -120,6 +124,7 @@ class TauRetailStore:
     """
 
     format = FORMAT
+    currency = "USD"
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -154,7 +159,15 @@ class TauRetailStore:
         return row[0] if row is not None else None
 
     def find_customer_by_phone(self, phone: str) -> str | None:
-        return None  # τ-bench's users have no phone numbers
+        """By the digits of a phone number (τ-bench's users have none; the demo store's do)."""
+        digits = "".join(ch for ch in phone if ch.isdigit())
+        if not digits:
+            return None
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT user_id FROM users WHERE json_extract(doc, '$.phone') = ? ORDER BY pos LIMIT 1", (digits,)
+            ).fetchone()
+        return row[0] if row is not None else None
 
     def get_customer(self, customer_id: str) -> Customer | None:
         with self._connect() as conn:
@@ -410,6 +423,7 @@ def _customer(user_id: str, doc: dict[str, Any]) -> Customer:
         address=_address(doc.get("address")),
         payment_methods=methods,
         order_ids=[str(o) for o in doc.get("orders", [])],
+        phone=str(doc.get("phone", "")),
     )
 
 
@@ -426,6 +440,7 @@ def _order(doc: dict[str, Any]) -> Order:
                 name=str(item.get("name", "")),
                 price=float(item.get("price", 0.0)),
                 options={str(k): str(v) for k, v in (item.get("options") or {}).items()},
+                name_en=str(item.get("name_en", "")),
             )
             for item in doc.get("items", [])
         ],
@@ -441,7 +456,7 @@ def _order(doc: dict[str, Any]) -> Order:
             )
             for p in doc.get("payment_history", [])
         ],
-        extra={k: doc[k] for k in ORDER_EXTRA_FIELDS if k in doc},
+        extra={k: doc[k] for k in ORDER_EXTRA_FIELDS + ORDER_INFO_FIELDS if k in doc},
     )
 
 
@@ -458,6 +473,8 @@ def _product(doc: dict[str, Any]) -> Product:
             )
             for item_id, v in (doc.get("variants") or {}).items()
         ],
+        name_en=str(doc.get("name_en", "")),
+        aliases=[str(a) for a in doc.get("aliases", [])],
     )
 
 
@@ -755,6 +772,12 @@ def import_tau_retail(data_dir: str | os.PathLike[str], target_path: str | os.Pa
     data = {table: _load_json(source / name) for table, name in DATA_FILES.items()}
     _validate(source, data)
 
+    return write_documents(data, target_path, fmt=FORMAT, source=str(source.resolve()))
+
+
+def write_documents(data: dict[str, dict[str, Any]], target_path: str | os.PathLike[str], *, fmt: str, source: str = "") -> dict[str, int]:
+    """Write users, orders and products documents as the store at ``target_path``
+    (format ``fmt``): built in a temporary file, moved into place with ``os.replace``."""
     target = Path(target_path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with _file_lock(target, create=True):
@@ -784,10 +807,10 @@ def import_tau_retail(data_dir: str | os.PathLike[str], target_path: str | os.Pa
                 )
                 counts = {"customers": len(data["users"]), "orders": len(data["orders"]), "products": len(data["products"])}
                 meta = {
-                    "format": FORMAT,
+                    "format": fmt,
                     "schema_version": SCHEMA_VERSION,
                     "imported_at": _now(),
-                    "source": str(source.resolve()),
+                    "source": source,
                     **{k: str(v) for k, v in counts.items()},
                 }
                 conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", sorted(meta.items()))
@@ -808,13 +831,14 @@ def import_tau_retail(data_dir: str | os.PathLike[str], target_path: str | os.Pa
     return counts
 
 
-def export_tau_retail(store_path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> dict[str, int]:
+def export_tau_retail(store_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, fmt: str | None = FORMAT) -> dict[str, int]:
     """Write ``users.json``, ``orders.json`` and ``products.json`` of the store at
     ``store_path`` into ``out_dir``, in τ-bench's schema and record order, with every
     change applied. All three come from one snapshot; each file is replaced atomically.
     Returns the counts of customers, orders and products."""
     path = Path(store_path)
-    if store_format(path) != FORMAT:
+    found = store_format(path)
+    if found is None or (fmt is not None and found != fmt):
         raise ValueError(f"no τ-bench retail store at {path} (import one with `kefu store import`)")
     store = TauRetailStore(path)
     data: dict[str, dict[str, Any]] = {}

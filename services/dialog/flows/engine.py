@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.dialog.flows import understanding as u
-from services.dialog.flows.replies import money, say
+from services.dialog.flows.replies import rejection, say, status_name
+from services.dialog.flows.replies import money as _money
 from services.dialog.flows.spec import FlowSpec
 from services.dialog.flows.state import FlowState
 from services.erp.port import Customer, Order, OrderItem, StorePort
@@ -26,7 +27,13 @@ _ALL_ITEMS = re.compile(r"\b(all|every|everything|whole order|entire order|both)
 _ANOTHER = re.compile(r"\b(other|another|different|wrong) order\b|另一单|另外一单|不是这个|不是这单|别的订单", re.I)
 # A question about the rules ("what is your return policy?", 「退货政策是什么」) is for
 # the knowledge, not the start of a task.
-_POLICY_QUESTION = re.compile(r"\b(policy|policies|rules?)\b|\bhow (long|many days)\b|政策|规定|多久|几天内", re.I)
+_POLICY_QUESTION = re.compile(
+    r"\b(policy|policies|rules?)\b|\bhow (long|many days)\b|政策|规定|多久|几天内"
+    # "Can I change my delivery address?" asks what is possible: the knowledge answers,
+    # and "please change it" then starts the task. "Can you ..." asks for the task itself.
+    r"|^\W*(can|could|may) i\b|\bis it possible\b|能不能|可不可以|可以.{0,16}吗|能.{0,16}吗",
+    re.I,
+)
 _DONE = re.compile(r"\b(that'?s all|that is all|nothing else|no,? thanks|no thank you|that'?s it|all set|bye)\b|没有了|没别的|就这些", re.I)
 
 
@@ -39,6 +46,7 @@ class FlowReply:
 
 class FlowEngine:
     def __init__(self, flows: list[FlowSpec], store: StorePort) -> None:
+        self._currency = getattr(store, "currency", "USD")
         self._flows = {f.name: f for f in flows}
         self._order = flows
         self._store = store
@@ -59,9 +67,12 @@ class FlowEngine:
         if found and not st.customer_id:
             st.customer_id = found
             newly_identified = True
-        elif not st.customer_id and st.requested_slot in ("identity", "email", "name_zip") and (u.emails(text) or u.zip_codes(text)):
+        elif not st.customer_id and st.requested_slot in ("identity", "email", "name_zip", "phone") and (
+            u.emails(text) or u.zip_codes(text) or u.phones(text)
+        ):
             st.requested_slot = "identity"
-            return FlowReply(say("identity_not_found", lang))
+            spec = self._flows.get(st.flow) or self._order[0]
+            return FlowReply(say("identity_not_found_phone" if "phone" in spec.identity else "identity_not_found", lang))
 
         detected = self._detect(text)
         if st.pending:
@@ -86,7 +97,7 @@ class FlowEngine:
                     return FlowReply(say("confirm_again", lang))
             st.pending = {}
 
-        if not st.flow and detected and not st.pending and _POLICY_QUESTION.search(text) and not u.order_ids(text):
+        if not st.flow and detected and not st.pending and self._question_only(text):
             return None
         if not st.flow:
             if st.queue and not detected and _DONE.search(text) is None and st.requested_slot == "":
@@ -119,6 +130,14 @@ class FlowEngine:
             st.unread = (st.unread + [text])[-4:]
         return self._next(st, spec, lang, notes)
 
+    def engaged(self, text: str, st: FlowState) -> bool:
+        """Whether this message belongs to a task: one is under way, or it asks for one."""
+        return bool(st.flow or st.pending or st.queue) or (bool(self._detect(text)) and not self._question_only(text))
+
+    @staticmethod
+    def _question_only(text: str) -> bool:
+        return bool(_POLICY_QUESTION.search(text)) and not u.order_ids(text)
+
     def report(self, st: FlowState, receipt: Any, language: str) -> str:
         """The reply after an operation ran, from the store's answer; the task is over
         and the next queued one (if any) is started."""
@@ -128,7 +147,7 @@ class FlowEngine:
         if receipt.status == "done":
             text = self._done_text(op, args, receipt, lang)
         else:
-            text = say("rejected", lang, reason=receipt.reason)
+            text = say("rejected", lang, reason=rejection(getattr(receipt, "code", ""), receipt.reason, lang))
         st.clear_task()
         if st.queue:
             self._start(st, [])
@@ -140,19 +159,16 @@ class FlowEngine:
     # ------------------------------------------------------------------ pieces
 
     def _detect(self, text: str) -> list[str]:
-        hits = []
-        taken: list[tuple[int, int]] = []
-        for spec in self._order:
-            pos = spec.triggered(text)
-            if pos >= 0:
-                hits.append((pos, spec.name))
-                taken.append((pos, 0))
-        # Where two flows match the same words, the one declared first wins.
-        out, seen_pos = [], set()
-        for pos, name in sorted(hits, key=lambda h: (h[0], [s.name for s in self._order].index(h[1]))):
-            if pos in seen_pos:
-                continue
-            seen_pos.add(pos)
+        """The flows a message asks for, in the order it mentions them. Where the words
+        that trigger two flows overlap ("修改账户的默认地址" is an order address change to
+        one pattern and a default address to another), the flow declared first wins."""
+        found: list[tuple[int, int, str]] = []
+        for spec in self._order:  # declaration order
+            for start, end in spec.spans(text):
+                if not any(start < e and s < end and name != spec.name for s, e, name in found):
+                    found.append((start, end, spec.name))
+        out: list[str] = []
+        for _, _, name in sorted(found):
             if name not in out:
                 out.append(name)
         return out
@@ -171,6 +187,9 @@ class FlowEngine:
         return True
 
     def _identify(self, text: str) -> str:
+        for phone in u.phones(text):
+            if found := self._store.find_customer_by_phone(phone):
+                return found
         for email in u.emails(text):
             if found := self._store.find_customer_by_email(email):
                 return found
@@ -192,6 +211,19 @@ class FlowEngine:
 
     def _product_names(self, orders: list[Order]) -> list[str]:
         return sorted({it.name for o in orders for it in o.items})
+
+    def _aliases(self, orders: list[Order]) -> dict[str, str]:
+        """Other names of the products in these orders (their English names, short names)."""
+        out: dict[str, str] = {}
+        for o in orders:
+            for it in o.items:
+                if it.name in out.values():
+                    continue
+                p = self._store.get_product(it.product_id)
+                for alias in ([p.name_en] + list(p.aliases) if p else []) + [it.name_en]:
+                    if alias and alias != it.name:
+                        out.setdefault(alias, it.name)
+        return out
 
     def _options_of(self, orders: list[Order]) -> dict[str, dict[str, set[str]]]:
         out: dict[str, dict[str, set[str]]] = {}
@@ -221,7 +253,7 @@ class FlowEngine:
             orders = self._orders(st)
             names = self._product_names(orders)
             options_of = self._options_of(orders)
-            reqs = u.item_requests(text, names, options_of)
+            reqs = u.item_requests(text, names, options_of, self._aliases(orders))
             if reqs:
                 new_reqs = [{"product": r.product, "old": r.old, "new": r.new} for r in reqs]
                 if st.requested_slot == "new_items" and st.item_ids:
@@ -291,7 +323,7 @@ class FlowEngine:
             return FlowReply((prefix + " " if prefix else "") + say(name, lang, **values))
 
         if not st.customer_id:
-            return ask("identity", "ask_identity")
+            return ask("identity", "ask_identity_phone" if "phone" in spec.identity else "ask_identity")
         customer = self._customer(st)
         order: Order | None = None
         if "order_id" in spec.slots:
@@ -307,7 +339,7 @@ class FlowEngine:
                 st.order_id = ""
                 return ask("order_id", "order_not_yours", order_id="")
             if spec.order_statuses and order.status not in spec.order_statuses:
-                reply_text = say("wrong_status", lang, order_id=order.order_id, status=order.status, flow=say(f"flow_{spec.name}", lang))
+                reply_text = say("wrong_status", lang, order_id=order.order_id, status=status_name(order.status, lang), flow=say(f"flow_{spec.name}", lang))
                 st.clear_task()
                 return FlowReply((prefix + " " if prefix else "") + reply_text + " " + say("anything_else", lang))
             st.operation = spec.operation_for(order.status)
@@ -330,7 +362,7 @@ class FlowEngine:
             if not st.item_ids and len(order.items) == 1:
                 st.item_ids = [order.items[0].item_id]
             if not st.item_ids:
-                listing = "; ".join(f"{it.name} ({u.describe_options(it.options)})" for it in order.items)
+                listing = "; ".join(f"{u.item_name(it, lang)} ({u.describe_options(it.options)})" for it in order.items)
                 return ask("items", "ask_items", order_id=order.order_id, items=listing)
 
         if "new_items" in spec.slots and order is not None:
@@ -344,27 +376,36 @@ class FlowEngine:
                 )
                 product = self._store.get_product(item.product_id)
                 if not req or not req.get("new") or product is None:
-                    return ask("new_items", "ask_new_item", item=item.name, options=u.describe_options(item.options))
+                    return ask("new_items", "ask_new_item", item=u.item_name(item, lang), options=u.describe_options(item.options))
                 variants = u.choose_variant(product, item, req["new"])
                 if len(variants) != 1:
                     if not variants:
                         req["new"] = {}
-                        return ask("new_items", "no_variant", item=item.name, wanted=u.describe_options(req.get("new") or {}) or "that")
+                        return ask("new_items", "no_variant", item=u.item_name(item, lang), wanted=u.describe_options(req.get("new") or {}) or "that")
                     choices = "; ".join(u.describe_options(v.options) for v in variants[:4])
-                    return ask("new_items", "several_variants", item=item.name, choices=choices)
+                    return ask("new_items", "several_variants", item=u.item_name(item, lang), choices=choices)
                 st.new_item_ids.append(variants[0].item_id)
+
+        if "payment_method" in spec.slots and not st.payment_method_id and order is not None and order.payments:
+            # What the store refuses whatever the payment method (past the return window,
+            # a product excluded from returns) is said now, before asking for one.
+            trial = self._store.check(st.operation, {**self._args(st, spec), "payment_method_id": order.payments[0].payment_method_id})
+            if not trial.done and trial.code not in ("payment_not_found", "payment_not_allowed", "insufficient_balance"):
+                text = say("cannot", lang, reason=rejection(trial.code, trial.reason, lang))
+                st.clear_task()
+                return FlowReply((prefix + " " if prefix else "") + text + " " + say("anything_else", lang))
 
         if "payment_method" in spec.slots and not st.payment_method_id:
             methods = customer.payment_methods
             if st.operation == "return_delivered_order_items" and order is not None:
                 original = order.payments[0].payment_method_id if order.payments else ""
                 allowed = [m for m in methods if m.id == original or m.source == "gift_card"]
-                listing = "; ".join(u.describe_payment(m, lang) for m in allowed)
+                listing = "; ".join(u.describe_payment(m, lang, self._currency) for m in allowed)
                 return ask("payment_method", "ask_refund_method", methods=listing)
             if st.operation == "modify_pending_order_payment":
-                listing = "; ".join(u.describe_payment(m, lang) for m in methods)
+                listing = "; ".join(u.describe_payment(m, lang, self._currency) for m in methods)
                 return ask("payment_method", "ask_new_payment", methods=listing)
-            listing = "; ".join(u.describe_payment(m, lang) for m in methods)
+            listing = "; ".join(u.describe_payment(m, lang, self._currency) for m in methods)
             return ask("payment_method", "ask_difference_payment", methods=listing)
 
         if "reason" in spec.slots and not st.reason:
@@ -375,7 +416,7 @@ class FlowEngine:
         args = self._args(st, spec)
         result = self._store.check(st.operation, args)
         if not result.done:
-            text = say("cannot", lang, reason=result.reason)
+            text = say("cannot", lang, reason=rejection(result.code, result.reason, lang))
             st.clear_task()
             return FlowReply((prefix + " " if prefix else "") + text + " " + say("anything_else", lang))
         st.pending = {"operation": st.operation, "args": args}
@@ -407,7 +448,7 @@ class FlowEngine:
                 elsewhere = [o for o in orders if has(o)]
                 if elsewhere and spec.order_statuses:
                     o = elsewhere[0]
-                    text = say("wrong_status", lang, order_id=o.order_id, status=o.status, flow=say(f"flow_{spec.name}", lang))
+                    text = say("wrong_status", lang, order_id=o.order_id, status=status_name(o.status, lang), flow=say(f"flow_{spec.name}", lang))
                     st.clear_task()
                     return "", FlowReply(text + " " + say("anything_else", lang))
             else:
@@ -418,7 +459,7 @@ class FlowEngine:
             text = say("no_eligible_orders", lang, flow=say(f"flow_{spec.name}", lang))
             st.clear_task()
             return "", FlowReply(text + " " + say("anything_else", lang))
-        listing = "\n".join(f"- {o.order_id} ({o.status}): {u.order_summary(o)}" for o in eligible[:6])
+        listing = "\n".join(f"- {o.order_id} ({status_name(o.status, lang)}): {u.order_summary(o, lang)}" for o in eligible[:6])
         st.requested_slot = "order_id"
         return "", FlowReply(say("ask_order", lang, orders=listing))
 
@@ -440,22 +481,22 @@ class FlowEngine:
 
     def _confirm_text(self, op: str, args: dict[str, Any], order: Order | None, customer: Customer, result: Any, lang: str) -> str:
         pm = {m.id: m for m in customer.payment_methods}
-        pay = u.describe_payment(pm[args["payment_method_id"]], lang) if args.get("payment_method_id") in pm else ""
+        pay = u.describe_payment(pm[args["payment_method_id"]], lang, self._currency) if args.get("payment_method_id") in pm else ""
         addr = ", ".join(v for k, v in args.items() if k in ("address1", "address2", "city", "state", "zip", "country") and v)
         if op == "cancel_pending_order" and order is not None:
             total = sum(p.amount for p in order.payments if p.transaction_type == "payment")
-            return say("confirm_cancel", lang, order_id=order.order_id, items=u.order_summary(order), reason=args["reason"], amount=money(total))
+            return say("confirm_cancel", lang, order_id=order.order_id, items=u.order_summary(order, lang), reason=args["reason"], amount=self._m(total))
         if op == "modify_pending_order_address" and order is not None:
             return say("confirm_order_address", lang, order_id=order.order_id, address=addr)
         if op == "modify_user_address":
             return say("confirm_user_address", lang, address=addr)
         if op == "modify_pending_order_payment" and order is not None:
             total = order.payments[0].amount if order.payments else 0.0
-            return say("confirm_payment", lang, order_id=order.order_id, payment=pay, amount=money(total))
+            return say("confirm_payment", lang, order_id=order.order_id, payment=pay, amount=self._m(total))
         if op == "return_delivered_order_items" and order is not None:
-            items = "; ".join(f"{it.name} ({u.describe_options(it.options)}, {money(it.price)})" for it in (self._item(order, i) for i in args["item_ids"]) if it)
+            items = "; ".join(f"{u.item_name(it, lang)} ({u.describe_options(it.options)}, {self._m(it.price)})" for it in (self._item(order, i) for i in args["item_ids"]) if it)
             total = sum(it.price for it in (self._item(order, i) for i in args["item_ids"]) if it)
-            return say("confirm_return", lang, order_id=order.order_id, items=items, payment=pay, amount=money(total))
+            return say("confirm_return", lang, order_id=order.order_id, items=items, payment=pay, amount=self._m(total))
         if order is not None:
             lines = []
             for old_id, new_id in zip(args["item_ids"], args["new_item_ids"], strict=False):
@@ -463,9 +504,9 @@ class FlowEngine:
                 product = self._store.get_product(old.product_id) if old else None
                 new = next((v for v in product.variants if v.item_id == new_id), None) if product else None
                 if old and new:
-                    lines.append(f"{old.name}: {u.describe_options(old.options)} ({money(old.price)}) → {u.describe_options(new.options)} ({money(new.price)})")
+                    lines.append(f"{u.item_name(old, lang)}: {u.describe_options(old.options)} ({self._m(old.price)}) → {u.describe_options(new.options)} ({self._m(new.price)})")
             diff = result.price_difference
-            diff_text = say("diff_pay" if diff > 0 else "diff_refund" if diff < 0 else "diff_none", lang, amount=money(abs(diff)), payment=pay)
+            diff_text = say("diff_pay" if diff > 0 else "diff_refund" if diff < 0 else "diff_none", lang, amount=self._m(abs(diff)), payment=pay)
             name = "confirm_exchange" if op == "exchange_delivered_order_items" else "confirm_modify_items"
             return say(name, lang, order_id=order.order_id, changes="\n".join(f"- {line}" for line in lines), difference=diff_text)
         return say("confirm_generic", lang)
@@ -479,15 +520,15 @@ class FlowEngine:
             refunds = [p for p in order.get("payments", []) if p.get("transaction_type") == "refund"]
             gift = all("gift_card" in p.get("payment_method_id", "") for p in refunds) and refunds
             amount = sum(float(p.get("amount", 0)) for p in refunds)
-            return say("done_cancel_gift" if gift else "done_cancel", lang, order_id=oid, status=status, amount=money(amount))
+            return say("done_cancel_gift" if gift else "done_cancel", lang, order_id=oid, status=status_name(status, lang), amount=self._m(amount))
         if op == "return_delivered_order_items":
-            return say("done_return", lang, order_id=oid, status=status)
+            return say("done_return", lang, order_id=oid, status=status_name(status, lang))
         if op == "exchange_delivered_order_items":
-            return say("done_exchange", lang, order_id=oid, status=status)
+            return say("done_exchange", lang, order_id=oid, status=status_name(status, lang))
         if op == "modify_pending_order_items":
-            return say("done_modify_items", lang, order_id=oid, status=status)
+            return say("done_modify_items", lang, order_id=oid, status=status_name(status, lang))
         if op == "modify_pending_order_payment":
-            return say("done_payment", lang, order_id=oid, status=status)
+            return say("done_payment", lang, order_id=oid, status=status_name(status, lang))
         if op == "modify_pending_order_address":
             a = order.get("address", {})
             return say("done_order_address", lang, order_id=oid, address=", ".join(str(v) for v in a.values() if v))
@@ -496,10 +537,13 @@ class FlowEngine:
             return say("done_user_address", lang, address=", ".join(str(v) for v in a.values() if v))
         return say("done_generic", lang)
 
+    def _m(self, amount: float) -> str:
+        return _money(amount, self._currency)
+
     def _status_text(self, order: Order, lang: str) -> str:
-        items = u.order_summary(order)
+        items = u.order_summary(order, lang)
         tracking = ", ".join(t for f in order.fulfillments for t in f.tracking_ids)
-        text = say("status", lang, order_id=order.order_id, status=order.status, items=items)
+        text = say("status", lang, order_id=order.order_id, status=status_name(order.status, lang), items=items)
         if tracking:
             text += " " + say("tracking", lang, tracking=tracking)
         return text

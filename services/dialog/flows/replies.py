@@ -8,11 +8,19 @@ from typing import Any
 FLOW_REPLIES: dict[str, dict[str, str]] = {
     "ask_identity": {
         "en": "I can help with that. First I need to verify your identity: please give me the email address on your account, or your first and last name and zip code.",
-        "zh": "可以帮您处理。请先验证身份：请提供账户邮箱，或您的姓名和邮编（中国商城可提供手机号）。",
+        "zh": "可以帮您处理。请先验证身份：请提供账户邮箱，或您的姓名和邮编。",
+    },
+    "ask_identity_phone": {
+        "en": "I can help with that. First I need to verify your identity: please give me the phone number or email address on your account.",
+        "zh": "可以帮您处理。请先验证身份：请提供账户绑定的手机号或邮箱。",
     },
     "identity_not_found": {
         "en": "I couldn't find an account with those details. Please check the email address, or give me your first and last name and zip code.",
         "zh": "没有找到与这些信息匹配的账户。请核对邮箱，或提供您的姓名和邮编。",
+    },
+    "identity_not_found_phone": {
+        "en": "I couldn't find an account with those details. Please check the phone number or email address on your account.",
+        "zh": "没有找到与这些信息匹配的账户。请核对账户绑定的手机号或邮箱。",
     },
     "one_customer": {
         "en": "I can only help with the account you've already verified in this conversation. For another account, please start a new conversation as that customer.",
@@ -167,8 +175,53 @@ FLOW_REPLIES: dict[str, dict[str, str]] = {
 }
 
 
-def money(amount: float) -> str:
+def money(amount: float, currency: str = "USD") -> str:
+    if currency == "CNY":
+        return f"¥{amount:,.2f}"
     return f"${amount:,.2f}"
+
+
+# Order statuses as customers read them.
+STATUS_NAMES = {
+    "pending": ("待发货", "pending"),
+    "processed": ("已发货，运输中", "processed"),
+    "delivered": ("已签收", "delivered"),
+    "cancelled": ("已取消", "cancelled"),
+    "refunded": ("已退款", "refunded"),
+    "return requested": ("退货申请中", "return requested"),
+    "exchange requested": ("换货申请中", "exchange requested"),
+    "pending (item modified)": ("待发货（商品已修改）", "pending (item modified)"),
+}
+
+
+def status_name(status: str, language: str) -> str:
+    names = STATUS_NAMES.get(status)
+    if names is None:
+        return status
+    return names[0] if language == "zh" else names[1]
+
+
+# Why the store refused, by the port's rejection code, for Chinese replies (English
+# replies use the store's own reason).
+REJECTIONS_ZH = {
+    "order_not_found": "找不到这个订单",
+    "wrong_status": "订单当前状态不允许这项操作",
+    "item_not_found": "订单中没有这件商品",
+    "item_unavailable": "想换的款式目前无货",
+    "payment_not_found": "账户中没有这个支付方式",
+    "payment_not_allowed": "退款只能原路退回或退到余额",
+    "insufficient_balance": "余额不足以支付差价",
+    "invalid_reason": "取消原因只能是「不再需要」或「误下单」",
+    "customer_not_found": "找不到这个账户",
+    "window_passed": "已超过签收后 7 天的退换货期限",
+    "not_returnable": "该商品不支持 7 天无理由退换货",
+}
+
+
+def rejection(code: str, reason: str, language: str) -> str:
+    if language == "zh" and code in REJECTIONS_ZH:
+        return REJECTIONS_ZH[code]
+    return reason
 
 
 def say(key: str, language: str, **values: Any) -> str:

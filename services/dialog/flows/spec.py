@@ -13,7 +13,11 @@ from services.config import REPO_ROOT
 from services.erp.port import OPERATIONS
 
 # The flows of each store format's domain pack.
-PACK_FLOWS = {"tau-retail": REPO_ROOT / "services" / "packs" / "tau_retail" / "flows.yaml"}
+PACK_FLOWS = {
+    "tau-retail": REPO_ROOT / "services" / "packs" / "tau_retail" / "flows.yaml",
+    "demo": REPO_ROOT / "services" / "demo" / "pack" / "flows.yaml",
+}
+IDENTITY = ("email", "name_zip", "phone")
 
 SLOTS = ("identity", "email", "name_zip", "phone", "order_id", "items", "new_items", "payment_method", "reason", "address", "confirmation")
 FLOW_SLOTS = ("identity", "order_id", "items", "new_items", "payment_method", "reason", "address", "confirmation")
@@ -27,14 +31,20 @@ class FlowSpec:
     by_status: dict[str, str] = field(default_factory=dict)
     order_statuses: tuple[str, ...] = ()
     triggers: dict[str, tuple[re.Pattern[str], ...]] = field(default_factory=dict)
+    # How customers of this pack's store prove who they are (the pack's ``identity``).
+    identity: tuple[str, ...] = ("email", "name_zip")
 
     def operation_for(self, status: str) -> str:
         return self.by_status.get(status, self.operation)
 
     def triggered(self, text: str) -> int:
         """Where a trigger matches in ``text`` (-1 if none)."""
-        hits = [m.start() for patterns in self.triggers.values() for p in patterns if (m := p.search(text))]
-        return min(hits) if hits else -1
+        spans = self.spans(text)
+        return min(a for a, _ in spans) if spans else -1
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) of every trigger match in ``text``."""
+        return [m.span() for patterns in self.triggers.values() for p in patterns for m in p.finditer(text)]
 
 
 def load_flows(path: str | Path) -> list[FlowSpec]:
@@ -43,6 +53,9 @@ def load_flows(path: str | Path) -> list[FlowSpec]:
     doc = yaml.safe_load(file.read_text(encoding="utf-8"))
     if not isinstance(doc, dict) or doc.get("version") != 1 or not isinstance(doc.get("flows"), list):
         raise ValueError(f"{file}: expected 'version: 1' and a list 'flows'")
+    identity = tuple(doc.get("identity") or ("email", "name_zip"))
+    if not identity or any(i not in IDENTITY for i in identity):
+        raise ValueError(f"{file}: identity must be a list from {', '.join(IDENTITY)}")
     out = []
     for i, raw in enumerate(doc["flows"]):
         where = f"{file}: flow #{i} {raw.get('name', '') if isinstance(raw, dict) else ''}"
@@ -60,7 +73,7 @@ def load_flows(path: str | Path) -> list[FlowSpec]:
         out.append(
             FlowSpec(
                 name=raw["name"], slots=slots, operation=raw.get("operation", ""), by_status=dict(raw.get("by_status") or {}),
-                order_statuses=tuple(raw.get("order_statuses") or ()), triggers=triggers,
+                order_statuses=tuple(raw.get("order_statuses") or ()), triggers=triggers, identity=identity,
             )
         )
     return out

@@ -41,6 +41,14 @@ def yes_or_no(text: str) -> str:
     return "yes" if yes else ""
 
 
+PHONE = re.compile(r"(?<!\d)(1[3-9]\d)[\s-]?(\d{4})[\s-]?(\d{4})(?!\d)")
+
+
+def phones(text: str) -> list[str]:
+    """Mainland mobile numbers, as digits."""
+    return ["".join(m.groups()) for m in PHONE.finditer(text)]
+
+
 def emails(text: str) -> list[str]:
     return [m.group(0).rstrip(".") for m in EMAIL.finditer(text)]
 
@@ -94,16 +102,20 @@ def payment_method(text: str, methods: list[PaymentMethod], original: str = "") 
     """The customer's payment method the message names: "my gift card", "paypal",
     "the visa ending in 1234", "the original payment method", 「礼品卡」."""
     t = text.lower()
-    if original and re.search(r"original|same (card|method|payment|account)|paid with|原路|原支付", t):
+    if original and re.search(r"original|same (card|method|payment|account)|paid with|原路|原支付|原来的", t):
         chosen = [m for m in methods if m.id == original]
-        if chosen and not re.search(r"gift ?card|paypal|credit|visa|master|amex|礼品卡", t):
+        if chosen and not re.search(r"gift ?card|paypal|credit|visa|master|amex|礼品卡|余额", t):
             return chosen[0]
     candidates: list[PaymentMethod] = []
-    if re.search(r"gift[\s-]?card|礼品卡|购物卡", t):
+    if re.search(r"gift[\s-]?card|store balance|balance|礼品卡|购物卡|余额", t):
         candidates = [m for m in methods if m.source == "gift_card"]
     elif re.search(r"pay ?pal", t):
         candidates = [m for m in methods if m.source == "paypal"]
-    elif re.search(r"credit|card|visa|master|amex|discover|信用卡|银行卡", t):
+    elif re.search(r"ali ?pay|支付宝", t):
+        candidates = [m for m in methods if m.source == "alipay"]
+    elif re.search(r"we ?chat|微信", t):
+        candidates = [m for m in methods if m.source == "wechat_pay"]
+    elif re.search(r"credit|card|visa|master|amex|discover|union ?pay|信用卡|银行卡|银联|卡", t):
         candidates = [m for m in methods if m.source == "credit_card"]
         digits = re.findall(r"(?<!\d)(\d{4})(?!\d)", t)
         by_digits = [m for m in candidates if m.last_four and m.last_four in digits]
@@ -120,15 +132,24 @@ def payment_method(text: str, methods: list[PaymentMethod], original: str = "") 
     return candidates[0] if len(candidates) == 1 else None
 
 
-def describe_payment(m: PaymentMethod, language: str = "en") -> str:
+def describe_payment(m: PaymentMethod, language: str = "en", currency: str = "USD") -> str:
     if m.source == "gift_card":
+        if currency == "CNY":  # the demo store's stored value
+            bal = f"¥{m.balance:,.2f}" if m.balance is not None else ""
+            return f"账户余额（{bal}）" if language == "zh" else f"store balance ({bal})"
         bal = f" (balance ${m.balance:.2f})" if m.balance is not None else ""
-        return (f"礼品卡 {m.id}{bal}" if language == "zh" else f"gift card {m.id}{bal}")
+        return f"礼品卡 {m.id}{bal}" if language == "zh" else f"gift card {m.id}{bal}"
     if m.source == "credit_card":
+        if m.brand == "unionpay":
+            return f"银联卡（尾号 {m.last_four}）" if language == "zh" else f"UnionPay card ending in {m.last_four}"
         brand = m.brand.capitalize() if m.brand else "credit card"
-        return f"{brand} 尾号 {m.last_four}" if language == "zh" else f"{brand} credit card ending in {m.last_four}"
+        return f"{brand} 信用卡（尾号 {m.last_four}）" if language == "zh" else f"{brand} credit card ending in {m.last_four}"
     if m.source == "paypal":
         return f"PayPal ({m.id})"
+    if m.source == "alipay":
+        return "支付宝" if language == "zh" else "Alipay"
+    if m.source == "wechat_pay":
+        return "微信支付" if language == "zh" else "WeChat Pay"
     return m.id
 
 
@@ -141,9 +162,21 @@ _STATES = {
 }
 
 
+_ZH_ADDRESS = re.compile(
+    r"(?P<city>[\u4e00-\u9fff]{2,8}?市)(?P<district>[\u4e00-\u9fff]{1,8}?[区县])?"
+    r"(?P<street>[\u4e00-\u9fff0-9]{1,20}?(?:大道|路|街|道|巷|弄)\d+号(?:[\u4e00-\u9fff0-9\-]*?(?:室|栋|单元|楼))*)"
+)
+
+
 def address(text: str, default_country: str = "USA") -> dict[str, str] | None:
     """An address written on one line: "123 Main St, Apt 4, Springfield, IL 62701, USA"
-    (address2 optional). None unless street, city, state and zip are all there."""
+    (address2 optional), or in Chinese 「上海市浦东新区人民路100号3栋201室」. None unless
+    street, city and (in English) state and zip are all there."""
+    zh = _ZH_ADDRESS.search(text)
+    if zh:
+        # The words before the city ("新地址是", "改成", "寄到") are not part of it.
+        city = re.sub(r"^.*(?:地址|改成|改为|换成|换到|寄到|送到|发到|是|为|在|到)", "", zh["city"]) or zh["city"]
+        return dict(zip(ADDRESS_FIELDS, (zh["street"], "", city, zh["district"] or "", "中国", ""), strict=True))
     m = re.search(r"\d+\s+[A-Za-z0-9].*", text)
     if not m:
         return None
@@ -178,10 +211,22 @@ def address(text: str, default_country: str = "USA") -> dict[str, str] | None:
 # ----------------------------------------------------------------------------- items
 
 
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
 def _norm(text: str) -> str:
-    """Lower case, punctuation to spaces; a dot stays only inside a number ("1.5l")."""
+    """Lower case, punctuation to spaces; a dot stays only inside a number ("1.5l");
+    Chinese characters stay (they are matched as substrings, having no spaces)."""
     t = re.sub(r"(?<!\d)\.|\.(?!\d)", " ", text.lower().replace("’", "'"))
-    return " " + re.sub(r"[^a-z0-9%.+\-]+", " ", t) + " "
+    return " " + re.sub(r"[^a-z0-9%.+\-\u4e00-\u9fff]+", " ", t) + " "
+
+
+def _has(text: str, form: str) -> bool:
+    """``form`` in normalized ``text``: whole words (a Chinese character next to it
+    counts as a boundary: 「S码的羽绒服」), or anywhere for Chinese."""
+    if _CJK.search(form):
+        return form.replace(" ", "") in text.replace(" ", "")
+    return re.search(rf"(?<![a-z0-9.]){re.escape(form)}(?![a-z0-9])", text) is not None
 
 
 def _singular(word: str) -> str:
@@ -192,15 +237,19 @@ def _find_all(text: str, forms: set[str] | tuple[str, ...]) -> list[tuple[int, i
     """Every place one of ``forms`` occurs as whole words, (start, end)."""
     out: list[tuple[int, int]] = []
     for form in sorted(set(forms), key=len, reverse=True):
-        i = text.find(" " + form + " ")
+        if not form.strip():
+            continue
+        # Chinese has no spaces between words: a name is found anywhere.
+        needle = form if _CJK.search(form) else " " + form + " "
+        i = text.find(needle)
         while i >= 0:
             if not any(a <= i < b for a, b in out):
-                out.append((i, i + len(form) + 1))
-            i = text.find(" " + form + " ", i + 1)
+                out.append((i, i + len(needle) - 1))
+            i = text.find(needle, i + 1)
     return out
 
 
-def product_mentions(text: str, names: list[str]) -> list[tuple[int, str]]:
+def product_mentions(text: str, names: list[str], aliases: dict[str, str] | None = None) -> list[tuple[int, str]]:
     """(position, name) of each product name mentioned, by position, as often as it is
     mentioned ("the green speaker and the black speaker"). The whole name counts
     ("smart watch"), and so does its last word ("kettle", "keyboard") when no other
@@ -214,8 +263,14 @@ def product_mentions(text: str, names: list[str]) -> list[tuple[int, str]]:
         for start, end in _find_all(t, (n, n + "s", n.replace("-", " "), n.replace("-", ""))):
             if not any(a <= start < b for a, b, _ in spans):
                 spans.append((start, end, name))
+    # Other names of a product ("耳机", "kettle", its English name), longest first.
+    for alias, name in sorted((aliases or {}).items(), key=lambda kv: len(kv[0]), reverse=True):
+        a = _norm(alias).strip()
+        for start, end in _find_all(t, (a, a + "s")):
+            if not any(x <= start < y for x, y, _ in spans):
+                spans.append((start, end, name))
     for name, head in zip(unique, heads, strict=True):
-        if heads.count(head) > 1 or len(head) < 3:
+        if heads.count(head) > 1 or len(head) < 3 or _CJK.search(head):
             continue
         for start, end in _find_all(t, {head, head + "s", _singular(head), head.replace("-", "")}):
             if not any(a <= start < b for a, b, _ in spans):
@@ -240,7 +295,7 @@ def _option_hits(segment: str, options: dict[str, set[str]]) -> dict[str, str]:
                 elif v == "yes" and pos and not neg:
                     found[key] = value
                 continue
-            if f" {v} " in t or (len(v) > 3 and f" {v}s " in t):
+            if _has(t, v) or (len(v) > 3 and f" {v}s " in t):
                 # A value that several keys share ("black" frame and lens colour) counts
                 # only with its key next to it.
                 shared = [other for other, vals in options.items() if other != key and value in vals]
@@ -260,7 +315,7 @@ def product_options(product: Product) -> dict[str, set[str]]:
 
 
 _SPLIT_NEW = re.compile(
-    r"\b(?:to|into|for|with|instead|should be|to be|i want|i'd like|i would like|would like|prefer|rather|but|->)\b|→|换成|改成|换为|改为"
+    r"\b(?:to|into|for|with|instead|should be|to be|i want|i'd like|i would like|would like|prefer|rather|but|->)\b|→|换成|改成|换为|改为|换个|换一个|想要|要"
 )
 
 
@@ -279,10 +334,12 @@ class ItemRequest:
     new: dict[str, str]
 
 
-def item_requests(text: str, names: list[str], options_of: dict[str, dict[str, set[str]]]) -> list[ItemRequest]:
+def item_requests(
+    text: str, names: list[str], options_of: dict[str, dict[str, set[str]]], aliases: dict[str, str] | None = None
+) -> list[ItemRequest]:
     """The items a message names, in order, each with the option words said before
     ("the blue one") and after ("... for a red one in size L") a change word."""
-    mentions = product_mentions(text, names)
+    mentions = product_mentions(text, names, aliases)
     if not mentions:
         return []
     t = _norm(text)
@@ -293,11 +350,11 @@ def item_requests(text: str, names: list[str], options_of: dict[str, dict[str, s
         # item ends where the next item's words begin (its last "and" or comma).
         prev_end = mentions[n - 1][0] + 1 if n else 0
         before = t[prev_end:pos]
-        cut = max(before.rfind(" and "), before.rfind(" , "))
-        before = before[cut + 5:] if cut >= 0 and n else before[-40:]
+        cut = max(before.rfind(" and "), before.rfind(" , "), before.rfind("和"), before.rfind("还有"))
+        before = before[cut + 1:] if cut >= 0 and n else before[-40:]
         segment = t[pos:end]
         if n + 1 < len(mentions):
-            cut = max(segment.rfind(" and "), segment.rfind(" , "))
+            cut = max(segment.rfind(" and "), segment.rfind(" , "), segment.rfind("和"), segment.rfind("还有"))
             if cut > 0:
                 segment = segment[:cut]
         m = _SPLIT_NEW.search(segment)
@@ -353,11 +410,15 @@ def choose_variant(product: Product, current: OrderItem, wanted: dict[str, str])
 
 
 def describe_options(options: dict[str, str]) -> str:
-    return ", ".join(f"{k}: {v}" for k, v in options.items())
+    return ", ".join(f"{k}: {v}" for k, v in options.items() if k != SAME)
 
 
-def order_summary(order: Order) -> str:
-    return ", ".join(f"{it.name} ({describe_options(it.options)})" for it in order.items)
+def item_name(item: OrderItem, language: str = "en") -> str:
+    return item.name_en if language == "en" and item.name_en else item.name
+
+
+def order_summary(order: Order, language: str = "en") -> str:
+    return ", ".join(f"{item_name(it, language)} ({describe_options(it.options)})" for it in order.items)
 
 
 def customer_name(c: Customer) -> str:
