@@ -75,8 +75,8 @@ FLOW_REPLIES: dict[str, dict[str, str]] = {
         "zh": "{item}有几个符合的款式：{choices}。您要哪一个？",
     },
     "ask_refund_method": {
-        "en": "Where should the refund go? It can go to the original payment method or to a gift card: {methods}.",
-        "zh": "退款退到哪里？可以原路退回或退到礼品卡：{methods}。",
+        "en": "Where should the refund go? It can go to the original payment method or to a gift card (store balance): {methods}.",
+        "zh": "退款退到哪里？可以原路退回，也可以退到余额或礼品卡：{methods}。",
     },
     "ask_new_payment": {
         "en": "Which payment method would you like to use instead? On your account: {methods}.",
