@@ -89,3 +89,14 @@ def test_state_is_json_in_chat(dialog, demo):
     data = turn_json(result)
     assert data["state"]["flow"] == "return_items" and data["state"]["requested_slot"] == "identity"
     json.dumps(data, ensure_ascii=False)
+
+
+def test_an_faq_in_the_middle_of_a_return_is_answered_and_the_return_goes_on(dialog, demo):
+    customer = demo.get_customer("C00001")
+    results = _talk(dialog, ["我想退掉上周买的电热水壶", f"手机号 {customer.phone}", "退款一般多久能到账？"])
+    middle = results[-1]
+    assert [a.type for a in middle.actions] == [dialog_pb2.ACTION_TYPE_ANSWER] and middle.citations
+    assert "回到您刚才的事情：退款退到哪里？" in middle.reply_text
+    assert middle.state.flow == "return_items" and middle.state.requested_slot == "payment_method"
+    _, last = converse(dialog, "退到余额", middle.session_id)
+    assert last.state.pending.operation == "return_delivered_order_items"

@@ -107,3 +107,17 @@ def test_a_whole_return_without_the_order_number(store):
     assert "$158.90" in reply.text and "Mastercard credit card ending in 4300" in reply.text
     assert store.get_order("#W6067464").status == "delivered"
     assert engine.step("yes", st, "en").run == st.pending
+
+
+def test_a_question_in_the_middle_of_a_task_goes_to_the_knowledge_and_the_task_waits(store):
+    engine = FlowEngine(flows_for("tau-retail"), store)
+    customer = store.get_customer("omar_anderson_3203")
+    st = FlowState()
+    engine.step("I want to return the kettle", st, "en")
+    engine.step(f"my email is {customer.email}", st, "en")
+    assert st.requested_slot == "payment_method"
+    assert engine.step("How long does a refund take?", st, "en") is None
+    assert st.flow == "return_items" and st.requested_slot == "payment_method"
+    assert engine.resume(st, "en").startswith("Back to your request: Where should the refund go?")
+    engine.step("my credit card", st, "en")
+    assert st.pending["operation"] == "return_delivered_order_items"

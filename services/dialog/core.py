@@ -166,6 +166,12 @@ class DialogEngine:
         else:
             async for delta in self._answer(outcome, session):
                 yield delta
+            if flows is not None and (outcome.state.flow or outcome.state.pending):
+                # A question asked in the middle of a task: answered, then the task goes on.
+                back = await asyncio.to_thread(flows.resume, outcome.state, language)
+                if back:
+                    outcome.reply_text += "\n" + back
+                    yield "\n" + back
 
         self._sessions.append_turn(
             session.session_id,

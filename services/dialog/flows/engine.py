@@ -125,10 +125,27 @@ class FlowEngine:
             for earlier in st.unread:
                 self._fill(earlier, st, spec, notes, lang)
             st.unread = []
-            self._fill(text, st, spec, notes, lang)
+            changed = self._fill(text, st, spec, notes, lang)
+            if not changed and not notes and not found and set(detected) <= {st.flow} and self._asks_something(text):
+                # A question in the middle of a task ("how long does a refund take?"): the
+                # knowledge answers it, the task waits where it was (resume() says where).
+                return None
         else:
             st.unread = (st.unread + [text])[-4:]
         return self._next(st, spec, lang, notes)
+
+    @staticmethod
+    def _asks_something(text: str) -> bool:
+        return bool(re.search(r"[?？]\s*$|^\W*(what|how|why|when|where|which|who|is|are|do|does|can|could)\b|什么|怎么|为什么|多久|吗[？?。]?\s*$", text.strip(), re.I))
+
+    def resume(self, st: FlowState, language: str) -> str:
+        """After a question answered in the middle of a task: the task's next question again."""
+        lang = "zh" if language == "zh" else "en"
+        if not st.flow or st.flow not in self._flows:
+            return ""
+        if st.pending:
+            return say("back_to_task", lang) + say("confirm_again", lang)
+        return say("back_to_task", lang) + self._next(st, self._flows[st.flow], lang, []).text
 
     def engaged(self, text: str, st: FlowState) -> bool:
         """Whether this message belongs to a task: one is under way, or it asks for one."""

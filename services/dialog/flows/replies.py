@@ -134,6 +134,7 @@ FLOW_REPLIES: dict[str, dict[str, str]] = {
         "en": "All right, I haven't changed anything. Which order and items should it be?",
         "zh": "好的，没有做任何更改。请问应该是哪一单、哪些商品？",
     },
+    "back_to_task": {"en": "Back to your request: ", "zh": "回到您刚才的事情："},
     "running": {"en": "One moment, I'm doing that now.", "zh": "请稍候，正在为您办理。"},
     "cannot": {"en": "Sorry, I can't do that: {reason}.", "zh": "抱歉，无法办理：{reason}。"},
     "rejected": {"en": "Sorry, the store did not accept the change: {reason}. Nothing was changed.", "zh": "抱歉，系统未能办理：{reason}。没有做任何更改。"},
