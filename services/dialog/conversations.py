@@ -106,6 +106,10 @@ class ScriptedCustomer:
     asked_order: int = 0
     corrected: bool = False
     finished: bool = False
+    # How this customer words things (seeded): "plain" names products and options as the
+    # store does; "loose" uses lower case, the last word of a name ("the keyboard"),
+    # option values without their names, and other words for yes, reasons and payments.
+    style: str = "plain"
 
     # -- what it knows ---------------------------------------------------------------
     def _customer(self):
@@ -131,6 +135,8 @@ class ScriptedCustomer:
         return out
 
     def _name(self, item: OrderItem) -> str:
+        if self.language == "en" and self.style == "loose":
+            return self.rng.choice([item.name.lower(), item.name.split()[-1].lower(), item.name])
         if self.language == "zh":
             product = self.store.get_product(item.product_id)
             aliases = [a for a in (product.aliases if product else []) if any("\u4e00" <= ch <= "\u9fff" for ch in a)]
@@ -157,6 +163,13 @@ class ScriptedCustomer:
             return "一样的" if not diff else "、".join(str(v) for _, v in diff) + "的"
         if not diff:
             return "the same one"
+        if self.style == "loose":
+            # Values alone where they are unambiguous for this product ("red, size L").
+            options = {}
+            for var in product.variants:
+                for k, v in var.options.items():
+                    options.setdefault(str(v).lower(), set()).add(k)
+            return ", ".join(str(v) if len(options.get(str(v).lower(), ())) == 1 and v not in ("yes", "no", "none") else _value_phrase(k, str(v)) for k, v in diff)
         return ", ".join(_value_phrase(k, str(v)) for k, v in diff)
 
     def _change_phrase(self, order: Order, item: OrderItem, new_id: str, verb: str = "") -> str:
@@ -277,11 +290,12 @@ class ScriptedCustomer:
                 return None
             self.finished = True
             return _t("all_done", lang)
+        loose = self.style == "loose" and lang == "en"
         if slot == "confirmation":
             pending = state.get("pending") or {}
             if self._matches(goal, pending):
                 goal.done = True
-                return _t("yes", lang)
+                return self.rng.choice(["Yes.", "yep, do it", "Sure, go ahead.", "Correct, please proceed."]) if loose else _t("yes", lang)
             goal.refused += 1
             if goal.refused > 2:
                 goal.done = True  # give up on this goal
@@ -317,6 +331,8 @@ class ScriptedCustomer:
         if slot == "payment_method":
             return self._payment_phrase(goal)
         if slot == "reason":
+            if loose:
+                return self.rng.choice(["I don't need it anymore.", "changed my mind, don't need it"]) if goal.args.get("reason") == "no longer needed" else self.rng.choice(["I bought it by accident.", "it was a mistake"])
             return _t("no_longer", lang) if goal.args.get("reason") == "no longer needed" else _t("mistake", lang)
         if slot == "address":
             return self._address_phrase(goal)
@@ -519,7 +535,7 @@ def _first_difference(a: dict[str, Any], b: dict[str, Any]) -> str:
 
 def run_tasks(
     tasks: list[dict[str, Any]], *, build_template: Callable[[Path], Any], store_path: Path,
-    send: Callable[[str, str], tuple[str, TurnResultView]], seed: int = 0, language: str = "en",
+    send: Callable[[str, str], tuple[str, TurnResultView]], seed: int = 0, language: str = "en", style: str = "plain",
     progress: Callable[[str], None] = lambda line: None,
 ) -> list[TaskOutcome]:
     """Run each task in a fresh session on a fresh copy of the store ``build_template``
@@ -540,7 +556,7 @@ def run_tasks(
             customer = ScriptedCustomer(
                 task["user_id"], goals, reference, rng, withhold_order_id=rng.random() < 0.6,
                 identity_by=rng.choice(["email", "phone"]) if language == "zh" else rng.choice(["email", "name_zip"]),
-                language=language, correction=bool(task.get("correction")),
+                language=language, correction=bool(task.get("correction")), style=style if style != "mixed" else rng.choice(["plain", "loose"]),
             )
             session, transcript, latencies, errors = "", [], [], []
             live = open_store_at(store_path)
@@ -603,6 +619,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--transcripts", help="write every conversation to this JSONL file")
     parser.add_argument(
+        "--style", choices=("plain", "loose", "mixed"), default="plain",
+        help="how the scripted customer words things: plain (the store's names), loose (lower case, short names, "
+        "values without option names, other words for yes), mixed (each task one of the two, seeded)",
+    )
+    parser.add_argument(
         "--direct", action="store_true",
         help="run Dialog's flow engine in this process on a scratch store (no services needed; for developing flows)",
     )
@@ -650,7 +671,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         outcomes = run_tasks(
             [tasks[i] for i in indices], build_template=build_template, store_path=store_path, send=dialog.send,
-            seed=args.seed, language=language, progress=lambda line: print(line, file=sys.stderr, flush=True),
+            seed=args.seed, language=language, style=args.style, progress=lambda line: print(line, file=sys.stderr, flush=True),
         )
     finally:
         if not args.direct:
