@@ -13,10 +13,10 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client, WorkflowFailureError
-from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.client import WorkflowFailureError
 
 from services.config import KefuConfig
+from services.dialog.workflow_desk import WorkflowDesk
 from services.errors import Unavailable
 from workflows.store_ops.types import OperationReceipt, OperationRequest, new_workflow_id
 
@@ -32,28 +32,11 @@ def _root_cause(exc: BaseException) -> str:
     return message
 
 
-class OperationDesk:
+class OperationDesk(WorkflowDesk):
     """Starts StoreOperationWorkflow for one operation and waits for the store's answer."""
 
     def __init__(self, cfg: KefuConfig, *, timeout_s: float = 30.0) -> None:
-        self._address = cfg.temporal_address
-        self._namespace = cfg.temporal.namespace
-        self._task_queue = cfg.temporal.task_queue
-        self._timeout_s = timeout_s
-        self._client: Client | None = None
-        self._lock = asyncio.Lock()
-
-    async def _connect(self) -> Client:
-        async with self._lock:
-            if self._client is None:
-                try:
-                    self._client = await asyncio.wait_for(
-                        Client.connect(self._address, namespace=self._namespace, interceptors=[TracingInterceptor()]),
-                        timeout=self._timeout_s,
-                    )
-                except Exception as exc:  # noqa: BLE001 - any failure to connect means unavailable
-                    raise Unavailable(f"workflow engine (Temporal at {self._address}) is unavailable: {exc}") from exc
-            return self._client
+        super().__init__(cfg, timeout_s=timeout_s)
 
     async def run(self, operation: str, args: dict[str, Any], *, session_id: str, customer_id: str) -> tuple[OperationReceipt, str]:
         """Apply ``operation`` once; returns the receipt (status done or rejected) and the workflow id.

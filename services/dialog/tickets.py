@@ -6,10 +6,8 @@ import asyncio
 import secrets
 from datetime import datetime, timedelta, timezone
 
-from temporalio.client import Client
-from temporalio.contrib.opentelemetry import TracingInterceptor
-
 from services.config import KefuConfig
+from services.dialog.workflow_desk import WorkflowDesk
 from services.errors import Unavailable
 from workflows.tickets.types import TicketReceipt, TicketRequest, workflow_id_for
 
@@ -19,28 +17,11 @@ def new_ticket_id() -> str:
     return f"TK{datetime.now(timezone.utc):%Y%m%d}-{secrets.token_hex(3).upper()}"
 
 
-class TicketDesk:
+class TicketDesk(WorkflowDesk):
     """Starts TicketWorkflow and waits for the ticket to be recorded."""
 
     def __init__(self, cfg: KefuConfig, *, timeout_s: float = 20.0) -> None:
-        self._address = cfg.temporal_address
-        self._namespace = cfg.temporal.namespace
-        self._task_queue = cfg.temporal.task_queue
-        self._timeout_s = timeout_s
-        self._client: Client | None = None
-        self._lock = asyncio.Lock()
-
-    async def _connect(self) -> Client:
-        async with self._lock:
-            if self._client is None:
-                try:
-                    self._client = await asyncio.wait_for(
-                        Client.connect(self._address, namespace=self._namespace, interceptors=[TracingInterceptor()]),
-                        timeout=self._timeout_s,
-                    )
-                except Exception as exc:  # noqa: BLE001 - any failure to connect means unavailable
-                    raise Unavailable(f"workflow engine (Temporal at {self._address}) is unavailable: {exc}") from exc
-            return self._client
+        super().__init__(cfg, timeout_s=timeout_s)
 
     async def open_ticket(self, request: TicketRequest) -> tuple[TicketReceipt, str]:
         """Returns the receipt and the workflow id."""

@@ -26,7 +26,7 @@ def add_store_commands(sub) -> None:
             "kefu answers order and account questions and runs cancellations, changes, returns and exchanges against "
             "one store. Without an imported store it is the built-in demo store. `kefu store import` makes an imported "
             "store the active one (<KEFU_HOME>/erp.db), `export` writes its current data back in the same format, "
-            "`reset` removes it (the demo store is active again). All of them work while kefu runs."
+            "`reset` goes back to the demo store (rebuilt from the demo ERP). All of them work while kefu runs."
         ),
     )
     store_sub = store.add_subparsers(dest="store_command", required=True, metavar="{import,export,reset,show}")
