@@ -96,3 +96,25 @@ def test_bad_input_fails_cleanly_and_changes_nothing(home, tmp_path, capsys):
     assert main(["store", "reset"]) == 0
     assert main(["store", "export", str(tmp_path / "out")]) == 1
     assert "is 'demo', not 'tau-retail'" in capsys.readouterr().err
+
+
+def test_import_ingests_the_policy_as_the_stores_knowledge_and_reset_removes_it(home, tmp_path, capsys):
+    """With kefu not running, the policy goes to the local index (the service picks it up)."""
+    import sqlite3
+
+    policy = DATA.parent / "wiki.md"
+    assert main(["store", "import", str(DATA)]) == 0
+    out = capsys.readouterr().out
+    assert "knowledge: wiki.md (1 document) ingested into the local index" in out and "pack:tau-retail" in out
+
+    def docs() -> list[tuple[str, str]]:
+        with sqlite3.connect(home / "knowledge.db") as conn:
+            return conn.execute("SELECT id, body FROM documents WHERE id = 'doc:wiki.md'").fetchall()
+
+    assert len(docs()) == 1 and "pack:tau-retail" in docs()[0][1]
+    assert main(["store", "reset"]) == 0
+    assert "removed the imported store's policy (doc:wiki.md)" in capsys.readouterr().out
+    assert docs() == []
+    assert main(["store", "import", "--no-policy", str(DATA)]) == 0
+    assert "knowledge:" not in capsys.readouterr().out and docs() == []
+    assert policy.is_file()

@@ -164,7 +164,7 @@ class DialogEngine:
             outcome.actions.append(StoredAction("smalltalk"))
             yield outcome.reply_text
         else:
-            async for delta in self._answer(outcome, session):
+            async for delta in self._answer(outcome, session, flows.store_format if flows is not None else ""):
                 yield delta
             if flows is not None and (outcome.state.flow or outcome.state.pending):
                 # A question asked in the middle of a task: answered, then the task goes on.
@@ -286,9 +286,18 @@ class DialogEngine:
         ]
         outcome.handoff = "requested"
 
-    async def _answer(self, outcome: TurnOutcome, session: SessionRecord) -> AsyncIterator[str]:
+    async def _answer(self, outcome: TurnOutcome, session: SessionRecord, store_format: str = "") -> AsyncIterator[str]:
         question = outcome.understanding.masked_text
-        found = await self._upstream.search(question, locales=[outcome.language], top_k=self._cfg.knowledge.top_k)
+        found = None
+        if store_format and store_format != "demo":
+            # An imported store's own knowledge (its policy, `kefu store import`) first.
+            from services.erp.pack_knowledge import pack_tag
+
+            found = await self._upstream.search(question, locales=[outcome.language], top_k=self._cfg.knowledge.top_k, tags=[pack_tag(store_format)])
+            if not found.hits:
+                found = None
+        if found is None:
+            found = await self._upstream.search(question, locales=[outcome.language], top_k=self._cfg.knowledge.top_k)
         if not self._answers(found, outcome):
             pair = self._clarification(outcome)
             if pair is not None:

@@ -41,8 +41,8 @@ class Upstream:
         request = nlu_pb2.AnalyzeRequest(text=text, language_hint=language_hint, session_id=session_id)
         return await self._unary(self._nlu.Analyze, request, "NLU")
 
-    async def search(self, query: str, *, locales: Sequence[str], top_k: int) -> knowledge_pb2.SearchResponse:
-        request = knowledge_pb2.SearchRequest(query=query, locales=list(locales), top_k=top_k)
+    async def search(self, query: str, *, locales: Sequence[str], top_k: int, tags: Sequence[str] = ()) -> knowledge_pb2.SearchResponse:
+        request = knowledge_pb2.SearchRequest(query=query, locales=list(locales), top_k=top_k, tags=list(tags))
         return await self._unary(self._knowledge.Search, request, "Knowledge")
 
     async def _unary(self, method: Callable[..., Awaitable[T]], request, dependency: str) -> T:

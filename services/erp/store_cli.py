@@ -42,6 +42,10 @@ def add_store_commands(sub) -> None:
     )
     imp.add_argument("dir", metavar="DIR", help="folder with the data files")
     imp.add_argument("--format", default="tau-retail", help="data format (default and only one for now: tau-retail)")
+    imp.add_argument(
+        "--policy", help="the store's policy (Markdown) to ingest as its knowledge (default: wiki.md in or next to DIR, if there)"
+    )
+    imp.add_argument("--no-policy", action="store_true", help="import the data only; leave the knowledge as it is")
     imp.set_defaults(func=_cmd_import)
 
     exp = store_sub.add_parser(
@@ -118,6 +122,17 @@ def _cmd_import(args: argparse.Namespace) -> int:
         f"store: imported {counts['customers']} customers, {counts['orders']} orders, {counts['products']} products "
         f"from {args.dir} into {_display(cfg.erp_path)} ({args.format})"
     )
+    if not args.no_policy:
+        from services.erp.pack_knowledge import find_policy, ingest_policy
+
+        policy = Path(args.policy) if args.policy else find_policy(Path(args.dir))
+        if policy is None:
+            print("knowledge: no policy next to the data (wiki.md); the store's questions go to the current knowledge", file=sys.stderr)
+        else:
+            try:
+                print(ingest_policy(cfg, policy, args.format))
+            except Exception as exc:  # noqa: BLE001 - the store is imported; say what went wrong with the policy
+                return _fail("import", f"the store was imported, but its policy {policy} was not ingested: {_message(exc)}")
     return 0
 
 
@@ -153,8 +168,13 @@ def _cmd_reset(args: argparse.Namespace) -> int:
         had = cfg.erp_path.exists()
         fmt = store_format(cfg.erp_path)
         reset_store(cfg)
+        from services.erp.pack_knowledge import remove_policy
+
+        removed = remove_policy(cfg)
     except _errors() as exc:
         return _fail("reset", _message(exc))
+    if removed:
+        print(removed)
     replaced = f", replacing the {fmt} store" if had and fmt else ""
     print(f"store: the demo store is active at {_display(cfg.erp_path)} (built from {_display(cfg.store_path)}{replaced})")
     return 0

@@ -31,7 +31,7 @@ _POLICY_QUESTION = re.compile(
     r"\b(policy|policies|rules?)\b|\bhow (long|many days)\b|政策|规定|多久|几天内"
     # "Can I change my delivery address?" asks what is possible: the knowledge answers,
     # and "please change it" then starts the task. "Can you ..." asks for the task itself.
-    r"|^\W*(can|could|may) i\b|\bis it possible\b|能不能|可不可以|可以.{0,16}吗|能.{0,16}吗",
+    r"|^\W*(can|could|may) i\b|\bis it possible\b|\bam i allowed\b|\bhow (many times|often)\b|能不能|可不可以|可以.{0,16}吗|能.{0,16}吗|几次",
     re.I,
 )
 _DONE = re.compile(r"\b(that'?s all|that is all|nothing else|no,? thanks|no thank you|that'?s it|all set|bye)\b|没有了|没别的|就这些", re.I)
@@ -50,6 +50,10 @@ class FlowEngine:
         self._flows = {f.name: f for f in flows}
         self._order = flows
         self._store = store
+
+    @property
+    def store_format(self) -> str:
+        return getattr(self._store, "format", "")
 
     # ------------------------------------------------------------------ entry points
 
