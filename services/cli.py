@@ -92,6 +92,17 @@ def add_conversation_eval(eval_sub) -> None:
     parser.set_defaults(func=conversations.run)
 
 
+def add_answer_eval(eval_sub) -> None:
+    from services.dialog import answer_eval
+
+    parser = eval_sub.add_parser(
+        "answers", help="would customers accept kefu's knowledge answers? (facts kept, no framing, honest abstentions)",
+        description=(answer_eval.__doc__ or "").strip(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    answer_eval.add_arguments(parser)
+    parser.set_defaults(func=answer_eval.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from services.erp.store_cli import add_store_commands
     from services.knowledge.cli import add_knowledge_commands
@@ -122,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_knowledge_commands(sub, eval_sub)
     add_nlu_commands(eval_sub)
     add_conversation_eval(eval_sub)
+    add_answer_eval(eval_sub)
     add_models_commands(sub)
     add_trtllm_commands(sub)
     add_store_commands(sub)
