@@ -79,7 +79,9 @@ def test_a_return_past_the_window_is_refused_and_changes_nothing(dialog, demo):
 def test_a_possibility_question_is_answered_from_the_knowledge(dialog, demo):
     _, result = converse(dialog, "Can I change my delivery address?")
     assert [a.type for a in result.actions] == [dialog_pb2.ACTION_TYPE_ANSWER]
-    assert result.state.flow == ""
+    # ... and the change is offered after the answer.
+    assert result.reply_text.endswith("give me the phone number or email address on your account.")
+    assert result.state.flow == "modify_order_address" and result.state.requested_slot == "identity"
 
 
 def test_state_is_json_in_chat(dialog, demo):
@@ -100,3 +102,15 @@ def test_an_faq_in_the_middle_of_a_return_is_answered_and_the_return_goes_on(dia
     assert middle.state.flow == "return_items" and middle.state.requested_slot == "payment_method"
     _, last = converse(dialog, "退到余额", middle.session_id)
     assert last.state.pending.operation == "return_delivered_order_items"
+
+
+def test_a_how_to_question_is_answered_first_and_the_task_offered(dialog, demo):
+    """「退货要寄到哪个地址？」 asks how a return works: the FAQ answers, then kefu offers to
+    start the return (identity), instead of starting it straight away."""
+    _, result = converse(dialog, "退货要寄到哪个地址？")
+    assert [a.type for a in result.actions] == [dialog_pb2.ACTION_TYPE_ANSWER] and result.citations
+    assert result.reply_text.endswith("如需我直接为您办理，请提供账户绑定的手机号或邮箱。")
+    assert result.state.flow == "return_items" and result.state.requested_slot == "identity"
+    customer = demo.get_customer("C00001")
+    _, next_turn = converse(dialog, f"手机号 {customer.phone}", result.session_id)
+    assert next_turn.state.customer_id == "C00001" and next_turn.state.flow == "return_items"

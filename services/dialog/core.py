@@ -142,10 +142,25 @@ class DialogEngine:
         engaged = flows is not None and flows.engaged(text, outcome.state)
         wants_person = intent is not None and confident and intent.action == "handoff" and (not engaged or intent.name == "human_agent")
         flow_reply = None
+        answered_first = None
+        fed_up = self._dissatisfied_streak(session, dissatisfaction) >= self._cfg.dialog.dissatisfied_turns_for_handoff
         if flows is not None and not wants_person and "prompt_injection" not in understanding.flags:
-            if engaged or not self._dissatisfied_streak(session, dissatisfaction) >= self._cfg.dialog.dissatisfied_turns_for_handoff:
+            if not fed_up and await asyncio.to_thread(flows.asks_before_task, text, outcome.state):
+                # "不喜欢想退掉，要怎么操作？" asks how: the knowledge answers when it can, and the
+                # task is offered after the answer; when it cannot, the task starts.
+                found = await self._search(outcome, flows.store_format)
+                if self._answers(found, outcome):
+                    answered_first = found
+            if answered_first is None and (engaged or not fed_up):
                 flow_reply = await asyncio.to_thread(flows.step, text, outcome.state, language)
-        if flows is not None and flow_reply is not None:
+        if flows is not None and answered_first is not None:
+            async for delta in self._answer(outcome, session, flows.store_format, found=answered_first):
+                yield delta
+            offer = await asyncio.to_thread(flows.offer, text, outcome.state, language)
+            if offer:
+                outcome.reply_text += "\n" + offer
+                yield "\n" + offer
+        elif flows is not None and flow_reply is not None:
             await self._flow_turn(outcome, session, flows, flow_reply)
             yield outcome.reply_text
         elif wants_person:
@@ -286,7 +301,7 @@ class DialogEngine:
         ]
         outcome.handoff = "requested"
 
-    async def _answer(self, outcome: TurnOutcome, session: SessionRecord, store_format: str = "") -> AsyncIterator[str]:
+    async def _search(self, outcome: TurnOutcome, store_format: str = "") -> knowledge_pb2.SearchResponse:
         question = outcome.understanding.masked_text
         found = None
         if store_format and store_format != "demo":
@@ -298,6 +313,14 @@ class DialogEngine:
                 found = None
         if found is None:
             found = await self._upstream.search(question, locales=[outcome.language], top_k=self._cfg.knowledge.top_k)
+        return found
+
+    async def _answer(
+        self, outcome: TurnOutcome, session: SessionRecord, store_format: str = "", found: knowledge_pb2.SearchResponse | None = None
+    ) -> AsyncIterator[str]:
+        question = outcome.understanding.masked_text
+        if found is None:
+            found = await self._search(outcome, store_format)
         if not self._answers(found, outcome):
             pair = self._clarification(outcome)
             if pair is not None:

@@ -140,7 +140,34 @@ class FlowEngine:
 
     @staticmethod
     def _asks_something(text: str) -> bool:
-        return bool(re.search(r"[?？]\s*$|^\W*(what|how|why|when|where|which|who|is|are|do|does|can|could)\b|什么|怎么|为什么|多久|吗[？?。]?\s*$", text.strip(), re.I))
+        return bool(re.search(
+            r"[?？]\s*$|^\W*(what|how|why|when|where|which|who|is|are|do|does|can|could)\b|"
+            r"什么|怎么|为什么|多久|多少|哪|是不是|能不能|可不可以|[吗么嘛][？?。!！]?\s*$",
+            text.strip(), re.I,
+        ))
+
+    def asks_before_task(self, text: str, st: FlowState) -> bool:
+        """A question about a task ("how do I return this?", 「能取消么」) with nothing of the
+        customer's own in it (no order number, email or phone) and no task under way:
+        worth answering from the knowledge first."""
+        if st.flow or st.pending or st.queue or u.order_ids(text) or u.emails(text) or u.phones(text):
+            return False
+        return bool(self._detect(text)) and self._asks_something(text)
+
+    def offer(self, text: str, st: FlowState, language: str) -> str:
+        """After a knowledge answer to a question about a task: the task, offered (its
+        first question), with the question kept to be read once the customer is known."""
+        detected = self._detect(text)
+        if not detected or st.flow:
+            return ""
+        lang = "zh" if language == "zh" else "en"
+        self._start(st, detected)
+        st.unread = [text]
+        spec = self._flows[st.flow]
+        if not st.customer_id:
+            st.requested_slot = "identity"
+            return say("offer_task_phone" if "phone" in spec.identity else "offer_task", lang)
+        return self._next(st, spec, lang, []).text
 
     def resume(self, st: FlowState, language: str) -> str:
         """After a question answered in the middle of a task: the task's next question again."""

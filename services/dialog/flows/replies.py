@@ -14,6 +14,14 @@ FLOW_REPLIES: dict[str, dict[str, str]] = {
         "en": "I can help with that. First I need to verify your identity: please give me the phone number or email address on your account.",
         "zh": "可以帮您处理。请先验证身份：请提供账户绑定的手机号或邮箱。",
     },
+    "offer_task": {
+        "en": "If you'd like me to do this for you now, give me the email address on your account, or your first and last name and zip code.",
+        "zh": "如需我直接为您办理，请提供账户邮箱，或您的姓名和邮编。",
+    },
+    "offer_task_phone": {
+        "en": "If you'd like me to do this for you now, give me the phone number or email address on your account.",
+        "zh": "如需我直接为您办理，请提供账户绑定的手机号或邮箱。",
+    },
     "identity_not_found": {
         "en": "I couldn't find an account with those details. Please check the email address, or give me your first and last name and zip code.",
         "zh": "没有找到与这些信息匹配的账户。请核对邮箱，或提供您的姓名和邮编。",
