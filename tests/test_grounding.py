@@ -106,3 +106,30 @@ def test_a_reply_with_a_figure_streams_from_there_on():
 def test_a_passage_without_figures_only_needs_an_opening():
     check = ReplyCheck("en", "Contact us through the app.")
     assert _stream(check, ["You can contact us through the app any time."]) and check.finish()
+
+
+@pytest.mark.parametrize(
+    ("reply", "tidy"),
+    [
+        ("根据资料，会员日是每月 18 日。", "会员日是每月 18 日。"),
+        ("客服：根据您提供的信息，退款一般 3-5 个工作日到账。", "退款一般 3-5 个工作日到账。"),
+        ("根据参考资料，开公司抬头的普票需要公司全称。", "开公司抬头的普票需要公司全称。"),
+        ("The reference states that gift cards are valid for 3 years.", "Gift cards are valid for 3 years."),
+        ("Based on the reference, your data is deleted within 30 days.", "Your data is deleted within 30 days."),
+        ("The customer is asking about the return window. The reference states that returns are accepted within 7 days.",
+         "Returns are accepted within 7 days."),
+        ("Gift cards are valid for 3 years.", "Gift cards are valid for 3 years."),
+        ("According to our records you can return it within 7 days.", "According to our records you can return it within 7 days."),
+    ],
+)
+def test_a_framing_opening_is_removed(reply, tidy):
+    from services.dialog.grounding import tidy_opening
+
+    assert tidy_opening(reply) == tidy
+
+
+def test_the_opening_is_held_until_it_is_clear_whether_it_frames():
+    check = ReplyCheck("en", "Gift cards are valid for 3 years from purchase.")
+    pieces = ["The reference ", "states that gift ", "cards are valid ", "for 3 years", " from purchase."]
+    streamed = "".join(check.feed(p) for p in pieces)
+    assert check.finish() and streamed == "Gift cards are valid for 3 years from purchase."

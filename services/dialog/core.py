@@ -346,6 +346,8 @@ class DialogEngine:
             kb_version=found.kb_version,
         )
         pieces: list[str] = []
+        # What reached the customer: the model's text less a framing opening (grounding.py).
+        streamed: list[str] = []
         check = ReplyCheck(outcome.language, best.text)
         try:
             async for chunk in self._upstream.generate(request):
@@ -356,6 +358,7 @@ class DialogEngine:
                     break
                 pieces.append(chunk.delta)
                 if text := check.feed(chunk.delta):
+                    streamed.append(text)
                     yield text
         except Unavailable as exc:
             # Generation itself is down (it degrades by itself when only the model
@@ -369,9 +372,9 @@ class DialogEngine:
                 outcome.actions[-1].detail["verbatim"] = check.reason
             else:
                 outcome.degraded = True
-            pieces = [best.text]
+            streamed = [best.text]
             yield best.text
-        outcome.reply_text = "".join(pieces)
+        outcome.reply_text = "".join(streamed)
 
 
 def _citation(hit: knowledge_pb2.RetrievalHit, kb_version: int) -> StoredCitation:

@@ -36,6 +36,44 @@ _DECLINES = re.compile(
 
 _FIGURE = re.compile(r"\d+(?:\.\d+)?")
 
+# How a small model frames an answer instead of giving it: a role label, a sentence about
+# the customer, a pointer to "the reference". Removed from the opening of a reply.
+_ROLE = re.compile(r"^\s*(?:客服|助手|回答|答|Agent|Assistant|Answer|A)\s*[:：]\s*", re.I)
+_ABOUT_CUSTOMER = re.compile(r"^\s*(?:The customer|The user|顾客|客户|用户)(?:[^。.!?！？]|\.\d)*[。.!?！？]\s*", re.I)
+_FRAME = re.compile(
+    r"^\s*(?:根据(?:参考)?资料|参考资料(?:中)?(?:提到|显示|说明)?|根据(?:您?提供的|以上|上述)?(?:信息|内容|资料|说明))[，,:：]?\s*"
+    r"|^\s*(?:the )?(?:reference|passage|information)(?: provided)? (?:states|says|mentions|indicates|shows)(?: that)?[,:]?\s*"
+    r"|^\s*(?:based on|according to) the (?:reference|passage|information)(?: provided)?,?\s*",
+    re.I,
+)
+# An opening that may still become one of the above: held until it shows.
+_MAY_FRAME = re.compile(r"^\s*(?:客服|助手|回答|Agent|Assistant|Answer|The customer|The user|顾客|客户|用户|The reference|The passage|Based on|According to|根据|参考)", re.I)
+MAX_FRAME_HOLD = 240
+
+
+def tidy_opening(text: str) -> str:
+    """The reply without a framing opening: 「客服：根据资料，会员日是每月 18 日。」 →
+    「会员日是每月 18 日。」, "The reference states that gift cards ..." → "Gift cards ..."."""
+    before = None
+    while before != text:
+        before = text
+        text = _ROLE.sub("", text, count=1)
+        text = _ABOUT_CUSTOMER.sub("", text, count=1)
+        text = _FRAME.sub("", text, count=1)
+    if text[:1].islower():
+        text = text[0].upper() + text[1:]
+    return text
+
+
+def _framing_undecided(held: str) -> bool:
+    """Whether the opening could still turn out to be framing (no comma, colon or end of
+    the first sentence yet), so it is held a little longer."""
+    if len(held) > MAX_FRAME_HOLD or not _MAY_FRAME.match(held):
+        return False
+    if re.match(r"^\s*(?:The customer|The user|顾客|客户|用户)", held, re.I):
+        return not re.search(r"[。!?！？]|\.(?!\d)", held)
+    return not re.search(r"[，,:：。.!?！？]|\bthat\b", held)
+
 
 def figures(text: str) -> set[str]:
     """The numbers a text states ("8", "99", "1.5")."""
@@ -64,9 +102,12 @@ class ReplyCheck:
         if self._passed:
             return delta
         self._held += delta
-        if len(self._held.strip()) >= self._hold and not declines(self._held) and self._carries_facts():
+        if _framing_undecided(self._held):
+            return ""
+        opening = tidy_opening(self._held)
+        if len(opening.strip()) >= self._hold and not declines(opening) and self._carries_facts():
             self._passed = True
-            return self._held
+            return opening
         return ""
 
     def _carries_facts(self) -> bool:
@@ -75,7 +116,7 @@ class ReplyCheck:
 
     def finish(self) -> bool:
         if not self._passed:
-            if declines(self._held):
+            if declines(tidy_opening(self._held)):
                 self.reason = "declined"
             elif len(self._held.strip()) >= self._hold:
                 self.reason = "no_facts"
