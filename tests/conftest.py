@@ -37,6 +37,9 @@ def kefu_stack(triton_server, span_sink) -> Iterator[KefuStack]:  # noqa: F811 -
     cfg.telemetry.otlp_endpoint = span_sink.endpoint
     os.environ["OTEL_BSP_SCHEDULE_DELAY"] = "200"  # children export spans promptly
     os.environ["OTEL_METRIC_EXPORT_INTERVAL"] = "500"  # and metrics
+    # The shared stack composes answers with the model, the path with the most to test;
+    # the verbatim default is tested with a Dialog of its own (test_answer_style.py).
+    cfg.dialog.answer_style = "generate"
     DemoStore.seed(cfg.store_path)
     from services.erp import reset_store
 
@@ -83,9 +86,11 @@ def lone_service(cfg, tmp_path):
 
     started: list[KefuStack] = []
 
-    def start(name: str, **ports: int) -> tuple[KefuStack, KefuConfig]:
+    def start(name: str, configure=None, **ports: int) -> tuple[KefuStack, KefuConfig]:
         own = copy.deepcopy(cfg)
         own.home = str(tmp_path / f"home-{name}-{len(started)}")
+        if configure is not None:
+            configure(own)
         for key, value in ports.items():
             setattr(own.ports, key, value)
         if name not in ports:

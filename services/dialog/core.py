@@ -335,6 +335,11 @@ class DialogEngine:
         best = found.hits[0]
         outcome.citations = [_citation(best, found.kb_version)]
         outcome.actions.append(StoredAction("answer", detail={"doc_id": best.doc_id}))
+        if self._cfg.dialog.answer_style == "verbatim":
+            outcome.actions[-1].detail["style"] = "verbatim"
+            outcome.reply_text = best.text
+            yield best.text
+            return
         request = generation_pb2.GenerateRequest(
             user_message=question,
             language=outcome.language,
