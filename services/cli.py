@@ -40,7 +40,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
     if ensure_demo_store(cfg):
         print(f"store: demo store built at {cfg.erp_path} (from the demo ERP at {cfg.store_path})", flush=True)
     else:
-        print(f"store: {open_store(cfg).format if open_store(cfg) else 'unknown'} store at {cfg.erp_path} (`kefu store reset` for the demo store)", flush=True)
+        active = open_store(cfg)
+        print(f"store: {active.format if active else 'unknown'} store at {cfg.erp_path} (`kefu store reset` for the demo store)", flush=True)
 
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -5,12 +5,27 @@ UNAVAILABLE when the workflow engine cannot be reached."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
+from typing import Any, TypeVar
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from services.config import KefuConfig
 from services.errors import Unavailable
+
+R = TypeVar("R")
+
+
+def root_cause(exc: BaseException) -> str:
+    """The innermost message of a workflow failure (e.g. the activity's "no active store"),
+    which is what an operator needs, not Temporal's wrapping."""
+    message = str(exc)
+    cause = getattr(exc, "cause", None) or exc.__cause__
+    while cause is not None:
+        message = str(cause) or message
+        cause = getattr(cause, "cause", None) or cause.__cause__
+    return message
 
 
 class WorkflowDesk:
@@ -33,3 +48,23 @@ class WorkflowDesk:
                 except Exception as exc:  # noqa: BLE001 - any failure to connect means unavailable
                     raise Unavailable(f"workflow engine (Temporal at {self._address}) is unavailable: {exc}") from exc
             return self._client
+
+    async def _execute(self, workflow: str, request: Any, *, workflow_id: str, result_type: type[R], what: str) -> R:
+        """Run ``workflow`` to its result within the desk's timeout; every failure is an
+        UNAVAILABLE naming ``what`` ("the ticket workflow", "the store operation X")."""
+        client = await self._connect()
+        try:
+            return await asyncio.wait_for(
+                client.execute_workflow(
+                    workflow, request, id=workflow_id, task_queue=self._task_queue, result_type=result_type,
+                    execution_timeout=timedelta(seconds=self._timeout_s * 3),
+                ),
+                timeout=self._timeout_s,
+            )
+        except asyncio.TimeoutError as exc:
+            # The workflow may still finish later under the same id.
+            raise Unavailable(f"{what} did not finish in time (workflow {workflow_id}); is the kefu worker running?") from exc
+        except WorkflowFailureError as exc:
+            raise Unavailable(f"{what} failed (workflow {workflow_id}): {root_cause(exc)}") from exc
+        except Exception as exc:  # noqa: BLE001 - RPC failures from the Temporal client
+            raise Unavailable(f"could not run {what}: {exc}") from exc

@@ -89,7 +89,7 @@ class FlowEngine:
                 st.pending = {}
                 st.order_id, st.item_ids, st.new_item_ids, st.requests = "", [], [], []
                 st.payment_method_id, st.reason, st.address = "", "", {}
-                self._ask(st, "order_id")
+                st.requested_slot = "order_id"
                 return FlowReply(say("not_confirmed", lang))
             if not changed:
                 if detected and detected[0] != st.flow:
@@ -104,8 +104,6 @@ class FlowEngine:
         if not st.flow and detected and not st.pending and self._question_only(text):
             return None
         if not st.flow:
-            if st.queue and not detected and _DONE.search(text) is None and st.requested_slot == "":
-                detected = []
             if detected:
                 self._start(st, detected)
             elif st.queue:
@@ -230,10 +228,6 @@ class FlowEngine:
         st.flow = names[0]
         st.requested_slot = ""
 
-    def _ask(self, st: FlowState, slot: str) -> bool:
-        st.requested_slot = slot
-        return True
-
     def _identify(self, text: str) -> str:
         for phone in u.phones(text):
             if found := self._store.find_customer_by_phone(phone):
@@ -351,11 +345,11 @@ class FlowEngine:
         st.new_item_ids = []
 
     def _missing_new(self, st: FlowState, order: Order) -> list[OrderItem]:
-        chosen = [self._item(order, i, n) for n, i in enumerate(st.item_ids)]
+        chosen = [self._item(order, i) for i in st.item_ids]
         return [it for k, it in enumerate(chosen) if it and k >= len(st.new_item_ids)]
 
     @staticmethod
-    def _item(order: Order, item_id: str, occurrence: int = 0) -> OrderItem | None:
+    def _item(order: Order, item_id: str) -> OrderItem | None:
         for it in order.items:
             if it.item_id == item_id:
                 return it

@@ -188,7 +188,6 @@ def address(text: str, default_country: str = "USA") -> dict[str, str] | None:
         parts = parts[:-1]
     state = zip_code = ""
     # "IL 62701" / "IL" "62701" / "Illinois 62701"
-    tail = " ".join(parts[-2:]) if len(parts) >= 2 else ""
     sm = re.search(r"\b([A-Z]{2})\s+(\d{5})\b", parts[-1] if parts else "")
     if sm and sm.group(1) in _STATES:
         state, zip_code = sm.group(1), sm.group(2)
@@ -199,7 +198,6 @@ def address(text: str, default_country: str = "USA") -> dict[str, str] | None:
         zip_code, state = parts[-1], parts[-2].strip().upper()
         parts = parts[:-2]
     else:
-        del tail
         return None
     if len(parts) < 2:
         return None
@@ -367,7 +365,7 @@ def item_requests(
     return out
 
 
-def match_items(requests: list[ItemRequest], items: list[OrderItem], *, taken: list[str] | None = None) -> list[OrderItem] | None:
+def match_items(requests: list[ItemRequest], items: list[OrderItem]) -> list[OrderItem] | None:
     """Order items for the requests, one each, by product and the old option words;
     None when a request fits no item or several different ones."""
     chosen: list[OrderItem] = []
