@@ -115,10 +115,14 @@ class Knowledge:
     answerable_threshold: float = 0.5
     # Dialog answers from the knowledge on its own from confident_threshold, and from
     # near_miss_threshold when NLU is also confident the question is an in-domain one
-    # (Dialog.answer_intent_confidence): e5's cosines between unrelated Chinese texts
-    # run high, so a lone answerability of 0.6 is not enough.
-    confident_threshold: float = 0.8
-    near_miss_threshold: float = 0.3
+    # (Dialog.answer_intent_confidence). Chosen with `kefu eval answers` on the tune
+    # half of bench/answers (docs/BENCHMARKS.md): lower thresholds answer more customers
+    # but more of them from the wrong entry.
+    confident_threshold: float = 0.6
+    near_miss_threshold: float = 0.2
+    # A message asking two things (「能退吗？钱多久到」): a second entry is answered too when
+    # one of its questions, looked up alone, reaches this answerability (above 1 = never).
+    second_answer_threshold: float = 0.8
     # Reciprocal rank fusion: score = sum over rankings of weight / (rank_constant + rank),
     # each ranking cut to rrf_window. Tuned on InsuranceQA train (bench/retrieval.py --tune).
     rrf_rank_constant: float = 10.0

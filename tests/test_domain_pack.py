@@ -133,6 +133,20 @@ def _entry(entry_id: str, locale: str = "zh", **extra) -> dict:
     return raw
 
 
+def test_every_answer_intent_links_faq_entries_in_both_languages(pack: DomainPack) -> None:
+    """The intents say which FAQ entries answer them (calibration of answerability on
+    customer-style questions reads these links): every entry is linked, each link in zh and en."""
+    linked: set[str] = set()
+    for intent in pack.intents:
+        entries = pack.faq_of(intent.name)
+        if intent.faq:
+            assert {e[-2:] for e in entries} == {"zh", "en"}, intent.name
+        linked |= entries
+    assert linked == {entry.id for entry in pack.faq}
+    assert pack.faq_of("return_policy") >= {"returns-7day-zh", "returns-7day-en"}
+    assert pack.faq_of("greeting") == set() and pack.faq_of("no_such_intent") == set()
+
+
 def test_minimal_pack_loads(tmp_path: Path) -> None:
     pack = load_domain_pack(_write_pack(tmp_path, [_intent("ask")], [_entry("a-zh")]))
     assert pack.intent("ask").examples == {"zh": ["你好"], "en": ["hello"]}
@@ -151,6 +165,9 @@ def test_minimal_pack_loads(tmp_path: Path) -> None:
         ([_intent("ask")], [_entry("dup-zh"), _entry("dup-zh")], "entry id 'dup-zh' is not unique"),
         ([_intent("ask")], [_entry("fr-entry", locale="fr")], "entry 'fr-entry': locale 'fr'"),
         ([_intent("ask")], [_entry("noanswer-zh", answer="")], "entry 'noanswer-zh': 'answer'"),
+        ([_intent("ask", faq=["nowhere"])], [_entry("a-zh")], "intent 'ask': 'faq' names no entry of faq.yaml: nowhere"),
+        ([_intent("hi", action="smalltalk", replies={"zh": "你好", "en": "hi"}, faq=["a"])], [_entry("a-zh")], "only answer intents link FAQ"),
+        ([_intent("ask", faq="a")], [_entry("a-zh")], "'faq' must be a list"),
     ],
 )
 def test_broken_pack_names_the_entry(tmp_path: Path, intents: list[dict], entries: list[dict], message: str) -> None:

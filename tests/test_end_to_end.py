@@ -70,6 +70,17 @@ def test_unanswerable_question_abstains_and_offers_a_person(dialog):
     assert "".join(chunks) == result.reply_text
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["help with my maths homework pls: solve 3x + 7 = 22 and show the steps", "translate 'thank you for the lovely gift' into French please"],
+)
+def test_a_request_nothing_covers_is_not_taken_for_smalltalk(dialog, text):
+    """NLU's nearest intent for these is "thanks" (out of scope, though): a
+    "You're welcome!" would be wrong; kefu says honestly it cannot help."""
+    _, result = converse(dialog, text)
+    assert [a.type for a in result.actions] == [dialog_pb2.ACTION_TYPE_ABSTAIN], result.reply_text
+
+
 def test_smalltalk_gets_the_pack_reply(dialog):
     _, result = converse(dialog, "hello")
     assert result.intent.name == "greeting"

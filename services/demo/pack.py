@@ -34,6 +34,9 @@ class Intent:
     titles: dict[str, str] = field(default_factory=dict)
     # Category of the ticket a handoff intent opens ("complaint", "sales"...).
     ticket_category: str = "handoff"
+    # The FAQ entries that answer this intent, by id stem ("returns-7day" names
+    # returns-7day-zh and returns-7day-en); only answer intents have them.
+    faq: list[str] = field(default_factory=list)
 
     def title(self, language: str) -> str:
         """The customer-facing name in ``language``: the title, else the first example."""
@@ -67,6 +70,20 @@ class DomainPack:
     def faq_for(self, locale: str) -> list[FaqEntry]:
         return [entry for entry in self.faq if entry.locale == locale]
 
+    def faq_of(self, intent: str) -> set[str]:
+        """Ids of the FAQ entries (every language) linked to the intent called ``intent``."""
+        try:
+            stems = set(self.intent(intent).faq)
+        except KeyError:
+            return set()
+        return {entry.id for entry in self.faq if faq_stem(entry.id) in stems}
+
+
+def faq_stem(entry_id: str) -> str:
+    """``returns-7day-zh`` -> ``returns-7day``: the id without its language suffix."""
+    stem, _, lang = entry_id.rpartition("-")
+    return stem if stem and lang in LANGUAGES else entry_id
+
 
 def load_domain_pack(path: str | Path) -> DomainPack:
     """Read ``intents.yaml`` and ``faq.yaml`` from the folder ``path`` and validate them.
@@ -80,6 +97,11 @@ def load_domain_pack(path: str | Path) -> DomainPack:
     faq = [_faq_entry(raw, i) for i, raw in enumerate(faq_doc["entries"])]
     _unique("intents.yaml: intent name", [intent.name for intent in intents])
     _unique("faq.yaml: entry id", [entry.id for entry in faq])
+    stems = {faq_stem(entry.id) for entry in faq}
+    for intent in intents:
+        unknown = [s for s in intent.faq if s not in stems]
+        if unknown:
+            raise ValueError(f"intents.yaml: intent {intent.name!r}: 'faq' names no entry of faq.yaml: {', '.join(unknown)}")
     return DomainPack(intents=intents, faq=faq)
 
 
@@ -151,6 +173,11 @@ def _intent(raw: Any, index: int) -> Intent:
         raise ValueError(f"{where}: 'ticket_category' must be a non-empty string")
     if "ticket_category" in raw and action != "handoff":
         raise ValueError(f"{where}: only handoff intents open tickets ('ticket_category' with action {action!r})")
+    faq_raw = raw.get("faq") or []
+    if not isinstance(faq_raw, list) or not all(isinstance(f, str) and f.strip() for f in faq_raw):
+        raise ValueError(f"{where}: 'faq' must be a list of FAQ entry ids (without the language suffix)")
+    if faq_raw and action != "answer":
+        raise ValueError(f"{where}: only answer intents link FAQ entries ('faq' with action {action!r})")
     return Intent(
         name=name,
         action=action,
@@ -159,6 +186,7 @@ def _intent(raw: Any, index: int) -> Intent:
         replies=replies,
         titles=titles,
         ticket_category=ticket_category.strip(),
+        faq=[f.strip() for f in faq_raw],
     )
 
 

@@ -182,7 +182,9 @@ def run(args: argparse.Namespace) -> int:
             from kefu.v1 import dialog_pb2
 
             actions = [dialog_pb2.ActionType.Name(a.type) for a in result.actions]
-            citations = [c.snippet for c in result.citations]
+            # What the reply may quote: the whole cited entry or document (a citation's
+            # snippet is only its first 200 characters).
+            citations = [faq.get(c.doc_id) or docs.get(c.doc_id) or c.snippet for c in result.citations]
             problems = judge(q, result.reply_text, actions, citations, sources(q, faq, docs))
             rows.append({
                 "id": q["id"], "language": q["language"], "split": q.get("split", "tune"), "kind": q["kind"],

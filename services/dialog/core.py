@@ -34,6 +34,7 @@ from services.dialog.flows.engine import FlowEngine, FlowReply
 from services.dialog.flows.spec import FlowSpec
 from services.dialog.flows.state import FlowState
 from services.dialog.grounding import ReplyCheck
+from services.dialog.questions import sub_questions
 from services.dialog.replies import reply
 from services.dialog.sessions import SessionRecord, SessionStore, StoredAction, StoredCitation, TurnRecord
 from services.dialog.upstream import Upstream, history_message
@@ -174,7 +175,10 @@ class DialogEngine:
             outcome.reply_text = reply("screened", language)
             outcome.actions.append(StoredAction("screened", detail={"flag": "prompt_injection"}))
             yield outcome.reply_text
-        elif intent is not None and confident and intent.action == "smalltalk":
+        elif intent is not None and intent.action == "smalltalk" and top.confidence >= self._cfg.dialog.min_intent_confidence and not understanding.out_of_scope:
+            # Only a clear greeting or thanks gets the fixed reply: "tell me a joke" or
+            # "help with my homework pls" is not one, and goes to the knowledge (which
+            # says honestly that it cannot help).
             outcome.reply_text = intent.replies.get(language) or intent.replies["en"]
             outcome.actions.append(StoredAction("smalltalk"))
             yield outcome.reply_text
@@ -301,8 +305,8 @@ class DialogEngine:
         ]
         outcome.handoff = "requested"
 
-    async def _search(self, outcome: TurnOutcome, store_format: str = "") -> knowledge_pb2.SearchResponse:
-        question = outcome.understanding.masked_text
+    async def _search(self, outcome: TurnOutcome, store_format: str = "", query: str = "") -> knowledge_pb2.SearchResponse:
+        question = query or outcome.understanding.masked_text
         found = None
         if store_format and store_format != "demo":
             # An imported store's own knowledge (its policy, `kefu store import`) first.
@@ -333,17 +337,21 @@ class DialogEngine:
             yield outcome.reply_text
             return
         best = found.hits[0]
-        outcome.citations = [_citation(best, found.kb_version)]
-        outcome.actions.append(StoredAction("answer", detail={"doc_id": best.doc_id}))
+        # A second question in the message that another entry answers: answered too.
+        also = await self._second_answer(outcome, store_format, best.doc_id)
+        passages = [best] + ([also] if also is not None else [])
+        outcome.citations = [_citation(h, found.kb_version) for h in passages]
+        outcome.actions.append(StoredAction("answer", detail={"doc_id": ",".join(h.doc_id for h in passages)}))
+        verbatim = "\n\n".join(h.text for h in passages)
         if self._cfg.dialog.answer_style == "verbatim":
             outcome.actions[-1].detail["style"] = "verbatim"
-            outcome.reply_text = best.text
-            yield best.text
+            outcome.reply_text = verbatim
+            yield verbatim
             return
         request = generation_pb2.GenerateRequest(
             user_message=question,
             language=outcome.language,
-            passages=[generation_pb2.Passage(doc_id=best.doc_id, title=best.title, text=best.text)],
+            passages=[generation_pb2.Passage(doc_id=h.doc_id, title=h.title, text=h.text) for h in passages],
             history=[m for t in session.turns[-4:] for m in (history_message("customer", t.customer_text), history_message("assistant", t.reply_text))],
             params=generation_pb2.SamplingParams(max_tokens=self._cfg.models.max_tokens, temperature=0.0),
             session_id=session.session_id,
@@ -353,7 +361,7 @@ class DialogEngine:
         pieces: list[str] = []
         # What reached the customer: the model's text less a framing opening (grounding.py).
         streamed: list[str] = []
-        check = ReplyCheck(outcome.language, best.text)
+        check = ReplyCheck(outcome.language, verbatim)
         try:
             async for chunk in self._upstream.generate(request):
                 if chunk.HasField("final"):
@@ -377,9 +385,21 @@ class DialogEngine:
                 outcome.actions[-1].detail["verbatim"] = check.reason
             else:
                 outcome.degraded = True
-            streamed = [best.text]
-            yield best.text
+            streamed = [verbatim]
+            yield verbatim
         outcome.reply_text = "".join(streamed)
+
+    async def _second_answer(self, outcome: TurnOutcome, store_format: str, first: str) -> knowledge_pb2.RetrievalHit | None:
+        """For a message that asks two things (questions.py), the entry that answers
+        the one the first entry does not, when Knowledge is sure of it on its own."""
+        threshold = self._cfg.knowledge.second_answer_threshold
+        if threshold > 1.0:
+            return None
+        for clause in sub_questions(outcome.understanding.masked_text)[:3]:
+            found = await self._search(outcome, store_format, query=clause)
+            if found.hits and found.hits[0].doc_id != first and found.answerability >= threshold:
+                return found.hits[0]
+        return None
 
 
 def _citation(hit: knowledge_pb2.RetrievalHit, kb_version: int) -> StoredCitation:

@@ -21,6 +21,7 @@ from services.dialog.flows.replies import rejection, say, status_name
 from services.dialog.flows.replies import money as _money
 from services.dialog.flows.spec import FlowSpec
 from services.dialog.flows.state import FlowState
+from services.dialog.questions import asks_anything
 from services.erp.port import Customer, Order, OrderItem, StorePort
 
 _ALL_ITEMS = re.compile(r"\b(all|every|everything|whole order|entire order|both)\b|全部|都退|所有", re.I)
@@ -138,11 +139,7 @@ class FlowEngine:
 
     @staticmethod
     def _asks_something(text: str) -> bool:
-        return bool(re.search(
-            r"[?？]\s*$|^\W*(what|how|why|when|where|which|who|is|are|do|does|can|could)\b|"
-            r"什么|怎么|为什么|多久|多少|哪|是不是|能不能|可不可以|[吗么嘛][？?。!！]?\s*$",
-            text.strip(), re.I,
-        ))
+        return asks_anything(text)
 
     def asks_before_task(self, text: str, st: FlowState) -> bool:
         """A question about a task ("how do I return this?", 「能取消么」) with nothing of the

@@ -1,0 +1,47 @@
+"""The questions inside a customer's message.
+
+Customers ask two things at once (「签收5天了还能退吗？退了的话钱多久回到微信」, "do you
+take Mastercard? and can I pay the laptop off monthly") or put the question after a
+story. ``sub_questions`` splits a message into its sentences and clauses that ask
+something, so that each can be looked up on its own: the FAQ entry that answers the
+whole message may answer only one of them.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Sentence ends, and the words customers use to start a second question.
+_SPLIT = re.compile(
+    r"(?<=[。？！?!；;\n])\s*|"
+    r"(?<=[.])\s+(?=[A-Za-z])|"
+    r"[，,、]?\s*(?=另外|还有就是|还有|顺便问一下|顺便问下|顺便|再问一下|再问下|对了)|"
+    r"[,;]?\s+(?=(?:and )?also\b|another question\b|and (?:can|could|do|does|is|are|how|what|when|where|will|would|should)\b)",
+    re.I,
+)
+_ASKS_EN = re.compile(
+    r"[?]|^\W*(?:and\s+|also\s+|so\s+)*(?:what|how|why|when|where|which|who|whose|is|are|am|do|does|did|can|could|will|would|should|may|any)\b",
+    re.I,
+)
+_ASKS_ZH = re.compile(
+    r"[？?]|什么|怎么|咋|为什么|为啥|多久|多少|几天|几个|哪|是不是|能不能|可不可以|可以吗|能否|是否|有没有|要不要|"
+    r"[吗么嘛呢]\W*$|[^不]不\W*$"
+)
+
+
+def asks(clause: str) -> bool:
+    """Whether a sentence or clause asks something (a question mark, a question word)."""
+    return bool(_ASKS_ZH.search(clause) if re.search(r"[\u4e00-\u9fff]", clause) else _ASKS_EN.search(clause))
+
+
+def asks_anything(text: str) -> bool:
+    """Whether any sentence or clause of ``text`` asks something."""
+    return any(asks(p) for p in _SPLIT.split(text) if p and p.strip())
+
+
+def sub_questions(text: str, *, min_chars: int = 4) -> list[str]:
+    """The clauses of ``text`` that ask something, in order; [] when there are fewer
+    than two (the message is one question, looked up whole)."""
+    parts = [p.strip(" \t，,、;；") for p in _SPLIT.split(text) if p and p.strip()]
+    found = [p for p in parts if len(p) >= min_chars and asks(p)]
+    return found if len(found) >= 2 else []

@@ -1,0 +1,46 @@
+"""The questions inside a customer's message (services/dialog/questions.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.dialog.questions import asks, asks_anything, sub_questions
+
+
+@pytest.mark.parametrize(
+    "text, parts",
+    [
+        ("签收5天了还能无理由退吗？退了的话钱多久回到微信", ["签收5天了还能无理由退吗？", "退了的话钱多久回到微信"]),
+        ("包裹显示签收了但我没拿到，你们补发还是退钱？另外物流信息在哪查", ["包裹显示签收了但我没拿到，你们补发还是退钱？", "另外物流信息在哪查"]),
+        ("do you take Mastercard? and can I pay the laptop off monthly", ["do you take Mastercard?", "and can I pay the laptop off monthly"]),
+        ("My sister lives in Melbourne. Could I send a present to her? How long would that take?",
+         ["Could I send a present to her?", "How long would that take?"]),
+    ],
+)
+def test_two_questions_are_found(text, parts):
+    assert sub_questions(text) == parts
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["你们的退货政策是什么？", "买的是蓝色的，寄来一个灰色的！！这也能错？", "I moved last weekend. Can the courier take it to my new place?",
+     "我要退货", "cancel my order please"],
+)
+def test_one_question_or_none_is_looked_up_whole(text):
+    assert sub_questions(text) == []
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("这种还算无理由退货范围内不", True), ("地址写错了一个门牌号，还能改不", True), ("钱多久能退回来", True),
+        ("Tags are still on. Can I swap it for one size up", True), ("what's the warranty on this", True),
+        ("我要退货", False), ("不要了不要了", False), ("cancel pls", False), ("I want to return my shoes.", False),
+    ],
+)
+def test_asks(text, expected):
+    assert asks_anything(text) is expected
+
+
+def test_a_clause_is_judged_in_its_own_language():
+    assert asks("怎么退") and asks("how do I return it") and not asks("退货") and not asks("return it")
