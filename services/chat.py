@@ -53,6 +53,9 @@ class ChatClient:
             dialog_pb2.TurnRequest(session_id=session_id, text=text, channel="cli"), timeout=self._timeout_s
         ):
             if event.HasField("chunk") and out is not None:
+                if event.chunk.replace:
+                    # What was shown is withdrawn: a reply cut by a model failure.
+                    out.write("\n[reply corrected] ")
                 out.write(event.chunk.delta)
                 out.flush()
             elif event.HasField("result"):

@@ -120,6 +120,9 @@ class Knowledge:
     # but more of them from the wrong entry.
     confident_threshold: float = 0.6
     near_miss_threshold: float = 0.2
+    # Below this (and from near_miss_threshold), NLU must also agree: the hit is an FAQ
+    # entry the pack links to one of its two best intents (intents.yaml `faq:`).
+    agreement_threshold: float = 0.4
     # A message asking two things (「能退吗？钱多久到」): a second entry is answered too when
     # one of its questions, looked up alone, reaches this answerability (above 1 = never).
     second_answer_threshold: float = 0.8

@@ -65,12 +65,15 @@ def dialog(cfg) -> Iterator[dialog_pb2_grpc.DialogStub]:
 
 
 def converse(stub: dialog_pb2_grpc.DialogStub, text: str, session_id: str = "", timeout: float = 240) -> tuple[list[str], dialog_pb2.TurnResult]:
-    """One turn: (the streamed deltas, the final result)."""
+    """One turn: (the streamed deltas the customer is left with, the final result); a
+    chunk with ``replace`` withdraws the deltas before it."""
     chunks: list[str] = []
     results = []
     for event in stub.Converse(dialog_pb2.TurnRequest(text=text, session_id=session_id, channel="test"), timeout=timeout):
         if event.HasField("chunk"):
             assert not results, "a text chunk arrived after the turn result"
+            if event.chunk.replace:
+                chunks.clear()
             chunks.append(event.chunk.delta)
         else:
             results.append(event.result)

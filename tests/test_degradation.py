@@ -9,7 +9,7 @@ import time
 
 import grpc
 
-from kefu.v1 import dialog_pb2_grpc
+from kefu.v1 import dialog_pb2, dialog_pb2_grpc
 from services.serving.triton import TritonServer
 from services.stack import KefuStack
 from tests.conftest import converse
@@ -36,6 +36,24 @@ def test_conversation_survives_triton_going_down_and_coming_back(cfg, tmp_path):
             _, first = converse(dialog, "What is your return policy?")
             assert not first.degraded
 
+            # The model dies in the middle of a reply: what was streamed is withdrawn and
+            # the passage stands in its place; half a reply never stands.
+            request = dialog_pb2.TurnRequest(text="Are your products authentic?", session_id=first.session_id, channel="test")
+            shown, replacements, cut = [], [], None
+            for event in dialog.Converse(request, timeout=240):
+                if event.HasField("chunk"):
+                    if not shown and not event.chunk.replace:
+                        triton.stop(timeout=0.5)  # SIGINT, then its process group killed: a crash mid-stream
+                    (replacements if event.chunk.replace else shown).append(event.chunk.delta)
+                else:
+                    cut = event.result
+            assert shown, "the reply should have started streaming before Triton went away"
+            assert cut is not None and cut.degraded
+            assert replacements == [cut.reply_text]
+            assert cut.citations[0].doc_id == "product-authenticity-en"
+            assert cut.reply_text.startswith(cut.citations[0].snippet[:40])
+            assert cut.actions[0].detail["verbatim"] == "cut"
+
             triton.stop()
             chunks, second = converse(dialog, "How long does shipping take?", session_id=first.session_id)
             assert second.degraded
@@ -44,7 +62,7 @@ def test_conversation_survives_triton_going_down_and_coming_back(cfg, tmp_path):
             assert second.reply_text.startswith(second.citations[0].snippet[:40])
             _, third = converse(dialog, "Can I get an invoice?", session_id=first.session_id)
             assert third.degraded  # the breaker is open now: no waiting on a dead server
-            assert third.turn_index == 3
+            assert third.turn_index == 4
 
             triton.start()
             triton.wait_ready(timeout=240)

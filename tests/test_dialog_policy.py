@@ -3,7 +3,7 @@ when to ask which of two intents was meant, and how dissatisfied turns are count
 
 from __future__ import annotations
 
-from kefu.v1 import common_pb2, nlu_pb2
+from kefu.v1 import common_pb2, knowledge_pb2, nlu_pb2
 from services.config import KefuConfig
 from services.demo.pack import load_domain_pack
 from services.dialog.core import DialogEngine, TurnOutcome
@@ -57,3 +57,31 @@ def test_dissatisfied_streak_counts_turns_in_a_row_ending_now():
     assert ENGINE._dissatisfied_streak(_session(t + 0.2, t + 0.1), t) == 3
     assert ENGINE._dissatisfied_streak(_session(t + 0.2, t - 0.3, t + 0.1), t + 0.05) == 2  # a calm turn breaks the streak
     assert ENGINE._dissatisfied_streak(_session(t + 0.2, t + 0.2), t - 0.01) == 0  # this turn is calm
+
+
+def _found(doc_id: str, answerability: float) -> knowledge_pb2.SearchResponse:
+    return knowledge_pb2.SearchResponse(hits=[knowledge_pb2.RetrievalHit(doc_id=doc_id, text="...")], answerability=answerability)
+
+
+def test_knowledge_sure_on_its_own_answers_whatever_nlu_says():
+    k = CFG.knowledge
+    assert ENGINE._answers(_found("shipping-delivered-not-received-en", k.confident_threshold), _outcome(("product_usage", 0.96)))
+    assert not ENGINE._answers(knowledge_pb2.SearchResponse(answerability=0.99), _outcome(("return_policy", 0.9)))
+
+
+def test_a_near_miss_answers_only_when_nlu_hears_the_entrys_intent():
+    """Between the near-miss and the agreement threshold, the hit must be an entry the
+    pack links to one of NLU's two best intents; documents are not judged that way."""
+    k = CFG.knowledge
+    near = (k.near_miss_threshold + k.agreement_threshold) / 2
+    assert ENGINE._answers(_found("shipping-delivered-not-received-en", (k.agreement_threshold + k.confident_threshold) / 2),
+                           _outcome(("product_usage", 0.96)))  # higher up, NLU's in-domain reading is enough
+    assert ENGINE._answers(_found("shipping-delivered-not-received-en", near), _outcome(("parcel_not_received", 0.8)))
+    assert ENGINE._answers(_found("returns-7day-en", near), _outcome(("return_request", 0.6), ("return_policy", 0.3)))
+    # "how do I make hong shao rou? my grandma's recipe got lost" meets the lost-parcel entry.
+    assert not ENGINE._answers(_found("shipping-delivered-not-received-en", near), _outcome(("product_usage", 0.96)))
+    assert ENGINE._answers(_found("doc:Repair-and-warranty-handbook.md", near), _outcome(("warranty", 0.8)))
+    # Below the near miss, or NLU unsure or out of scope: no answer either way.
+    assert not ENGINE._answers(_found("returns-7day-en", CFG.knowledge.near_miss_threshold - 0.01), _outcome(("return_policy", 0.9)))
+    assert not ENGINE._answers(_found("returns-7day-en", near), _outcome(("return_policy", 0.3)))
+    assert not ENGINE._answers(_found("returns-7day-en", near), _outcome(("return_policy", 0.9), out_of_scope=True))

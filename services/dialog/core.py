@@ -91,6 +91,11 @@ class TurnOutcome:
 
 
 # A turn yields text deltas (str) and finally one TurnOutcome.
+class Replacement(str):
+    """Reply text that replaces everything the turn has streamed so far (a generated
+    reply cut by a model failure, replaced by the passage): TextChunk.replace."""
+
+
 TurnEvent = str | TurnOutcome
 
 
@@ -105,6 +110,8 @@ class DialogEngine:
         self._sessions = sessions
         self._upstream = upstream
         self._tickets = tickets
+        # FAQ entries some intent of the pack links to (intents.yaml `faq:`).
+        self._pack_linked = {entry for i in pack.intents for entry in pack.faq_of(i.name)}
 
     def session(self, session_id: str) -> SessionRecord:
         record = self._sessions.get(session_id) if session_id else None
@@ -283,7 +290,18 @@ class DialogEngine:
             not outcome.understanding.out_of_scope and intent is not None and intent.action == "answer"
             and outcome.intent_confidence >= self._cfg.dialog.answer_intent_confidence
         )
-        return in_domain and found.answerability >= k.near_miss_threshold
+        if not in_domain or found.answerability < k.near_miss_threshold:
+            return False
+        return found.answerability >= k.agreement_threshold or self._agrees(found.hits[0].doc_id, outcome)
+
+    def _agrees(self, doc_id: str, outcome: TurnOutcome) -> bool:
+        """Whether NLU agrees with a near-miss hit: an FAQ entry that the pack links to
+        intents must be linked to one of the customer's two best intents ("how do I make
+        hong shao rou? my recipe got lost" meets the lost-parcel entry, but NLU hears a
+        product question). Documents and entries no intent links are not judged."""
+        if doc_id not in self._pack_linked:
+            return True
+        return any(doc_id in self._pack.faq_of(c.name) for c in outcome.understanding.intents[:2] if c.confidence >= 0.1)
 
     async def _open_ticket(self, outcome: TurnOutcome, session: SessionRecord, category: str, *, reply_name: str = "ticket_created") -> None:
         from services.dialog.tickets import new_ticket_id
@@ -387,6 +405,13 @@ class DialogEngine:
                 outcome.degraded = True
             streamed = [verbatim]
             yield verbatim
+        elif outcome.degraded and "".join(streamed).strip() != verbatim.strip():
+            # The model failed in the middle of the reply (Generation ends the stream
+            # degraded): what was streamed is replaced by the passage, never left half-written.
+            log.warning("the reply was cut by a model failure: replaced by the passage")
+            outcome.actions[-1].detail["verbatim"] = "cut"
+            streamed = [verbatim]
+            yield Replacement(verbatim)
         outcome.reply_text = "".join(streamed)
 
     async def _second_answer(self, outcome: TurnOutcome, store_format: str, first: str) -> knowledge_pb2.RetrievalHit | None:

@@ -10,7 +10,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from kefu.v1 import common_pb2, dialog_pb2, dialog_pb2_grpc
-from services.dialog.core import CustomerTurn, DialogEngine, TurnOutcome
+from services.dialog.core import CustomerTurn, DialogEngine, Replacement, TurnOutcome
 from services.dialog.flows.state import FlowState
 from services.dialog.sessions import SessionRecord, StoredAction, StoredCitation
 from services.errors import grpc_errors
@@ -107,7 +107,7 @@ class DialogServicer(dialog_pb2_grpc.DialogServicer):
         async for event in self._engine.handle(turn):
             if isinstance(event, str):
                 if event:
-                    yield dialog_pb2.TurnEvent(chunk=dialog_pb2.TextChunk(delta=event))
+                    yield dialog_pb2.TurnEvent(chunk=dialog_pb2.TextChunk(delta=event, replace=isinstance(event, Replacement)))
             else:
                 yield dialog_pb2.TurnEvent(result=turn_result(event))
 

@@ -143,10 +143,12 @@ class DialogState(_message.Message):
     def __init__(self, flow: _Optional[str] = ..., requested_slot: _Optional[str] = ..., slots: _Optional[_Mapping[str, str]] = ..., customer_id: _Optional[str] = ..., pending: _Optional[_Union[PendingOperation, _Mapping]] = ...) -> None: ...
 
 class TextChunk(_message.Message):
-    __slots__ = ("delta",)
+    __slots__ = ("delta", "replace")
     DELTA_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
     delta: str
-    def __init__(self, delta: _Optional[str] = ...) -> None: ...
+    replace: bool
+    def __init__(self, delta: _Optional[str] = ..., replace: _Optional[bool] = ...) -> None: ...
 
 class TurnEvent(_message.Message):
     __slots__ = ("chunk", "result")
