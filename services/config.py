@@ -166,7 +166,8 @@ class Dialog:
     # instead of abstaining.
     clarify_margin: float = 0.2
     clarify_min_confidence: float = 0.25
-    # How a knowledge answer is composed: "verbatim" (the passage itself) or "generate" (the
+    # How a knowledge answer is composed: "verbatim" (the passage itself), "extractive" (its
+    # sentences that share most words with the question, dialog/extractive.py) or "generate" (the
     # model writes it from the passage, checked by grounding.py). Chosen by `kefu eval
     # answers` (docs/BENCHMARKS.md): with the local 0.5B CPU model the passage verbatim is
     # accepted more often (46% against 32%); a larger model on GPUs may be set to generate.

@@ -36,7 +36,11 @@ def test_an_abstention_on_an_answerable_question_is_a_false_abstain():
     assert judge(Q, "抱歉，这个问题我不太确定……", ["ACTION_TYPE_ABSTAIN"], [], SOURCE) == ["abstained"]
 
 
-def test_off_topic_questions_must_be_abstained():
+def test_off_topic_questions_must_be_abstained_or_handed_over():
     off = {"id": "zh-o", "language": "zh", "kind": "offtopic", "question": "帮我推荐一只股票"}
     assert judge(off, "抱歉，这个问题我不太确定……", ["ACTION_TYPE_ABSTAIN"], [], "") == []
     assert judge(off, "Based on the reference, you can buy ...", ANSWER, [], "") == ["answered_offtopic"]
+    # Handed to a person (a legal threat is, at once): no answer was made up either.
+    assert judge(off, "已为您转接人工客服……", ["ACTION_TYPE_CREATE_TICKET", "ACTION_TYPE_HANDOFF"], [], "") == []
+    assert judge(off, "您好！有什么可以帮您？", ["ACTION_TYPE_SMALLTALK"], [], "") == ["answered_offtopic"]
+    assert judge(off, "您是想咨询「商品推荐」，还是「比价」？", ["ACTION_TYPE_CLARIFY"], [], "") == ["answered_offtopic"]

@@ -85,3 +85,14 @@ def test_a_near_miss_answers_only_when_nlu_hears_the_entrys_intent():
     assert not ENGINE._answers(_found("returns-7day-en", CFG.knowledge.near_miss_threshold - 0.01), _outcome(("return_policy", 0.9)))
     assert not ENGINE._answers(_found("returns-7day-en", near), _outcome(("return_policy", 0.3)))
     assert not ENGINE._answers(_found("returns-7day-en", near), _outcome(("return_policy", 0.9), out_of_scope=True))
+
+
+def test_an_unknown_answer_style_is_refused_at_start():
+    import copy
+
+    import pytest
+
+    cfg = copy.deepcopy(CFG)
+    cfg.dialog.answer_style = "poetic"
+    with pytest.raises(ValueError, match="answer_style must be one of verbatim, extractive, generate"):
+        DialogEngine(cfg, PACK, sessions=None, upstream=None, tickets=None)

@@ -18,7 +18,7 @@ from elasticsearch import AuthenticationException, BadRequestError, UnsupportedP
 from services.errors import InvalidArgument, Unavailable
 from services.knowledge import elasticsearch_requests as es
 from services.knowledge import elasticsearch_responses as esr
-from services.knowledge.entries import KnowledgeEntry
+from services.knowledge.entries import KnowledgeEntry, faq_dense
 from tests.elasticsearch_fixtures import (
     DIMS, FakeEmbedder, api_meta, asdict_entry, es_error, returns_zh, shipping_en, warranty_article,
 )
@@ -194,7 +194,8 @@ def test_hits_carry_client_side_cosine_and_matched_question_and_drop_superseded_
     hits = esr.build_hits(raw, query, {"f": 3, "a": 1}, top_k=5)
     assert [(h.doc_id, h.chunk_id) for h in hits] == [("f", "0"), ("a", "1")]
     assert hits[0].matched_question == "two"
-    assert hits[0].dense_score == pytest.approx(float(max(q1 @ query, q2 @ query, p @ query)), abs=1e-5)
+    # An FAQ entry: its best question's cosine blended with its answer's (as the embedded index does).
+    assert hits[0].dense_score == pytest.approx(faq_dense(float(max(q1 @ query, q2 @ query)), float(p @ query)), abs=1e-5)
     assert (hits[0].score, hits[0].lexical_score, hits[0].title, hits[0].tags) == (8.0, 2.0, "T", ["x"])
     assert hits[1].matched_question == "" and hits[1].dense_score == pytest.approx(float(p @ query), abs=1e-5)
     assert esr.build_hits(raw, None, {"f": 3, "a": 1}, top_k=1)[0].dense_score == 0.0  # bm25: no vector compared

@@ -81,6 +81,19 @@ def test_a_request_nothing_covers_is_not_taken_for_smalltalk(dialog, text):
     assert [a.type for a in result.actions] == [dialog_pb2.ACTION_TYPE_ABSTAIN], result.reply_text
 
 
+@pytest.mark.parametrize(
+    "text, shop, language",
+    [("I bought headphones on Amazon and they broke. How do I return them to Amazon?", "Amazon", "en"),
+     ("在拼多多买的东西要怎么申请仅退款", "拼多多", "zh")],
+)
+def test_an_order_from_another_shop_is_not_answered_with_this_stores_policy(dialog, text, shop, language):
+    _, result = converse(dialog, text)
+    assert [a.type for a in result.actions] == [dialog_pb2.ACTION_TYPE_ABSTAIN]
+    assert result.actions[0].detail["other_shop"] == shop
+    assert shop in result.reply_text and list(result.citations) == []
+    assert ("转人工" if language == "zh" else "talk to a person") in result.reply_text
+
+
 def test_smalltalk_gets_the_pack_reply(dialog):
     _, result = converse(dialog, "hello")
     assert result.intent.name == "greeting"

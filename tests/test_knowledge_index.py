@@ -13,12 +13,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from services.embedding import LocalEmbedder
 from services.errors import InvalidArgument
 from services.knowledge.documents import expand_paths, load_path
-from services.knowledge.entries import KnowledgeEntry
+from services.knowledge.entries import KnowledgeEntry, faq_dense
 from services.knowledge.index import EmbeddedIndex
 from tests.knowledge_writer import BATCH, batch
 
@@ -75,6 +76,27 @@ async def test_hits_carry_citation_fields_and_both_scores(index):
         assert hit.doc_id and hit.chunk_id != "" and hit.title and hit.text
         assert 0.0 < hit.dense_score <= 1.0
     assert result.hits[0].lexical_score > 0  # shares words with the query
+
+
+async def test_an_faq_entry_scores_by_its_best_question_and_its_answer(tmp_path, embedder):
+    """An FAQ entry's dense score blends its best question's cosine with its answer's
+    (faq_dense); a document passage scores by its own cosine."""
+    idx = EmbeddedIndex(tmp_path / "knowledge.db", embedder)
+    await idx.open()
+    try:
+        entry = faq("fees-en", "en", ["How much is shipping?", "Do you charge for delivery?"], "Shipping is free from 99 yuan; below that it costs 8 yuan.")
+        article = KnowledgeEntry(id="doc:guide", kind="article", title="Guide", locale="en", body="Parcels leave the warehouse within 48 hours.")
+        await idx.upsert([entry, article])
+        query = "what does delivery cost"
+        q = (await embedder.embed_queries([query]))[0]
+        questions = await embedder.embed_queries(entry.questions)
+        answer, passage = await embedder.embed_passages([entry.answer, article.body])
+        hits = {h.doc_id: h for h in (await idx.search(query, locales=["en"], top_k=2, mode="dense")).hits}
+        assert hits["fees-en"].dense_score == pytest.approx(faq_dense(float(max(questions @ q)), float(answer @ q)), abs=1e-5)
+        assert hits["fees-en"].matched_question == entry.questions[int(np.argmax(questions @ q))]
+        assert hits["doc:guide"].dense_score == pytest.approx(float(passage @ q), abs=1e-5)
+    finally:
+        await idx.close()
 
 
 async def test_upsert_delete_and_versions(index):

@@ -59,6 +59,9 @@ class FaqEntry:
 class DomainPack:
     intents: list[Intent]
     faq: list[FaqEntry]
+    # Other shops and marketplaces customers mention (intents.yaml `other_shops`): a
+    # question about an order placed there is not answered from this store's FAQ.
+    other_shops: list[str] = field(default_factory=list)
 
     def intent(self, name: str) -> Intent:
         """The intent called ``name``; ``KeyError`` if the pack has none."""
@@ -102,7 +105,10 @@ def load_domain_pack(path: str | Path) -> DomainPack:
         unknown = [s for s in intent.faq if s not in stems]
         if unknown:
             raise ValueError(f"intents.yaml: intent {intent.name!r}: 'faq' names no entry of faq.yaml: {', '.join(unknown)}")
-    return DomainPack(intents=intents, faq=faq)
+    shops = intents_doc.get("other_shops") or []
+    if not isinstance(shops, list) or not all(isinstance(x, str) and x.strip() for x in shops):
+        raise ValueError(f"{folder / 'intents.yaml'}: 'other_shops' must be a list of shop names")
+    return DomainPack(intents=intents, faq=faq, other_shops=[x.strip() for x in shops])
 
 
 def _read(file: Path, key: str) -> dict[str, Any]:

@@ -13,9 +13,11 @@ every key fact and none of:
 * a number (figure, date, amount) found neither in the sources nor in the question;
 * a decline ("I'm not sure", 「不确定」) inside an answer.
 
-Off-topic questions must get an honest abstention (ACTION_TYPE_ABSTAIN: "I'm not sure,
-shall I get you a person?"). Reported by language and by split (tune on one half,
-report both), with the reasons replies failed:
+Off-topic questions must get no answer from the knowledge: an honest abstention
+(ACTION_TYPE_ABSTAIN: "I'm not sure, shall I get you a person?") or a handoff to a person
+(a legal threat is handed over at once); a smalltalk reply, a question back, a task or an
+answer are not. Reported by language and by split (tune on one half, report both), with
+the reasons replies failed:
 
     kefu eval answers --questions bench/answers/questions_zh.jsonl --questions bench/answers/questions_en.jsonl --json
 """
@@ -84,7 +86,7 @@ def judge(question: dict[str, Any], reply: str, actions: list[str], citations: l
     kind = question["kind"]
     abstained = "ACTION_TYPE_ABSTAIN" in actions
     if kind == "offtopic":
-        return [] if abstained else ["answered_offtopic"]
+        return [] if abstained or "ACTION_TYPE_HANDOFF" in actions else ["answered_offtopic"]
     if abstained or "ACTION_TYPE_ANSWER" not in actions:
         return ["abstained" if abstained else "no_answer:" + ",".join(a.removeprefix("ACTION_TYPE_").lower() for a in actions)]
     problems = []
@@ -204,5 +206,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         for key, s in summary.items():
             print(f"{key:<12} acceptable {s['acceptable']:.1%} of {s['answerable']}, false abstain {s['false_abstain']:.1%}, "
-                  f"off-topic abstained {s['offtopic_abstained']:.1%} of {s['offtopic']}, p50 {s['latency_p50_s']} s; {s['reasons']}")
+                  f"off-topic declined or handed over {s['offtopic_abstained']:.1%} of {s['offtopic']}, p50 {s['latency_p50_s']} s; {s['reasons']}")
     return 0

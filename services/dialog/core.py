@@ -33,6 +33,8 @@ from services.demo.pack import DomainPack, Intent
 from services.dialog.flows.engine import FlowEngine, FlowReply
 from services.dialog.flows.spec import FlowSpec
 from services.dialog.flows.state import FlowState
+from services.dialog.elsewhere import other_shop
+from services.dialog.extractive import extract
 from services.dialog.grounding import ReplyCheck
 from services.dialog.questions import sub_questions
 from services.dialog.replies import reply
@@ -91,6 +93,10 @@ class TurnOutcome:
 
 
 # A turn yields text deltas (str) and finally one TurnOutcome.
+# How knowledge answers are composed (Dialog.answer_style in config.py).
+ANSWER_STYLES = ("verbatim", "extractive", "generate")
+
+
 class Replacement(str):
     """Reply text that replaces everything the turn has streamed so far (a generated
     reply cut by a model failure, replaced by the passage): TextChunk.replace."""
@@ -104,6 +110,8 @@ class DialogEngine:
         self, cfg: KefuConfig, pack: DomainPack, sessions: SessionStore, upstream: Upstream, tickets: TicketOpener,
         tasks: TaskDesk | None = None,
     ) -> None:
+        if cfg.dialog.answer_style not in ANSWER_STYLES:
+            raise ValueError(f"dialog.answer_style must be one of {', '.join(ANSWER_STYLES)}, not {cfg.dialog.answer_style!r}")
         self._tasks = tasks
         self._cfg = cfg
         self._pack = pack
@@ -341,6 +349,13 @@ class DialogEngine:
         self, outcome: TurnOutcome, session: SessionRecord, store_format: str = "", found: knowledge_pb2.SearchResponse | None = None
     ) -> AsyncIterator[str]:
         question = outcome.understanding.masked_text
+        shop = other_shop(question, self._pack.other_shops)
+        if shop:
+            # An order placed at another shop: this store's FAQ does not answer for it.
+            outcome.reply_text = reply("other_shop", outcome.language, shop=shop)
+            outcome.actions.append(StoredAction("abstain", detail={"other_shop": shop}))
+            yield outcome.reply_text
+            return
         if found is None:
             found = await self._search(outcome, store_format)
         if not self._answers(found, outcome):
@@ -357,14 +372,17 @@ class DialogEngine:
         best = found.hits[0]
         # A second question in the message that another entry answers: answered too.
         also = await self._second_answer(outcome, store_format, best.doc_id)
-        passages = [best] + ([also] if also is not None else [])
+        asked = [(best, question)] + ([also] if also is not None else [])
+        passages = [h for h, _ in asked]
         outcome.citations = [_citation(h, found.kb_version) for h in passages]
         outcome.actions.append(StoredAction("answer", detail={"doc_id": ",".join(h.doc_id for h in passages)}))
         verbatim = "\n\n".join(h.text for h in passages)
-        if self._cfg.dialog.answer_style == "verbatim":
-            outcome.actions[-1].detail["style"] = "verbatim"
-            outcome.reply_text = verbatim
-            yield verbatim
+        style = self._cfg.dialog.answer_style
+        if style in ("verbatim", "extractive"):
+            outcome.actions[-1].detail["style"] = style
+            text = verbatim if style == "verbatim" else "\n\n".join(extract(q, h.text) for h, q in asked)
+            outcome.reply_text = text
+            yield text
             return
         request = generation_pb2.GenerateRequest(
             user_message=question,
@@ -414,16 +432,17 @@ class DialogEngine:
             yield Replacement(verbatim)
         outcome.reply_text = "".join(streamed)
 
-    async def _second_answer(self, outcome: TurnOutcome, store_format: str, first: str) -> knowledge_pb2.RetrievalHit | None:
+    async def _second_answer(self, outcome: TurnOutcome, store_format: str, first: str) -> tuple[knowledge_pb2.RetrievalHit, str] | None:
         """For a message that asks two things (questions.py), the entry that answers
-        the one the first entry does not, when Knowledge is sure of it on its own."""
+        the one the first entry does not (with that question), when Knowledge is sure
+        of it on its own."""
         threshold = self._cfg.knowledge.second_answer_threshold
         if threshold > 1.0:
             return None
         for clause in sub_questions(outcome.understanding.masked_text)[:3]:
             found = await self._search(outcome, store_format, query=clause)
             if found.hits and found.hits[0].doc_id != first and found.answerability >= threshold:
-                return found.hits[0]
+                return found.hits[0], clause
         return None
 
 

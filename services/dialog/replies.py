@@ -8,6 +8,13 @@ REPLIES = {
         "en": "Sorry, I'm not sure about that and don't want to give you a wrong answer. "
         "Shall I connect you with a human agent or open a ticket? Just reply \"talk to a person\".",
     },
+    "other_shop": {
+        "zh": "这听起来是{shop}那边的订单或问题，我只能解答本店的订单和规则，具体请联系{shop}的客服。"
+        "如果和本店也有关系，我可以为您转人工客服或创建工单，您可以回复「转人工」。",
+        "en": "That sounds like an order or question for {shop}: I can only answer for orders and rules of our own store, "
+        "so {shop}'s customer service is the place to ask. If our store is involved too, I can connect you with a human agent "
+        "or open a ticket: just reply \"talk to a person\".",
+    },
     "dissatisfied_handoff": {
         "zh": "非常抱歉给您带来了不好的体验。我已为您转接人工客服，并创建工单 {ticket_id}，客服人员会尽快联系您。",
         "en": "I'm very sorry for the trouble. I've passed your conversation to a human agent and opened ticket {ticket_id}; "

@@ -18,7 +18,7 @@ from elastic_transport import ConnectionTimeout, SerializationError, TransportEr
 
 from services.errors import InvalidArgument, KefuError, Unavailable
 from services.knowledge.elasticsearch_requests import TOMBSTONE, decode_vector
-from services.knowledge.entries import KnowledgeEntry, RetrievalHit
+from services.knowledge.entries import KnowledgeEntry, RetrievalHit, faq_dense
 
 
 # -- bulk answers --------------------------------------------------------------
@@ -52,7 +52,9 @@ def bulk_error(errors: Sequence[tuple[str, int, str, str]], docs: Sequence[tuple
 
 # -- reading results -----------------------------------------------------------
 def key_similarity(keys: Sequence[Mapping[str, Any]], query_vector: np.ndarray, questions: Sequence[str]) -> tuple[float, str]:
-    """(cosine of the query with the chunk's best vector, the best-matching question or "")."""
+    """(the chunk's dense score — the cosine of the query with its passage, for an FAQ
+    entry blended with its best question's as the embedded index does (``faq_dense``) —
+    and the best-matching question or "")."""
     vecs, ords = [], []
     for k in keys:
         if k.get("vector_b64"):
@@ -72,9 +74,12 @@ def key_similarity(keys: Sequence[Mapping[str, Any]], query_vector: np.ndarray, 
     sims = m @ q
     matched = ""
     q_rows = [i for i, o in enumerate(ords) if 0 <= o < len(questions)]
+    p_rows = [i for i in range(len(ords)) if i not in q_rows]
     if q_rows:
         best = max(q_rows, key=lambda i: sims[i])
         matched = questions[ords[best]]
+        if p_rows:
+            return faq_dense(float(sims[best]), float(max(sims[i] for i in p_rows))), matched
     return float(sims.max()), matched
 
 

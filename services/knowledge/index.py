@@ -39,7 +39,7 @@ from services.errors import InvalidArgument
 from services.knowledge.analysis import analyze
 from services.knowledge.answerability import AnswerabilityModel
 from services.knowledge.bm25 import BM25Index, top_positive
-from services.knowledge.entries import LOCALES, MODES, KnowledgeEntry, Progress, RetrievalHit, SearchResult, check_entries
+from services.knowledge.entries import LOCALES, MODES, KnowledgeEntry, Progress, RetrievalHit, SearchResult, check_entries, faq_dense
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ class _Snapshot:
         self.key_texts: list[_Key] = [k for d in docs.values() for ks in d.keys for k in ks]
         self.key_start = np.concatenate(([0], np.cumsum(key_counts)[:-1])).astype(np.int64) if key_counts else np.zeros(0, np.int64)
         self.key_count = np.asarray(key_counts, dtype=np.int64)
+        self.key_is_question = np.fromiter((k.is_question for k in self.key_texts), dtype=bool, count=len(self.key_texts))
         vecs = [v for d in docs.values() for v in d.vectors]
         self.vectors = np.ascontiguousarray(np.concatenate(vecs), dtype=np.float32) if vecs else np.zeros((0, DIM), np.float32)
         self.locale = np.asarray([LOCALES.index(docs[c.doc_id].entry.locale) for c in self.chunks], dtype=np.int8)
@@ -135,11 +136,16 @@ class _Snapshot:
         return found
 
     def dense_scores(self, query_vector: np.ndarray) -> np.ndarray:
-        """Per chunk: the best cosine between the query and the chunk's keys."""
+        """Per chunk: the cosine between the query and the chunk's passage, or for an
+        FAQ entry its best question's and its answer's blended (``faq_dense``)."""
         if not len(self.chunks):
             return np.zeros(0, np.float32)
         sims = self.vectors @ query_vector
-        return np.maximum.reduceat(sims, self.key_start)
+        best = np.maximum.reduceat(sims, self.key_start)
+        question = np.maximum.reduceat(np.where(self.key_is_question, sims, -np.inf), self.key_start)
+        passage = np.maximum.reduceat(np.where(self.key_is_question, -np.inf, sims), self.key_start)
+        both = np.isfinite(question) & np.isfinite(passage)
+        return np.where(both, faq_dense(question, passage), best).astype(np.float32)
 
     def best_key(self, row: int, query_vector: np.ndarray) -> _Key:
         lo, n = int(self.key_start[row]), int(self.key_count[row])
