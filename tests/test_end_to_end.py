@@ -72,11 +72,12 @@ def test_unanswerable_question_abstains_and_offers_a_person(dialog):
 
 @pytest.mark.parametrize(
     "text",
-    ["help with my maths homework pls: solve 3x + 7 = 22 and show the steps", "translate 'thank you for the lovely gift' into French please"],
+    ["help with my maths homework pls: solve 3x + 7 = 22 and show the steps", "translate 'thank you for the lovely gift' into French please",
+     "help with my maths homework pls: solve 3x + 7 = 22", "给我讲个笑话吧，今天心情不好"],
 )
 def test_a_request_nothing_covers_is_not_taken_for_smalltalk(dialog, text):
-    """NLU's nearest intent for these is "thanks" (out of scope, though): a
-    "You're welcome!" would be wrong; kefu says honestly it cannot help."""
+    """NLU's nearest intent for these is "thanks" or "greeting" (some out of scope, some
+    not): a "You're welcome!" would be wrong; kefu says honestly it cannot help."""
     _, result = converse(dialog, text)
     assert [a.type for a in result.actions] == [dialog_pb2.ACTION_TYPE_ABSTAIN], result.reply_text
 
@@ -92,6 +93,9 @@ def test_an_order_from_another_shop_is_not_answered_with_this_stores_policy(dial
     assert result.actions[0].detail["other_shop"] == shop
     assert shop in result.reply_text and list(result.citations) == []
     assert ("转人工" if language == "zh" else "talk to a person") in result.reply_text
+    # Nor is a return with this store offered after it.
+    assert not any(w in result.reply_text for w in ("手机号或邮箱", "phone number or email"))
+    assert result.state.flow == ""
 
 
 def test_smalltalk_gets_the_pack_reply(dialog):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.dialog.questions import asks, asks_anything, sub_questions
+from services.dialog.questions import asks, asks_anything, requests_something, sub_questions
 
 
 @pytest.mark.parametrize(
@@ -44,3 +44,12 @@ def test_asks(text, expected):
 
 def test_a_clause_is_judged_in_its_own_language():
     assert asks("怎么退") and asks("how do I return it") and not asks("退货") and not asks("return it")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("help with my maths homework pls", True), ("can you tell me a joke", True), ("给我讲个笑话吧", True), ("帮我把这段话翻译成英文", True),
+     ("thanks for your help", False), ("hello", False), ("谢谢", False), ("好的谢谢", False), ("hi, how are you?", False)],
+)
+def test_a_request_is_never_a_greeting_or_thanks(text, expected):
+    assert requests_something(text) is expected

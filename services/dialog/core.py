@@ -36,7 +36,7 @@ from services.dialog.flows.state import FlowState
 from services.dialog.elsewhere import other_shop
 from services.dialog.extractive import extract
 from services.dialog.grounding import ReplyCheck
-from services.dialog.questions import sub_questions
+from services.dialog.questions import requests_something, sub_questions
 from services.dialog.replies import reply
 from services.dialog.sessions import SessionRecord, SessionStore, StoredAction, StoredCitation, TurnRecord
 from services.dialog.upstream import Upstream, history_message
@@ -172,7 +172,8 @@ class DialogEngine:
         if flows is not None and answered_first is not None:
             async for delta in self._answer(outcome, session, flows.store_format, found=answered_first):
                 yield delta
-            offer = await asyncio.to_thread(flows.offer, text, outcome.state, language)
+            answered = any(a.type == "answer" for a in outcome.actions)
+            offer = await asyncio.to_thread(flows.offer, text, outcome.state, language) if answered else ""
             if offer:
                 outcome.reply_text += "\n" + offer
                 yield "\n" + offer
@@ -190,7 +191,10 @@ class DialogEngine:
             outcome.reply_text = reply("screened", language)
             outcome.actions.append(StoredAction("screened", detail={"flag": "prompt_injection"}))
             yield outcome.reply_text
-        elif intent is not None and intent.action == "smalltalk" and top.confidence >= self._cfg.dialog.min_intent_confidence and not understanding.out_of_scope:
+        elif (
+            intent is not None and intent.action == "smalltalk" and top.confidence >= self._cfg.dialog.min_intent_confidence
+            and not understanding.out_of_scope and not requests_something(text)
+        ):
             # Only a clear greeting or thanks gets the fixed reply: "tell me a joke" or
             # "help with my homework pls" is not one, and goes to the knowledge (which
             # says honestly that it cannot help).
@@ -372,7 +376,10 @@ class DialogEngine:
         best = found.hits[0]
         # A second question in the message that another entry answers: answered too.
         also = await self._second_answer(outcome, store_format, best.doc_id)
-        asked = [(best, question)] + ([also] if also is not None else [])
+        asked = [(best, question)]
+        if also is not None:
+            # In the order the customer asked.
+            asked.insert(0 if also[2] else 1, (also[0], also[1]))
         passages = [h for h, _ in asked]
         outcome.citations = [_citation(h, found.kb_version) for h in passages]
         outcome.actions.append(StoredAction("answer", detail={"doc_id": ",".join(h.doc_id for h in passages)}))
@@ -432,17 +439,22 @@ class DialogEngine:
             yield Replacement(verbatim)
         outcome.reply_text = "".join(streamed)
 
-    async def _second_answer(self, outcome: TurnOutcome, store_format: str, first: str) -> tuple[knowledge_pb2.RetrievalHit, str] | None:
+    async def _second_answer(
+        self, outcome: TurnOutcome, store_format: str, first: str
+    ) -> tuple[knowledge_pb2.RetrievalHit, str, bool] | None:
         """For a message that asks two things (questions.py), the entry that answers
-        the one the first entry does not (with that question), when Knowledge is sure
-        of it on its own."""
+        the one the first entry does not, with that question and whether it was asked
+        before the first entry's, when Knowledge is sure of it on its own."""
         threshold = self._cfg.knowledge.second_answer_threshold
         if threshold > 1.0:
             return None
+        answered: list[tuple[str, knowledge_pb2.SearchResponse]] = []
         for clause in sub_questions(outcome.understanding.masked_text)[:3]:
-            found = await self._search(outcome, store_format, query=clause)
+            answered.append((clause, await self._search(outcome, store_format, query=clause)))
+        first_at = next((i for i, (_, f) in enumerate(answered) if f.hits and f.hits[0].doc_id == first), len(answered))
+        for i, (clause, found) in enumerate(answered):
             if found.hits and found.hits[0].doc_id != first and found.answerability >= threshold:
-                return found.hits[0], clause
+                return found.hits[0], clause, i < first_at
         return None
 
 

@@ -29,6 +29,20 @@ _ASKS_ZH = re.compile(
 )
 
 
+_REQUEST = re.compile(
+    r"^\W*(?:(?:hi|hello|hey|ok|okay)\W+)?(?:(?:can|could|would) you\s+|please\s+|pls\s+|plz\s+)?"
+    r"(?:help|solve|translate|write|tell|explain|calculate|compute|make|give|show|recommend|find|draw|teach|summari[sz]e)\b"
+    r"|^\W*(?:你好\W*)?(?:请|麻烦|能不能|可以)?(?:帮我|给我|替我|帮忙|教我|告诉我|翻译|写一|讲一|讲个|算一下)",
+    re.I,
+)
+
+
+def requests_something(text: str) -> bool:
+    """Whether the message opens by asking kefu to do something ("help with my homework",
+    「给我讲个笑话」): never a greeting or thanks, whatever words it shares with one."""
+    return bool(_REQUEST.search(text.strip()))
+
+
 def asks(clause: str) -> bool:
     """Whether a sentence or clause asks something (a question mark, a question word)."""
     return bool(_ASKS_ZH.search(clause) if re.search(r"[\u4e00-\u9fff]", clause) else _ASKS_EN.search(clause))
