@@ -103,6 +103,16 @@ class Temporal:
 
 
 @dataclass
+class Tickets:
+    # SLA per category and priority: "category[/priority]=first_response_s/resolution_s"
+    # items, the most specific winning, "default" required (workflows/tickets/sla.py). A
+    # breach escalates the ticket once (status escalated, priority one step up).
+    sla: str = "complaint/high=900/14400, complaint=1800/28800, default=3600/86400"
+    # A resolved ticket closes this many seconds later unless the customer reopens it.
+    auto_close_s: float = 259200.0
+
+
+@dataclass
 class Knowledge:
     # Where the knowledge lives: "embedded" (SQLite file in home, BM25 + vectors in
     # memory) or "elasticsearch" (a cluster at elasticsearch_url).
@@ -203,6 +213,7 @@ class KefuConfig:
     addresses: Addresses = field(default_factory=Addresses)
     models: Models = field(default_factory=Models)
     temporal: Temporal = field(default_factory=Temporal)
+    tickets: Tickets = field(default_factory=Tickets)
     knowledge: Knowledge = field(default_factory=Knowledge)
     nlu: Nlu = field(default_factory=Nlu)
     generation: Generation = field(default_factory=Generation)

@@ -188,6 +188,30 @@ def test_create_ticket_is_idempotent(tmp_path: Path) -> None:
     assert store.get_ticket("missing") is None
 
 
+def test_update_ticket_sets_the_workflow_fields_and_is_idempotent(tmp_path: Path) -> None:
+    store = DemoStore.seed(tmp_path / "store.db", customers=3, products=3, orders=3)
+    store.create_ticket(_ticket())
+    fields = dict(status="escalated", priority="high", assignee="agent-7", note="SLA breached", updated_at="2026-12-07T10:00:00+00:00")
+    first = store.update_ticket("TK-0001", **fields)
+    assert (first.status, first.priority, first.assignee, first.note) == ("escalated", "high", "agent-7", "SLA breached")
+    assert store.update_ticket("TK-0001", **fields) == first
+    assert store.update_ticket("missing", **fields) is None
+    with pytest.raises(ValueError, match="unknown ticket status"):
+        store.update_ticket("TK-0001", **{**fields, "status": "lost"})
+
+
+def test_a_store_from_before_ticket_slas_gains_the_columns_and_keeps_its_tickets(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE tickets (ticket_id TEXT PRIMARY KEY, session_id TEXT, customer_id TEXT NULL, category TEXT,"
+                 " summary TEXT, language TEXT, status TEXT DEFAULT 'open', created_at TEXT)")
+    conn.execute("INSERT INTO tickets VALUES ('TK-OLD', 's', NULL, 'handoff', 'customer: hi', 'en', 'open', '2026-12-01T00:00:00+00:00')")
+    conn.commit()
+    conn.close()
+    old = DemoStore(path).get_ticket("TK-OLD")
+    assert (old.status, old.priority, old.assignee, old.note) == ("open", "normal", "", "")
+
+
 def test_ticket_is_visible_to_a_second_connection(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     writer = DemoStore.seed(path, customers=3, products=3, orders=3)

@@ -202,8 +202,14 @@ def test_cancel_runs_as_a_workflow_and_changes_the_store_once(cfg, store_path):
     reported = json.loads(receipt.result_json)  # Dialog reports from the ERP's answer
     assert reported["order_id"] == CANCEL_ORDER and reported["status"] == "cancelled"
 
-    status, _ = asyncio.run(workflow_history(cfg, workflow_id))
+    status, history = asyncio.run(workflow_history(cfg, workflow_id))
     assert status == WorkflowExecutionStatus.COMPLETED
+    # The recorded history replays against the workflow code as it is now (deterministic).
+    from temporalio.worker import Replayer
+
+    from workflows.store_ops.workflow import StoreOperationWorkflow
+
+    asyncio.run(Replayer(workflows=[StoreOperationWorkflow]).replay_workflow(history))
 
     after = order(store_path, CANCEL_ORDER)
     assert after.status == "cancelled"

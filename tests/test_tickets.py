@@ -10,6 +10,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from kefu.v1 import dialog_pb2
 from services.demo.store import DemoStore
 from tests.conftest import converse
+from workflows.tickets.types import TicketState
 
 
 @pytest.mark.parametrize(
@@ -25,12 +26,16 @@ def test_handoff_turn_opens_a_ticket(dialog, cfg, text, language, said):
     assert result.language == language
     assert "".join(chunks) == result.reply_text
 
-    async def workflow_status():
+    async def workflow_state():
         client = await Client.connect(cfg.temporal_address, namespace=cfg.temporal.namespace)
         handle = client.get_workflow_handle(action.workflow_id)
-        return (await handle.describe()).status
+        return (await handle.describe()).status, await handle.query("state", result_type=TicketState)
 
-    assert asyncio.run(workflow_status()) == WorkflowExecutionStatus.COMPLETED
+    # The ticket's workflow lives on, its SLA timers running, until the ticket closes.
+    status, state = asyncio.run(workflow_state())
+    assert status == WorkflowExecutionStatus.RUNNING
+    assert (state.ticket_id, state.status, state.breaches) == (action.ticket_id, "open", [])
+    assert [e.kind for e in state.timeline] == ["opened"]
 
     ticket = DemoStore(cfg.store_path).get_ticket(action.ticket_id)
     assert ticket is not None

@@ -32,11 +32,12 @@ async def run_worker(cfg: KefuConfig) -> None:
     setup_tracing(cfg.telemetry, "kefu-worker")
     client = await connect(cfg)
     store = DemoStore(cfg.store_path)
+    tickets = TicketActivities(store)
     worker = Worker(
         client,
         task_queue=cfg.temporal.task_queue,
         workflows=[TicketWorkflow, StoreOperationWorkflow],
-        activities=[TicketActivities(store).open_ticket, StoreActivities(cfg).apply_store_operation],
+        activities=[tickets.open_ticket, tickets.update_ticket, StoreActivities(cfg).apply_store_operation],
     )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -121,7 +121,11 @@ CREATE TABLE IF NOT EXISTS tickets (
     summary TEXT,
     language TEXT,
     status TEXT DEFAULT 'open',
-    created_at TEXT
+    created_at TEXT,
+    priority TEXT DEFAULT 'normal',
+    assignee TEXT DEFAULT '',
+    note TEXT DEFAULT '',
+    updated_at TEXT DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS tickets_by_session ON tickets(session_id);
 """
@@ -225,6 +229,11 @@ class Ticket:
     language: str
     status: str
     created_at: str
+    # Kept in step with the ticket's workflow (SLA escalation, agent, resolution).
+    priority: str = "normal"
+    assignee: str = ""
+    note: str = ""
+    updated_at: str = ""
 
 
 # --------------------------------------------------------------------------- the store
@@ -405,6 +414,21 @@ class DemoStore:
             conn.execute("COMMIT")
         return Ticket(**dict(row)) if row is not None else None
 
+    def update_ticket(self, ticket_id: str, *, status: str, priority: str, assignee: str, note: str, updated_at: str) -> Ticket | None:
+        """Set the ticket's workflow-owned fields (idempotent: the same values again change
+        nothing); ``None`` if there is no such ticket."""
+        if status not in TICKET_STATUSES:
+            raise ValueError(f"unknown ticket status {status!r}; one of {', '.join(TICKET_STATUSES)}")
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "UPDATE tickets SET status = ?, priority = ?, assignee = ?, note = ?, updated_at = ? WHERE ticket_id = ?",
+                (status, priority, assignee, note, updated_at, ticket_id),
+            )
+            row = conn.execute("SELECT * FROM tickets WHERE ticket_id = ?", (ticket_id,)).fetchone()
+            conn.execute("COMMIT")
+        return Ticket(**dict(row)) if row is not None else None
+
     # -- plumbing ---------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -433,10 +457,18 @@ def _order(conn: sqlite3.Connection, row: sqlite3.Row) -> Order:
     return Order(**dict(row), items=items)
 
 
+# Columns added to tickets after schema 1 shipped: added in place, tickets kept.
+_TICKET_COLUMNS = {"priority": "TEXT DEFAULT 'normal'", "assignee": "TEXT DEFAULT ''", "note": "TEXT DEFAULT ''", "updated_at": "TEXT DEFAULT ''"}
+
+
 def _create_schema(conn: sqlite3.Connection) -> None:
     for statement in _SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)
+    have = {row[1] for row in conn.execute("PRAGMA table_info(tickets)")}
+    for name, decl in _TICKET_COLUMNS.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE tickets ADD COLUMN {name} {decl}")
     conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
 
 

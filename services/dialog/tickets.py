@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 
 from services.config import KefuConfig
 from services.dialog.workflow_desk import WorkflowDesk
-from workflows.tickets.types import TicketReceipt, TicketRequest, workflow_id_for
+from workflows.tickets.sla import sla_for
+from workflows.tickets.types import TicketReceipt, TicketRequest, TicketState, workflow_id_for
 
 
 def new_ticket_id() -> str:
@@ -16,15 +17,21 @@ def new_ticket_id() -> str:
 
 
 class TicketDesk(WorkflowDesk):
-    """Starts TicketWorkflow and waits for the ticket to be recorded."""
+    """Starts TicketWorkflow (which lives until the ticket closes, its SLAs timed) and
+    waits for the ticket to be recorded."""
 
     def __init__(self, cfg: KefuConfig, *, timeout_s: float = 20.0) -> None:
         super().__init__(cfg, timeout_s=timeout_s)
+        self._sla = cfg.tickets.sla
+        self._auto_close_s = cfg.tickets.auto_close_s
+        sla_for(self._sla, "default", "normal", self._auto_close_s)  # a bad table fails at start, not on a customer's turn
 
     async def open_ticket(self, request: TicketRequest) -> tuple[TicketReceipt, str]:
         """Returns the receipt and the workflow id."""
         workflow_id = workflow_id_for(request.ticket_id)
-        receipt = await self._execute(
-            "TicketWorkflow", request, workflow_id=workflow_id, result_type=TicketReceipt, what="the ticket workflow"
+        request.sla = sla_for(self._sla, request.category, request.priority, self._auto_close_s)
+        state = await self._start_and_query(
+            "TicketWorkflow", request, workflow_id=workflow_id, query="state", result_type=TicketState,
+            ready=lambda st: bool(st.status), what="the ticket workflow",
         )
-        return receipt, workflow_id
+        return TicketReceipt(ticket_id=state.ticket_id, status=state.status, created_at=state.created_at), workflow_id

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from services.config import KefuConfig
@@ -48,6 +50,35 @@ class WorkflowDesk:
                 except Exception as exc:  # noqa: BLE001 - any failure to connect means unavailable
                     raise Unavailable(f"workflow engine (Temporal at {self._address}) is unavailable: {exc}") from exc
             return self._client
+
+    async def _start_and_query(
+        self, workflow: str, request: Any, *, workflow_id: str, query: str, result_type: type[R], ready: Callable[[R], bool], what: str
+    ) -> R:
+        """Start a long-lived ``workflow`` (or find it already started under ``workflow_id``)
+        and poll its ``query`` until ``ready`` holds, within the desk's timeout; every
+        failure is an UNAVAILABLE naming ``what``."""
+        client = await self._connect()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout_s
+        try:
+            try:
+                handle = await client.start_workflow(workflow, request, id=workflow_id, task_queue=self._task_queue)
+            except WorkflowAlreadyStartedError:
+                handle = client.get_workflow_handle(workflow_id)
+            while True:
+                try:
+                    value = await asyncio.wait_for(handle.query(query, result_type=result_type), timeout=max(0.1, deadline - loop.time()))
+                except (asyncio.TimeoutError, RPCError):
+                    value = None  # no worker has picked the workflow up yet
+                if value is not None and ready(value):
+                    return value
+                if loop.time() >= deadline:
+                    raise Unavailable(f"{what} did not start in time (workflow {workflow_id}); is the kefu worker running?")
+                await asyncio.sleep(0.1)
+        except Unavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - RPC failures from the Temporal client
+            raise Unavailable(f"could not run {what}: {exc}") from exc
 
     async def _execute(self, workflow: str, request: Any, *, workflow_id: str, result_type: type[R], what: str) -> R:
         """Run ``workflow`` to its result within the desk's timeout; every failure is an

@@ -7,7 +7,7 @@ import asyncio
 from temporalio import activity
 
 from services.demo.store import DemoStore, NewTicket
-from workflows.tickets.types import TicketReceipt, TicketRequest
+from workflows.tickets.types import TicketReceipt, TicketRequest, TicketUpdate
 
 
 class TicketActivities:
@@ -32,3 +32,13 @@ class TicketActivities:
         )
         activity.logger.info("ticket %s recorded", ticket.ticket_id)
         return TicketReceipt(ticket_id=ticket.ticket_id, status=ticket.status, created_at=ticket.created_at)
+
+    @activity.defn(name="update_ticket")
+    async def update_ticket(self, update: TicketUpdate) -> None:
+        # Idempotent: the same values written again change nothing.
+        ticket = await asyncio.to_thread(
+            self._store.update_ticket, update.ticket_id, status=update.status, priority=update.priority,
+            assignee=update.assignee, note=update.note, updated_at=update.updated_at,
+        )
+        if ticket is None:
+            raise ValueError(f"no ticket {update.ticket_id!r} in the store")
