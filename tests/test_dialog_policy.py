@@ -38,6 +38,9 @@ def test_no_clarification_when_one_intent_clearly_leads_or_the_message_is_off_to
     assert ENGINE._clarification(_outcome(("return_policy", 0.41), ("return_request", 0.33), out_of_scope=True)) is None
     assert ENGINE._clarification(_outcome(("greeting", 0.41), ("return_request", 0.33))) is None  # smalltalk is not asked about
     assert ENGINE._clarification(_outcome(("return_policy", 0.9))) is None
+    # An intent the knowledge has no entry for is not offered as a choice.
+    assert ENGINE._clarification(_outcome(("product_recommendation", 0.39), ("price_match", 0.35))) is None
+    assert ENGINE._clarification(_outcome(("price_match", 0.39), ("price_protection", 0.35))) is not None
 
 
 def test_titles_exist_in_both_languages_for_every_intent():

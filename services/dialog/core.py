@@ -285,6 +285,10 @@ class DialogEngine:
         a, b = self._intent(first.name), self._intent(second.name)
         if a is None or b is None or "smalltalk" in (a.action, b.action):
             return None
+        if self._pack_linked and any(i.action == "answer" and not i.faq for i in (a, b)):
+            # The knowledge has nothing for that intent ("二手车" read as a product
+            # recommendation): asking which was meant would lead nowhere.
+            return None
         if second.confidence < d.clarify_min_confidence or first.confidence - second.confidence >= d.clarify_margin:
             return None
         return a, b
