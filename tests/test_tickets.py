@@ -43,3 +43,25 @@ def test_handoff_turn_opens_a_ticket(dialog, cfg, text, language, said):
     assert ticket.language == language
     assert said in ticket.summary  # the agent sees what the customer said
     assert ticket.category == ("complaint" if language == "zh" else "handoff")
+
+
+def test_after_a_handoff_the_customers_messages_reach_the_ticket_masked(dialog, cfg):
+    _, first = converse(dialog, "I want to talk to a person")
+    action = next(a for a in first.actions if a.type == dialog_pb2.ACTION_TYPE_CREATE_TICKET)
+    _, second = converse(dialog, "my phone is 13812345678, the kettle I got leaks", session_id=first.session_id)
+    assert dialog_pb2.ACTION_TYPE_CREATE_TICKET not in [a.type for a in second.actions]  # no second ticket
+
+    async def timeline():
+        client = await Client.connect(cfg.temporal_address, namespace=cfg.temporal.namespace)
+        handle = client.get_workflow_handle(action.workflow_id)
+        for _ in range(50):
+            state = await handle.query("state", result_type=TicketState)
+            if len(state.timeline) > 1:
+                return state.timeline
+            await asyncio.sleep(0.2)
+        return state.timeline
+
+    events = asyncio.run(timeline())
+    assert [e.kind for e in events] == ["opened", "customer_reply"]
+    assert events[1].actor == "customer" and "kettle" in events[1].text
+    assert "13812345678" not in events[1].text and "[PHONE_1]" in events[1].text

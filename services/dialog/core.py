@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 class TicketOpener(Protocol):
     async def open_ticket(self, request: TicketRequest) -> tuple[TicketReceipt, str]: ...
 
+    async def note_customer_message(self, workflow_id: str, text: str) -> bool: ...
+
 
 class OperationRunner(Protocol):
     async def run(self, operation: str, args: dict[str, Any], *, session_id: str, customer_id: str) -> tuple[Any, str]: ...
@@ -211,6 +213,11 @@ class DialogEngine:
                     outcome.reply_text += "\n" + back
                     yield "\n" + back
 
+        ticket = _open_ticket_of(session)
+        if ticket and not any(a.type == "create_ticket" for a in outcome.actions):
+            # After a handoff, what the customer says reaches the ticket's timeline too
+            # (PII-masked), where the agent reads it.
+            await self._tickets.note_customer_message(ticket, understanding.masked_text)
         self._sessions.append_turn(
             session.session_id,
             TurnRecord(
@@ -460,6 +467,15 @@ class DialogEngine:
             if found.hits and found.hits[0].doc_id != first and found.answerability >= threshold:
                 return found.hits[0], clause, i < first_at
         return None
+
+
+def _open_ticket_of(session: SessionRecord) -> str:
+    """The workflow id of the last ticket this session opened, or ""."""
+    for turn in reversed(session.turns):
+        for action in turn.actions:
+            if action.type == "create_ticket" and action.workflow_id:
+                return action.workflow_id
+    return ""
 
 
 def _citation(hit: knowledge_pb2.RetrievalHit, kb_version: int) -> StoredCitation:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 from datetime import datetime, timezone
 
 from services.config import KefuConfig
 from services.dialog.workflow_desk import WorkflowDesk
 from workflows.tickets.sla import sla_for
-from workflows.tickets.types import TicketReceipt, TicketRequest, TicketState, workflow_id_for
+from workflows.tickets.types import TicketMessage, TicketReceipt, TicketRequest, TicketState, workflow_id_for
+
+log = logging.getLogger(__name__)
 
 
 def new_ticket_id() -> str:
@@ -35,3 +39,18 @@ class TicketDesk(WorkflowDesk):
             ready=lambda st: bool(st.status), what="the ticket workflow",
         )
         return TicketReceipt(ticket_id=state.ticket_id, status=state.status, created_at=state.created_at), workflow_id
+
+    async def note_customer_message(self, workflow_id: str, text: str) -> bool:
+        """Signal the customer's message to an open ticket's workflow (``customer_reply``);
+        False, logged, when that cannot be done (the ticket closed, Temporal away): the
+        customer's turn goes on regardless."""
+        try:
+            client = await self._connect()
+            await asyncio.wait_for(
+                client.get_workflow_handle(workflow_id).signal("customer_reply", TicketMessage(author="customer", text=text)),
+                timeout=self._timeout_s,
+            )
+            return True
+        except Exception as exc:  # noqa: BLE001 - a note on the ticket must never fail the turn
+            log.warning("could not add the customer's message to %s: %s", workflow_id, exc)
+            return False
