@@ -1,5 +1,6 @@
 """Dialog's decisions that rest on NLU's reading alone (pure methods of DialogEngine):
-when to ask which of two intents was meant, and how dissatisfied turns are counted."""
+when to ask which of two intents was meant, when the knowledge answers, and how
+dissatisfied turns are counted."""
 
 from __future__ import annotations
 
@@ -26,21 +27,21 @@ def _outcome(*candidates: tuple[str, float], out_of_scope: bool = False) -> Turn
 
 
 def test_two_close_intents_are_asked_about():
-    pair = ENGINE._clarification(_outcome(("return_policy", 0.41), ("return_request", 0.33)))
+    pair = ENGINE.knowledge.clarification(_outcome(("return_policy", 0.41), ("return_request", 0.33)))
     assert pair is not None and [i.name for i in pair] == ["return_policy", "return_request"]
     text = reply("clarify", "zh", first=pair[0].title("zh"), second=pair[1].title("zh"))
     assert pair[0].title("zh") in text and pair[1].title("zh") in text and "「" in text
 
 
 def test_no_clarification_when_one_intent_clearly_leads_or_the_message_is_off_topic():
-    assert ENGINE._clarification(_outcome(("return_policy", 0.70), ("return_request", 0.20))) is None  # wide margin
-    assert ENGINE._clarification(_outcome(("return_policy", 0.20), ("return_request", 0.15))) is None  # neither plausible
-    assert ENGINE._clarification(_outcome(("return_policy", 0.41), ("return_request", 0.33), out_of_scope=True)) is None
-    assert ENGINE._clarification(_outcome(("greeting", 0.41), ("return_request", 0.33))) is None  # smalltalk is not asked about
-    assert ENGINE._clarification(_outcome(("return_policy", 0.9))) is None
+    assert ENGINE.knowledge.clarification(_outcome(("return_policy", 0.70), ("return_request", 0.20))) is None  # wide margin
+    assert ENGINE.knowledge.clarification(_outcome(("return_policy", 0.20), ("return_request", 0.15))) is None  # neither plausible
+    assert ENGINE.knowledge.clarification(_outcome(("return_policy", 0.41), ("return_request", 0.33), out_of_scope=True)) is None
+    assert ENGINE.knowledge.clarification(_outcome(("greeting", 0.41), ("return_request", 0.33))) is None  # smalltalk is not asked about
+    assert ENGINE.knowledge.clarification(_outcome(("return_policy", 0.9))) is None
     # An intent the knowledge has no entry for is not offered as a choice.
-    assert ENGINE._clarification(_outcome(("product_recommendation", 0.39), ("price_match", 0.35))) is None
-    assert ENGINE._clarification(_outcome(("price_match", 0.39), ("price_protection", 0.35))) is not None
+    assert ENGINE.knowledge.clarification(_outcome(("product_recommendation", 0.39), ("price_match", 0.35))) is None
+    assert ENGINE.knowledge.clarification(_outcome(("price_match", 0.39), ("price_protection", 0.35))) is not None
 
 
 def test_titles_exist_in_both_languages_for_every_intent():
@@ -68,8 +69,8 @@ def _found(doc_id: str, answerability: float) -> knowledge_pb2.SearchResponse:
 
 def test_knowledge_sure_on_its_own_answers_whatever_nlu_says():
     k = CFG.knowledge
-    assert ENGINE._answers(_found("shipping-delivered-not-received-en", k.confident_threshold), _outcome(("product_usage", 0.96)))
-    assert not ENGINE._answers(knowledge_pb2.SearchResponse(answerability=0.99), _outcome(("return_policy", 0.9)))
+    assert ENGINE.knowledge.answers(_found("shipping-delivered-not-received-en", k.confident_threshold), _outcome(("product_usage", 0.96)))
+    assert not ENGINE.knowledge.answers(knowledge_pb2.SearchResponse(answerability=0.99), _outcome(("return_policy", 0.9)))
 
 
 def test_a_near_miss_answers_only_when_nlu_hears_the_entrys_intent():
@@ -77,17 +78,17 @@ def test_a_near_miss_answers_only_when_nlu_hears_the_entrys_intent():
     pack links to one of NLU's two best intents; documents are not judged that way."""
     k = CFG.knowledge
     near = (k.near_miss_threshold + k.agreement_threshold) / 2
-    assert ENGINE._answers(_found("shipping-delivered-not-received-en", (k.agreement_threshold + k.confident_threshold) / 2),
+    assert ENGINE.knowledge.answers(_found("shipping-delivered-not-received-en", (k.agreement_threshold + k.confident_threshold) / 2),
                            _outcome(("product_usage", 0.96)))  # higher up, NLU's in-domain reading is enough
-    assert ENGINE._answers(_found("shipping-delivered-not-received-en", near), _outcome(("parcel_not_received", 0.8)))
-    assert ENGINE._answers(_found("returns-7day-en", near), _outcome(("return_request", 0.6), ("return_policy", 0.3)))
+    assert ENGINE.knowledge.answers(_found("shipping-delivered-not-received-en", near), _outcome(("parcel_not_received", 0.8)))
+    assert ENGINE.knowledge.answers(_found("returns-7day-en", near), _outcome(("return_request", 0.6), ("return_policy", 0.3)))
     # "how do I make hong shao rou? my grandma's recipe got lost" meets the lost-parcel entry.
-    assert not ENGINE._answers(_found("shipping-delivered-not-received-en", near), _outcome(("product_usage", 0.96)))
-    assert ENGINE._answers(_found("doc:Repair-and-warranty-handbook.md", near), _outcome(("warranty", 0.8)))
+    assert not ENGINE.knowledge.answers(_found("shipping-delivered-not-received-en", near), _outcome(("product_usage", 0.96)))
+    assert ENGINE.knowledge.answers(_found("doc:Repair-and-warranty-handbook.md", near), _outcome(("warranty", 0.8)))
     # Below the near miss, or NLU unsure or out of scope: no answer either way.
-    assert not ENGINE._answers(_found("returns-7day-en", CFG.knowledge.near_miss_threshold - 0.01), _outcome(("return_policy", 0.9)))
-    assert not ENGINE._answers(_found("returns-7day-en", near), _outcome(("return_policy", 0.3)))
-    assert not ENGINE._answers(_found("returns-7day-en", near), _outcome(("return_policy", 0.9), out_of_scope=True))
+    assert not ENGINE.knowledge.answers(_found("returns-7day-en", CFG.knowledge.near_miss_threshold - 0.01), _outcome(("return_policy", 0.9)))
+    assert not ENGINE.knowledge.answers(_found("returns-7day-en", near), _outcome(("return_policy", 0.3)))
+    assert not ENGINE.knowledge.answers(_found("returns-7day-en", near), _outcome(("return_policy", 0.9), out_of_scope=True))
 
 
 def test_an_unknown_answer_style_is_refused_at_start():

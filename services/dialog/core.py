@@ -27,21 +27,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Callable, Protocol
 
-from kefu.v1 import generation_pb2, knowledge_pb2, nlu_pb2
+from kefu.v1 import nlu_pb2
 from services.config import KefuConfig
 from services.demo.pack import DomainPack, Intent
 from services.dialog.flows.engine import FlowEngine, FlowReply
 from services.dialog.flows.spec import FlowSpec
+from services.dialog.answering import KnowledgeAnswers
 from services.dialog.flows.state import FlowState
-from services.dialog.elsewhere import other_shop
-from services.dialog.extractive import extract
-from services.dialog.grounding import ReplyCheck
-from services.dialog.questions import requests_something, sub_questions
+from services.dialog.questions import requests_something
 from services.dialog.replies import reply
 from services.dialog.sessions import SessionRecord, SessionStore, StoredAction, StoredCitation, TurnRecord
-from services.dialog.upstream import Upstream, history_message
+from services.dialog.upstream import Upstream
 from services.erp.port import StorePort
-from services.errors import NotFound, Unavailable, require_text
+from services.errors import NotFound, require_text
 from workflows.tickets.types import TicketReceipt, TicketRequest
 
 log = logging.getLogger(__name__)
@@ -95,15 +93,6 @@ class TurnOutcome:
 
 
 # A turn yields text deltas (str) and finally one TurnOutcome.
-# How knowledge answers are composed (Dialog.answer_style in config.py).
-ANSWER_STYLES = ("verbatim", "extractive", "generate")
-
-
-class Replacement(str):
-    """Reply text that replaces everything the turn has streamed so far (a generated
-    reply cut by a model failure, replaced by the passage): TextChunk.replace."""
-
-
 TurnEvent = str | TurnOutcome
 
 
@@ -112,16 +101,13 @@ class DialogEngine:
         self, cfg: KefuConfig, pack: DomainPack, sessions: SessionStore, upstream: Upstream, tickets: TicketOpener,
         tasks: TaskDesk | None = None,
     ) -> None:
-        if cfg.dialog.answer_style not in ANSWER_STYLES:
-            raise ValueError(f"dialog.answer_style must be one of {', '.join(ANSWER_STYLES)}, not {cfg.dialog.answer_style!r}")
         self._tasks = tasks
         self._cfg = cfg
         self._pack = pack
         self._sessions = sessions
         self._upstream = upstream
         self._tickets = tickets
-        # FAQ entries some intent of the pack links to (intents.yaml `faq:`).
-        self._pack_linked = {entry for i in pack.intents for entry in pack.faq_of(i.name)}
+        self.knowledge = KnowledgeAnswers(cfg, pack, upstream)
 
     def session(self, session_id: str) -> SessionRecord:
         record = self._sessions.get(session_id) if session_id else None
@@ -166,13 +152,13 @@ class DialogEngine:
             if not fed_up and await asyncio.to_thread(flows.asks_before_task, text, outcome.state):
                 # "不喜欢想退掉，要怎么操作？" asks how: the knowledge answers when it can, and the
                 # task is offered after the answer; when it cannot, the task starts.
-                found = await self._search(outcome, flows.store_format)
-                if self._answers(found, outcome):
+                found = await self.knowledge.search(outcome, flows.store_format)
+                if self.knowledge.answers(found, outcome):
                     answered_first = found
             if answered_first is None and (engaged or not fed_up):
                 flow_reply = await asyncio.to_thread(flows.step, text, outcome.state, language)
         if flows is not None and answered_first is not None:
-            async for delta in self._answer(outcome, session, flows.store_format, found=answered_first):
+            async for delta in self.knowledge.answer(outcome, session, flows.store_format, found=answered_first):
                 yield delta
             answered = any(a.type == "answer" for a in outcome.actions)
             offer = await asyncio.to_thread(flows.offer, text, outcome.state, language) if answered else ""
@@ -204,7 +190,7 @@ class DialogEngine:
             outcome.actions.append(StoredAction("smalltalk"))
             yield outcome.reply_text
         else:
-            async for delta in self._answer(outcome, session, flows.store_format if flows is not None else ""):
+            async for delta in self.knowledge.answer(outcome, session, flows.store_format if flows is not None else ""):
                 yield delta
             if flows is not None and (outcome.state.flow or outcome.state.pending):
                 # A question asked in the middle of a task: answered, then the task goes on.
@@ -282,50 +268,6 @@ class DialogEngine:
             streak += 1
         return streak
 
-    def _clarification(self, outcome: TurnOutcome) -> tuple[Intent, Intent] | None:
-        """The two intents to ask about when NLU cannot tell them apart, else None."""
-        u = outcome.understanding
-        if u.out_of_scope or len(u.intents) < 2:
-            return None
-        d = self._cfg.dialog
-        first, second = u.intents[0], u.intents[1]
-        a, b = self._intent(first.name), self._intent(second.name)
-        if a is None or b is None or "smalltalk" in (a.action, b.action):
-            return None
-        if self._pack_linked and any(i.action == "answer" and not i.faq for i in (a, b)):
-            # The knowledge has nothing for that intent ("二手车" read as a product
-            # recommendation): asking which was meant would lead nowhere.
-            return None
-        if second.confidence < d.clarify_min_confidence or first.confidence - second.confidence >= d.clarify_margin:
-            return None
-        return a, b
-
-    def _answers(self, found: knowledge_pb2.SearchResponse, outcome: TurnOutcome) -> bool:
-        """Whether the best hit answers the question: Knowledge is confident on its
-        own, or fairly sure and NLU is confident the question is an in-domain one."""
-        if not found.hits:
-            return False
-        k = self._cfg.knowledge
-        if found.answerability >= k.confident_threshold:
-            return True
-        intent = self._intent(outcome.intent)
-        in_domain = (
-            not outcome.understanding.out_of_scope and intent is not None and intent.action == "answer"
-            and outcome.intent_confidence >= self._cfg.dialog.answer_intent_confidence
-        )
-        if not in_domain or found.answerability < k.near_miss_threshold:
-            return False
-        return found.answerability >= k.agreement_threshold or self._agrees(found.hits[0].doc_id, outcome)
-
-    def _agrees(self, doc_id: str, outcome: TurnOutcome) -> bool:
-        """Whether NLU agrees with a near-miss hit: an FAQ entry that the pack links to
-        intents must be linked to one of the customer's two best intents ("how do I make
-        hong shao rou? my recipe got lost" meets the lost-parcel entry, but NLU hears a
-        product question). Documents and entries no intent links are not judged."""
-        if doc_id not in self._pack_linked:
-            return True
-        return any(doc_id in self._pack.faq_of(c.name) for c in outcome.understanding.intents[:2] if c.confidence >= 0.1)
-
     async def _open_ticket(self, outcome: TurnOutcome, session: SessionRecord, category: str, *, reply_name: str = "ticket_created") -> None:
         from services.dialog.tickets import new_ticket_id
 
@@ -346,129 +288,6 @@ class DialogEngine:
         ]
         outcome.handoff = "requested"
 
-    async def _search(self, outcome: TurnOutcome, store_format: str = "", query: str = "") -> knowledge_pb2.SearchResponse:
-        question = query or outcome.understanding.masked_text
-        found = None
-        if store_format and store_format != "demo":
-            # An imported store's own knowledge (its policy, `kefu store import`) first.
-            from services.erp.pack_knowledge import pack_tag
-
-            found = await self._upstream.search(question, locales=[outcome.language], top_k=self._cfg.knowledge.top_k, tags=[pack_tag(store_format)])
-            if not found.hits:
-                found = None
-        if found is None:
-            found = await self._upstream.search(question, locales=[outcome.language], top_k=self._cfg.knowledge.top_k)
-        return found
-
-    async def _answer(
-        self, outcome: TurnOutcome, session: SessionRecord, store_format: str = "", found: knowledge_pb2.SearchResponse | None = None
-    ) -> AsyncIterator[str]:
-        question = outcome.understanding.masked_text
-        shop = other_shop(question, self._pack.other_shops)
-        if shop:
-            # An order placed at another shop: this store's FAQ does not answer for it.
-            outcome.reply_text = reply("other_shop", outcome.language, shop=shop)
-            outcome.actions.append(StoredAction("abstain", detail={"other_shop": shop}))
-            yield outcome.reply_text
-            return
-        if found is None:
-            found = await self._search(outcome, store_format)
-        if not self._answers(found, outcome):
-            pair = self._clarification(outcome)
-            if pair is not None:
-                outcome.reply_text = reply("clarify", outcome.language, first=pair[0].title(outcome.language), second=pair[1].title(outcome.language))
-                outcome.actions.append(StoredAction("clarify", detail={"intents": f"{pair[0].name},{pair[1].name}"}))
-                yield outcome.reply_text
-                return
-            outcome.reply_text = reply("abstain", outcome.language)
-            outcome.actions.append(StoredAction("abstain", detail={"answerability": f"{found.answerability:.3f}"}))
-            yield outcome.reply_text
-            return
-        best = found.hits[0]
-        # A second question in the message that another entry answers: answered too.
-        also = await self._second_answer(outcome, store_format, best.doc_id)
-        asked = [(best, question)]
-        if also is not None:
-            # In the order the customer asked.
-            asked.insert(0 if also[2] else 1, (also[0], also[1]))
-        passages = [h for h, _ in asked]
-        outcome.citations = [_citation(h, found.kb_version) for h in passages]
-        outcome.actions.append(StoredAction("answer", detail={"doc_id": ",".join(h.doc_id for h in passages)}))
-        verbatim = "\n\n".join(h.text for h in passages)
-        style = self._cfg.dialog.answer_style
-        if style in ("verbatim", "extractive"):
-            outcome.actions[-1].detail["style"] = style
-            text = verbatim if style == "verbatim" else "\n\n".join(extract(q, h.text) for h, q in asked)
-            outcome.reply_text = text
-            yield text
-            return
-        request = generation_pb2.GenerateRequest(
-            user_message=question,
-            language=outcome.language,
-            passages=[generation_pb2.Passage(doc_id=h.doc_id, title=h.title, text=h.text) for h in passages],
-            history=[m for t in session.turns[-4:] for m in (history_message("customer", t.customer_text), history_message("assistant", t.reply_text))],
-            params=generation_pb2.SamplingParams(max_tokens=self._cfg.models.max_tokens, temperature=0.0),
-            session_id=session.session_id,
-            intent=outcome.intent,
-            kb_version=found.kb_version,
-        )
-        pieces: list[str] = []
-        # What reached the customer: the model's text less a framing opening (grounding.py).
-        streamed: list[str] = []
-        check = ReplyCheck(outcome.language, verbatim)
-        try:
-            async for chunk in self._upstream.generate(request):
-                if chunk.HasField("final"):
-                    outcome.degraded = chunk.final.degraded
-                    if chunk.final.cached:
-                        outcome.actions[-1].detail["cached"] = "true"
-                    break
-                pieces.append(chunk.delta)
-                if text := check.feed(chunk.delta):
-                    streamed.append(text)
-                    yield text
-        except Unavailable as exc:
-            # Generation itself is down (it degrades by itself when only the model
-            # is): the FAQ answer verbatim is better than no answer.
-            log.warning("generation failed, answering from the FAQ verbatim: %s", exc)
-            outcome.degraded = True
-        if not check.finish():
-            # Nothing came, or the model declined or answered in a few words although
-            # the passage answers: the passage verbatim (grounding.py says why).
-            if "".join(pieces).strip():
-                outcome.actions[-1].detail["verbatim"] = check.reason
-            else:
-                outcome.degraded = True
-            streamed = [verbatim]
-            yield verbatim
-        elif outcome.degraded and "".join(streamed).strip() != verbatim.strip():
-            # The model failed in the middle of the reply (Generation ends the stream
-            # degraded): what was streamed is replaced by the passage, never left half-written.
-            log.warning("the reply was cut by a model failure: replaced by the passage")
-            outcome.actions[-1].detail["verbatim"] = "cut"
-            streamed = [verbatim]
-            yield Replacement(verbatim)
-        outcome.reply_text = "".join(streamed)
-
-    async def _second_answer(
-        self, outcome: TurnOutcome, store_format: str, first: str
-    ) -> tuple[knowledge_pb2.RetrievalHit, str, bool] | None:
-        """For a message that asks two things (questions.py), the entry that answers
-        the one the first entry does not, with that question and whether it was asked
-        before the first entry's, when Knowledge is sure of it on its own."""
-        threshold = self._cfg.knowledge.second_answer_threshold
-        if threshold > 1.0:
-            return None
-        answered: list[tuple[str, knowledge_pb2.SearchResponse]] = []
-        for clause in sub_questions(outcome.understanding.masked_text)[:3]:
-            answered.append((clause, await self._search(outcome, store_format, query=clause)))
-        first_at = next((i for i, (_, f) in enumerate(answered) if f.hits and f.hits[0].doc_id == first), len(answered))
-        for i, (clause, found) in enumerate(answered):
-            if found.hits and found.hits[0].doc_id != first and found.answerability >= threshold:
-                return found.hits[0], clause, i < first_at
-        return None
-
-
 def _open_ticket_of(session: SessionRecord) -> str:
     """The workflow id of the last ticket this session opened, or ""."""
     for turn in reversed(session.turns):
@@ -476,9 +295,3 @@ def _open_ticket_of(session: SessionRecord) -> str:
             if action.type == "create_ticket" and action.workflow_id:
                 return action.workflow_id
     return ""
-
-
-def _citation(hit: knowledge_pb2.RetrievalHit, kb_version: int) -> StoredCitation:
-    return StoredCitation(
-        doc_id=hit.doc_id, title=hit.title, chunk_id=hit.chunk_id, snippet=hit.text[:200], score=hit.score, kb_version=kb_version
-    )

@@ -10,7 +10,8 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from kefu.v1 import common_pb2, dialog_pb2, dialog_pb2_grpc
-from services.dialog.core import CustomerTurn, DialogEngine, Replacement, TurnOutcome
+from services.dialog.answering import Replacement
+from services.dialog.core import CustomerTurn, DialogEngine, TurnOutcome
 from services.dialog.flows.state import FlowState
 from services.dialog.sessions import SessionRecord, StoredAction, StoredCitation
 from services.errors import grpc_errors

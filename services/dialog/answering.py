@@ -1,0 +1,232 @@
+"""Answering a customer's question from the knowledge base (one part of a Dialog turn).
+
+Knowledge is searched (the imported store's own policy first); its best hit answers when
+Knowledge is sure on its own (``confident_threshold``), or fairly sure and NLU reads an
+in-domain intent (``near_miss_threshold``), below ``agreement_threshold`` only when that
+intent links to the entry. A message that asks two things also gets the entry that
+answers its other question. The answer is the passage verbatim, its relevant sentences
+(extractive.py) or the model's reply checked by grounding.py; a reply cut by a model
+failure is withdrawn and replaced (``Replacement``). When nothing answers: a question
+back about two close intents, or an honest abstention with the offer of a person; an
+order at another shop is declined (elsewhere.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, AsyncIterator
+
+from kefu.v1 import generation_pb2, knowledge_pb2
+from services.config import KefuConfig
+from services.demo.pack import DomainPack, Intent
+from services.dialog.elsewhere import other_shop
+from services.dialog.extractive import extract
+from services.dialog.grounding import ReplyCheck
+from services.dialog.questions import sub_questions
+from services.dialog.replies import reply
+from services.dialog.sessions import SessionRecord, StoredAction, StoredCitation
+from services.dialog.upstream import Upstream, history_message
+from services.errors import Unavailable
+
+if TYPE_CHECKING:
+    from services.dialog.core import TurnOutcome
+
+log = logging.getLogger(__name__)
+
+# How knowledge answers are composed (Dialog.answer_style in config.py).
+ANSWER_STYLES = ("verbatim", "extractive", "generate")
+
+
+class Replacement(str):
+    """Reply text that replaces everything the turn has streamed so far (a generated
+    reply cut by a model failure, replaced by the passage): TextChunk.replace."""
+
+
+class KnowledgeAnswers:
+    def __init__(self, cfg: KefuConfig, pack: DomainPack, upstream: Upstream) -> None:
+        if cfg.dialog.answer_style not in ANSWER_STYLES:
+            raise ValueError(f"dialog.answer_style must be one of {', '.join(ANSWER_STYLES)}, not {cfg.dialog.answer_style!r}")
+        self._cfg = cfg
+        self._pack = pack
+        self._upstream = upstream
+        # FAQ entries some intent of the pack links to (intents.yaml `faq:`).
+        self._pack_linked = {entry for i in pack.intents for entry in pack.faq_of(i.name)}
+
+    def _intent(self, name: str) -> Intent | None:
+        try:
+            return self._pack.intent(name)
+        except KeyError:
+            return None
+
+    def clarification(self, outcome: TurnOutcome) -> tuple[Intent, Intent] | None:
+        """The two intents to ask about when NLU cannot tell them apart, else None."""
+        u = outcome.understanding
+        if u.out_of_scope or len(u.intents) < 2:
+            return None
+        d = self._cfg.dialog
+        first, second = u.intents[0], u.intents[1]
+        a, b = self._intent(first.name), self._intent(second.name)
+        if a is None or b is None or "smalltalk" in (a.action, b.action):
+            return None
+        if self._pack_linked and any(i.action == "answer" and not i.faq for i in (a, b)):
+            # The knowledge has nothing for that intent ("二手车" read as a product
+            # recommendation): asking which was meant would lead nowhere.
+            return None
+        if second.confidence < d.clarify_min_confidence or first.confidence - second.confidence >= d.clarify_margin:
+            return None
+        return a, b
+
+    def answers(self, found: knowledge_pb2.SearchResponse, outcome: TurnOutcome) -> bool:
+        """Whether the best hit answers the question: Knowledge is confident on its
+        own, or fairly sure and NLU is confident the question is an in-domain one."""
+        if not found.hits:
+            return False
+        k = self._cfg.knowledge
+        if found.answerability >= k.confident_threshold:
+            return True
+        intent = self._intent(outcome.intent)
+        in_domain = (
+            not outcome.understanding.out_of_scope and intent is not None and intent.action == "answer"
+            and outcome.intent_confidence >= self._cfg.dialog.answer_intent_confidence
+        )
+        if not in_domain or found.answerability < k.near_miss_threshold:
+            return False
+        return found.answerability >= k.agreement_threshold or self._agrees(found.hits[0].doc_id, outcome)
+
+    def _agrees(self, doc_id: str, outcome: TurnOutcome) -> bool:
+        """Whether NLU agrees with a near-miss hit: an FAQ entry that the pack links to
+        intents must be linked to one of the customer's two best intents ("how do I make
+        hong shao rou? my recipe got lost" meets the lost-parcel entry, but NLU hears a
+        product question). Documents and entries no intent links are not judged."""
+        if doc_id not in self._pack_linked:
+            return True
+        return any(doc_id in self._pack.faq_of(c.name) for c in outcome.understanding.intents[:2] if c.confidence >= 0.1)
+
+
+    async def search(self, outcome: TurnOutcome, store_format: str = "", query: str = "") -> knowledge_pb2.SearchResponse:
+        question = query or outcome.understanding.masked_text
+        found = None
+        if store_format and store_format != "demo":
+            # An imported store's own knowledge (its policy, `kefu store import`) first.
+            from services.erp.pack_knowledge import pack_tag
+
+            found = await self._upstream.search(question, locales=[outcome.language], top_k=self._cfg.knowledge.top_k, tags=[pack_tag(store_format)])
+            if not found.hits:
+                found = None
+        if found is None:
+            found = await self._upstream.search(question, locales=[outcome.language], top_k=self._cfg.knowledge.top_k)
+        return found
+
+    async def answer(
+        self, outcome: TurnOutcome, session: SessionRecord, store_format: str = "", found: knowledge_pb2.SearchResponse | None = None
+    ) -> AsyncIterator[str]:
+        question = outcome.understanding.masked_text
+        shop = other_shop(question, self._pack.other_shops)
+        if shop:
+            # An order placed at another shop: this store's FAQ does not answer for it.
+            outcome.reply_text = reply("other_shop", outcome.language, shop=shop)
+            outcome.actions.append(StoredAction("abstain", detail={"other_shop": shop}))
+            yield outcome.reply_text
+            return
+        if found is None:
+            found = await self.search(outcome, store_format)
+        if not self.answers(found, outcome):
+            pair = self.clarification(outcome)
+            if pair is not None:
+                outcome.reply_text = reply("clarify", outcome.language, first=pair[0].title(outcome.language), second=pair[1].title(outcome.language))
+                outcome.actions.append(StoredAction("clarify", detail={"intents": f"{pair[0].name},{pair[1].name}"}))
+                yield outcome.reply_text
+                return
+            outcome.reply_text = reply("abstain", outcome.language)
+            outcome.actions.append(StoredAction("abstain", detail={"answerability": f"{found.answerability:.3f}"}))
+            yield outcome.reply_text
+            return
+        best = found.hits[0]
+        # A second question in the message that another entry answers: answered too.
+        also = await self._second_answer(outcome, store_format, best.doc_id)
+        asked = [(best, question)]
+        if also is not None:
+            # In the order the customer asked.
+            asked.insert(0 if also[2] else 1, (also[0], also[1]))
+        passages = [h for h, _ in asked]
+        outcome.citations = [_citation(h, found.kb_version) for h in passages]
+        outcome.actions.append(StoredAction("answer", detail={"doc_id": ",".join(h.doc_id for h in passages)}))
+        verbatim = "\n\n".join(h.text for h in passages)
+        style = self._cfg.dialog.answer_style
+        if style in ("verbatim", "extractive"):
+            outcome.actions[-1].detail["style"] = style
+            text = verbatim if style == "verbatim" else "\n\n".join(extract(q, h.text) for h, q in asked)
+            outcome.reply_text = text
+            yield text
+            return
+        request = generation_pb2.GenerateRequest(
+            user_message=question,
+            language=outcome.language,
+            passages=[generation_pb2.Passage(doc_id=h.doc_id, title=h.title, text=h.text) for h in passages],
+            history=[m for t in session.turns[-4:] for m in (history_message("customer", t.customer_text), history_message("assistant", t.reply_text))],
+            params=generation_pb2.SamplingParams(max_tokens=self._cfg.models.max_tokens, temperature=0.0),
+            session_id=session.session_id,
+            intent=outcome.intent,
+            kb_version=found.kb_version,
+        )
+        pieces: list[str] = []
+        # What reached the customer: the model's text less a framing opening (grounding.py).
+        streamed: list[str] = []
+        check = ReplyCheck(outcome.language, verbatim)
+        try:
+            async for chunk in self._upstream.generate(request):
+                if chunk.HasField("final"):
+                    outcome.degraded = chunk.final.degraded
+                    if chunk.final.cached:
+                        outcome.actions[-1].detail["cached"] = "true"
+                    break
+                pieces.append(chunk.delta)
+                if text := check.feed(chunk.delta):
+                    streamed.append(text)
+                    yield text
+        except Unavailable as exc:
+            # Generation itself is down (it degrades by itself when only the model
+            # is): the FAQ answer verbatim is better than no answer.
+            log.warning("generation failed, answering from the FAQ verbatim: %s", exc)
+            outcome.degraded = True
+        if not check.finish():
+            # Nothing came, or the model declined or answered in a few words although
+            # the passage answers: the passage verbatim (grounding.py says why).
+            if "".join(pieces).strip():
+                outcome.actions[-1].detail["verbatim"] = check.reason
+            else:
+                outcome.degraded = True
+            streamed = [verbatim]
+            yield verbatim
+        elif outcome.degraded and "".join(streamed).strip() != verbatim.strip():
+            # The model failed in the middle of the reply (Generation ends the stream
+            # degraded): what was streamed is replaced by the passage, never left half-written.
+            log.warning("the reply was cut by a model failure: replaced by the passage")
+            outcome.actions[-1].detail["verbatim"] = "cut"
+            streamed = [verbatim]
+            yield Replacement(verbatim)
+        outcome.reply_text = "".join(streamed)
+
+    async def _second_answer(
+        self, outcome: TurnOutcome, store_format: str, first: str
+    ) -> tuple[knowledge_pb2.RetrievalHit, str, bool] | None:
+        """For a message that asks two things (questions.py), the entry that answers
+        the one the first entry does not, with that question and whether it was asked
+        before the first entry's, when Knowledge is sure of it on its own."""
+        threshold = self._cfg.knowledge.second_answer_threshold
+        if threshold > 1.0:
+            return None
+        answered: list[tuple[str, knowledge_pb2.SearchResponse]] = []
+        for clause in sub_questions(outcome.understanding.masked_text)[:3]:
+            answered.append((clause, await self.search(outcome, store_format, query=clause)))
+        first_at = next((i for i, (_, f) in enumerate(answered) if f.hits and f.hits[0].doc_id == first), len(answered))
+        for i, (clause, found) in enumerate(answered):
+            if found.hits and found.hits[0].doc_id != first and found.answerability >= threshold:
+                return found.hits[0], clause, i < first_at
+        return None
+
+
+def _citation(hit: knowledge_pb2.RetrievalHit, kb_version: int) -> StoredCitation:
+    return StoredCitation(
+        doc_id=hit.doc_id, title=hit.title, chunk_id=hit.chunk_id, snippet=hit.text[:200], score=hit.score, kb_version=kb_version
+    )
