@@ -82,26 +82,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return run.main(argv)
 
 
-def add_conversation_eval(eval_sub) -> None:
-    from services.dialog import conversations
+def add_dialog_evals(eval_sub) -> None:
+    """``kefu eval conversations`` and ``kefu eval answers``: each module has its own
+    ``add_arguments`` and ``run``, its docstring is the description."""
+    from services.dialog import answer_eval, conversations
 
-    parser = eval_sub.add_parser(
-        "conversations", help="task completion with a scripted customer (τ-bench retail tasks) against the running kefu",
-        description=(conversations.__doc__ or "").strip(), formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    conversations.add_arguments(parser)
-    parser.set_defaults(func=conversations.run)
-
-
-def add_answer_eval(eval_sub) -> None:
-    from services.dialog import answer_eval
-
-    parser = eval_sub.add_parser(
-        "answers", help="would customers accept kefu's knowledge answers? (facts kept, no framing, honest abstentions)",
-        description=(answer_eval.__doc__ or "").strip(), formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    answer_eval.add_arguments(parser)
-    parser.set_defaults(func=answer_eval.run)
+    for name, module, help_text in (
+        ("conversations", conversations, "task completion with a scripted customer (τ-bench retail tasks) against the running kefu"),
+        ("answers", answer_eval, "would customers accept kefu's knowledge answers? (facts kept, no framing, honest abstentions)"),
+    ):
+        parser = eval_sub.add_parser(
+            name, help=help_text, description=(module.__doc__ or "").strip(), formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        module.add_arguments(parser)
+        parser.set_defaults(func=module.run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,8 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_sub = evaluate.add_subparsers(dest="what", required=True)
     add_knowledge_commands(sub, eval_sub)
     add_nlu_commands(eval_sub)
-    add_conversation_eval(eval_sub)
-    add_answer_eval(eval_sub)
+    add_dialog_evals(eval_sub)
     add_models_commands(sub)
     add_trtllm_commands(sub)
     add_store_commands(sub)

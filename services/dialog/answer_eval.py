@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from services.config import REPO_ROOT
+from services.errors import InvalidArgument
 
 FRAMING = re.compile(
     r"根据(参考)?资料|参考资料|根据(您?提供的|以上|上述|相关)?(信息|内容|资料|说明)|资料(中|里)?(提到|显示|说明)|"
@@ -57,18 +58,14 @@ def _squash(text: str) -> str:
 
 
 def load_questions(paths: list[Path]) -> list[dict[str, Any]]:
+    from services.knowledge.evaluation import read_jsonl
+
     out: list[dict[str, Any]] = []
     for path in paths:
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                q = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not valid JSON: {exc}") from exc
+        for n, q in read_jsonl(path, "the questions"):
             for key in ("id", "language", "question", "kind"):
                 if not q.get(key):
-                    raise ValueError(f"{path}:{n}: '{key}' is missing")
+                    raise InvalidArgument(f"{path}, line {n}: '{key}' is missing")
             out.append(q)
     return out
 
@@ -166,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(getattr(args, "config", None))
     try:
         questions = load_questions([Path(p) for p in args.questions])
-    except (OSError, ValueError) as exc:
+    except InvalidArgument as exc:
         print(f"kefu eval answers: {exc}", file=sys.stderr)
         return 1
     if args.split != "all":

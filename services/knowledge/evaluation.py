@@ -36,7 +36,7 @@ class Query:
     locale: str = ""
 
 
-def _read_jsonl(path: Path, what: str) -> list[tuple[int, dict]]:
+def read_jsonl(path: Path, what: str) -> list[tuple[int, dict]]:
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -57,7 +57,7 @@ def _read_jsonl(path: Path, what: str) -> list[tuple[int, dict]]:
 
 def load_corpus(path: Path) -> list[KnowledgeEntry]:
     entries, seen = [], set()
-    for n, obj in _read_jsonl(path, "the corpus"):
+    for n, obj in read_jsonl(path, "the corpus"):
         doc_id, text = str(obj.get("id", "")).strip(), str(obj.get("text", "")).strip()
         if not doc_id or not text:
             raise InvalidArgument(f"{path}, line {n}: a corpus line needs a non-empty \"id\" and \"text\"")
@@ -75,7 +75,7 @@ def load_corpus(path: Path) -> list[KnowledgeEntry]:
 
 def load_queries(path: Path) -> list[Query]:
     queries = []
-    for n, obj in _read_jsonl(path, "the queries"):
+    for n, obj in read_jsonl(path, "the queries"):
         text, relevant = str(obj.get("query", "")).strip(), obj.get("relevant")
         if not text or not isinstance(relevant, list) or not relevant:
             raise InvalidArgument(f"{path}, line {n}: a query line needs \"query\" and a non-empty \"relevant\" list")
