@@ -30,6 +30,7 @@ def turn_json(result: dialog_pb2.TurnResult) -> dict:
         "actions": [MessageToDict(a, preserving_proto_field_name=True) for a in result.actions],
         "handoff": dialog_pb2.HandoffState.Name(result.handoff),
         "degraded": result.degraded,
+        "messages": [{"id": m.id, "author": m.author, "text": m.text} for m in result.messages],
         "state": {
             "flow": result.state.flow,
             "requested_slot": result.state.requested_slot,
@@ -46,13 +47,19 @@ class ChatClient:
         self._stub = dialog_pb2_grpc.DialogStub(self._channel)
         self._timeout_s = timeout_s
 
-    def send(self, text: str, session_id: str = "", *, out: TextIO | None = None) -> dialog_pb2.TurnResult:
-        """One turn; deltas are written to ``out`` as they arrive."""
+    def send(self, text: str, session_id: str = "", *, out: TextIO | None = None, label: bool = False) -> dialog_pb2.TurnResult:
+        """One turn; deltas are written to ``out`` as they arrive, with ``label``, each
+        text under who wrote it: "kefu › ", or "agent › " for a human agent's reply while
+        an agent holds the conversation."""
         result = None
+        speaker = None
         for event in self._stub.Converse(
             dialog_pb2.TurnRequest(session_id=session_id, text=text, channel="cli"), timeout=self._timeout_s
         ):
             if event.HasField("chunk") and out is not None:
+                if label and (author := "agent" if event.chunk.author.startswith("agent") else "kefu") != speaker:
+                    out.write(("\n" if speaker else "") + f"{author} › ")
+                    speaker = author
                 if event.chunk.replace:
                     # What was shown is withdrawn: a reply cut by a model failure.
                     out.write("\n[reply corrected] ")
@@ -88,6 +95,7 @@ def run_chat(target: str, *, message: str | None, session_id: str, as_json: bool
                 print(json.dumps(turn_json(result), ensure_ascii=False, indent=2))
             else:
                 print()
+                _print_notices(result)
                 _print_footer(result)
             return 0
         print(BANNER)
@@ -105,9 +113,8 @@ def run_chat(target: str, *, message: str | None, session_id: str, as_json: bool
                 continue
             if not text.strip():
                 continue
-            sys.stdout.write("kefu › ")
             try:
-                result = client.send(text, session_id, out=sys.stdout)
+                result = client.send(text, session_id, out=sys.stdout, label=True)
             except grpc.RpcError as err:
                 print(f"\nerror: {_describe(err)}")
                 continue
@@ -116,15 +123,25 @@ def run_chat(target: str, *, message: str | None, session_id: str, as_json: bool
                 continue
             print()
             session_id = result.session_id
+            _print_notices(result)
             _print_footer(result)
     finally:
         client.close()
+
+
+def _print_notices(result: dialog_pb2.TurnResult) -> None:
+    """Messages delivered with a turn kefu answered (a return's label, a refund paid)."""
+    if result.handoff != dialog_pb2.HANDOFF_STATE_AGENT:
+        for m in result.messages:
+            print(f"{'agent' if m.author.startswith('agent') else 'kefu'} (update) › {m.text}")
 
 
 def _print_footer(result: dialog_pb2.TurnResult) -> None:
     bits = [f"session {result.session_id}", f"intent {result.intent.name} ({result.intent.confidence:.2f})"]
     bits += [f"source {c.doc_id} “{c.title}”" for c in result.citations]
     bits += [f"ticket {a.ticket_id}" for a in result.actions if a.type == dialog_pb2.ACTION_TYPE_CREATE_TICKET]
+    if result.handoff == dialog_pb2.HANDOFF_STATE_AGENT:
+        bits.append("a human agent holds this conversation")
     if result.degraded:
         bits.append("degraded")
     print("   [" + " · ".join(bits) + "]")

@@ -7,6 +7,8 @@
     kefu ingest PATH...      add FAQs and documents to the knowledge base
     kefu eval retrieval      recall@k / MRR / latency of knowledge retrieval
     kefu store import|export|reset|show   the store behind kefu (τ-bench retail data, or the demo store)
+    kefu erp event KIND --order ID | return ID   ERP events in (parcel, inspection, refund...), a return's state
+    kefu agent queue|claim|watch|reply|handback|resolve   the human agent's desk for handed-over conversations
     kefu serve SERVICE       run one gRPC service in the foreground
 """
 
@@ -99,6 +101,8 @@ def add_dialog_evals(eval_sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from services.agent.cli import add_agent_commands
+    from services.erp.events_cli import add_erp_commands
     from services.erp.store_cli import add_store_commands
     from services.knowledge.cli import add_knowledge_commands
     from services.nlu.cli import add_nlu_commands
@@ -131,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_models_commands(sub)
     add_trtllm_commands(sub)
     add_store_commands(sub)
+    add_agent_commands(sub)
+    add_erp_commands(sub)
     return parser
 
 

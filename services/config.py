@@ -113,6 +113,14 @@ class Tickets:
 
 
 @dataclass
+class Returns:
+    # After a return or exchange is authorised: remind the customer to send the parcel
+    # after reminder_s, withdraw the return (order delivered again) after expire_s.
+    reminder_s: float = 259200.0
+    expire_s: float = 1209600.0
+
+
+@dataclass
 class Knowledge:
     # Where the knowledge lives: "embedded" (SQLite file in home, BM25 + vectors in
     # memory) or "elasticsearch" (a cluster at elasticsearch_url).
@@ -214,6 +222,7 @@ class KefuConfig:
     models: Models = field(default_factory=Models)
     temporal: Temporal = field(default_factory=Temporal)
     tickets: Tickets = field(default_factory=Tickets)
+    returns: Returns = field(default_factory=Returns)
     knowledge: Knowledge = field(default_factory=Knowledge)
     nlu: Nlu = field(default_factory=Nlu)
     generation: Generation = field(default_factory=Generation)

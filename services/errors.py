@@ -32,6 +32,13 @@ class NotFound(KefuError):
     code = grpc.StatusCode.NOT_FOUND
 
 
+class FailedPrecondition(KefuError):
+    """The request is well formed but the thing it acts on is not in a state that allows it
+    (an event a workflow does not wait for, a ticket another agent holds); nothing changed."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class Unavailable(KefuError):
     """A dependency (another service, Triton, Temporal) cannot be reached."""
 

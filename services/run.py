@@ -129,7 +129,10 @@ async def build_dialog(cfg: KefuConfig) -> ServiceSpec:
     from services.dialog.core import DialogEngine, TaskDesk
     from services.dialog.flows.spec import flows_for
     from services.dialog.operations import OperationDesk
+    from kefu.v1 import erp_pb2, erp_pb2_grpc
     from services.erp import open_store
+    from services.erp.events import ReturnDesk
+    from services.erp.events_servicer import ErpEventsServicer
     from services.dialog.servicer import DialogServicer
     from services.dialog.sessions import SessionStore
     from services.dialog.tickets import TicketDesk
@@ -139,13 +142,26 @@ async def build_dialog(cfg: KefuConfig) -> ServiceSpec:
         nlu=cfg.target("nlu"), knowledge=cfg.target("knowledge"), generation=cfg.target("generation"),
         call_timeout_s=cfg.dialog.call_timeout_s, generate_timeout_s=cfg.models.generate_timeout_s,
     )
-    tasks = TaskDesk(open_store=lambda: open_store(cfg), flows_for=flows_for, operations=OperationDesk(cfg))
+    returns = ReturnDesk(cfg)
+    tasks = TaskDesk(open_store=lambda: open_store(cfg), flows_for=flows_for, operations=OperationDesk(cfg), returns=returns)
     engine = DialogEngine(cfg, load_domain_pack(cfg.domain_pack), SessionStore(cfg.sessions_path), upstream, TicketDesk(cfg), tasks)
     servicer = DialogServicer(engine)
+    from kefu.v1 import agent_pb2, agent_pb2_grpc
+    from services.agent.desk import AgentDesk, TicketSignals
+    from services.agent.servicer import AgentDeskServicer
+    from services.demo.store import DemoStore
+
+    # Human agents' side of a handoff, next to the conversations it takes over.
+    agents = AgentDeskServicer(AgentDesk(SessionStore(cfg.sessions_path), DemoStore(cfg.store_path), TicketSignals(cfg)))
 
     def register(server: grpc.aio.Server) -> list[str]:
         dialog_pb2_grpc.add_DialogServicer_to_server(servicer, server)
-        return [dialog_pb2.DESCRIPTOR.services_by_name["Dialog"].full_name]
+        agent_pb2_grpc.add_AgentDeskServicer_to_server(agents, server)
+        # ERP events in (returns, exchanges, refunds) are served by the Dialog process,
+        # which holds the workflow engine's client.
+        erp_pb2_grpc.add_ErpEventsServicer_to_server(ErpEventsServicer(returns), server)
+        return [dialog_pb2.DESCRIPTOR.services_by_name["Dialog"].full_name, erp_pb2.DESCRIPTOR.services_by_name["ErpEvents"].full_name,
+                agent_pb2.DESCRIPTOR.services_by_name["AgentDesk"].full_name]
 
     return ServiceSpec("dialog", register, [upstream.close])
 

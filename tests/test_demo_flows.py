@@ -114,3 +114,40 @@ def test_a_how_to_question_is_answered_first_and_the_task_offered(dialog, demo):
     customer = demo.get_customer("C00001")
     _, next_turn = converse(dialog, f"手机号 {customer.phone}", result.session_id)
     assert next_turn.state.customer_id == "C00001" and next_turn.state.flow == "return_items"
+
+
+def test_where_is_my_refund_is_answered_from_the_refund_saga(dialog, demo, cfg):
+    """After a cancellation paid by Alipay/WeChat Pay, 「我的退款到哪了」 is answered from the
+    return saga's state (pending, then completed when the ERP reports it), not the model."""
+    import grpc
+
+    from kefu.v1 import erp_pb2, erp_pb2_grpc
+
+    candidates = [
+        (c, o) for c in (demo.get_customer(f"C{i:05d}") for i in range(50, 0, -1))
+        for o in demo.list_orders(c.customer_id)
+        if o.status == "pending" and len(o.payments) == 1 and "gift_card" not in o.payments[0].payment_method_id
+    ]
+    customer, order = candidates[0]
+    amount = f"¥{order.payments[0].amount:,.2f}"
+    results = _talk(dialog, [f"我想取消订单 {order.order_id}", f"手机号 {customer.phone}", "不需要了"])
+    assert results[-1].state.pending.operation == "cancel_pending_order", results[-1].reply_text
+    _, done = converse(dialog, "确认", results[-1].session_id)
+    operation = next(a for a in done.actions if a.type == dialog_pb2.ACTION_TYPE_OPERATION)
+    assert operation.detail["status"] == "done" and operation.detail["saga"]
+
+    _, asked = converse(dialog, f"订单 {order.order_id} 的退款到哪了？", done.session_id)
+    assert not asked.citations, "the refund's state comes from the saga, not an FAQ answer"
+    assert amount in asked.reply_text and "正在途中" in asked.reply_text, asked.reply_text
+
+    stub = erp_pb2_grpc.ErpEventsStub(grpc.insecure_channel(cfg.target("dialog")))
+    receipt = stub.Report(erp_pb2.ErpEvent(event_id=f"pay-{order.order_id}", kind="refund_completed", order_id=order.order_id), timeout=30)
+    assert receipt.outcome == erp_pb2.ERP_EVENT_OUTCOME_ACCEPTED
+    for _ in range(50):
+        if stub.GetReturn(erp_pb2.GetReturnRequest(order_id=order.order_id), timeout=30).status == "refunded":
+            break
+        import time
+
+        time.sleep(0.2)
+    _, again = converse(dialog, "where is my refund?", done.session_id)
+    assert amount.replace("¥", "") in again.reply_text and "complete" in again.reply_text, again.reply_text

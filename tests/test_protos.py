@@ -32,13 +32,14 @@ def test_a_changed_proto_is_detected_as_stale(tmp_path, monkeypatch):
 
 
 def test_every_service_has_its_contract():
-    from kefu.v1 import dialog_pb2, generation_pb2, knowledge_pb2, nlu_pb2
+    from kefu.v1 import agent_pb2, dialog_pb2, generation_pb2, knowledge_pb2, nlu_pb2
 
     methods = {
         "NLU": (nlu_pb2, {"Analyze"}),
         "Knowledge": (knowledge_pb2, {"Search", "Ingest", "Delete"}),
         "Generation": (generation_pb2, {"Generate", "GenerateStream"}),
-        "Dialog": (dialog_pb2, {"Converse", "GetSession"}),
+        "Dialog": (dialog_pb2, {"Converse", "GetSession", "WatchReplies"}),
+        "AgentDesk": (agent_pb2, {"ListQueue", "Claim", "Reply", "HandBack", "Resolve", "WatchSession"}),
     }
     for service, (module, expected) in methods.items():
         desc = module.DESCRIPTOR.services_by_name[service]
@@ -47,3 +48,5 @@ def test_every_service_has_its_contract():
     stream = generation_pb2.DESCRIPTOR.services_by_name["Generation"].methods_by_name["GenerateStream"]
     assert stream.server_streaming
     assert dialog_pb2.DESCRIPTOR.services_by_name["Dialog"].methods_by_name["Converse"].server_streaming
+    assert dialog_pb2.DESCRIPTOR.services_by_name["Dialog"].methods_by_name["WatchReplies"].server_streaming
+    assert agent_pb2.DESCRIPTOR.services_by_name["AgentDesk"].methods_by_name["WatchSession"].server_streaming

@@ -90,7 +90,9 @@ def test_cancel_by_describing_the_order(dialog, fresh):
     _, done = converse(dialog, "yes, go ahead", last.session_id)
     operation = [a for a in done.actions if a.type == dialog_pb2.ACTION_TYPE_OPERATION]
     assert len(operation) == 1 and operation[0].workflow_id
-    assert dict(operation[0].detail) == {"operation": "cancel_pending_order", "order_id": order.order_id, "status": "done"}
+    # The refund's saga follows the cancellation (workflows/returns).
+    saga = "return-" + order.order_id.lstrip("#")
+    assert dict(operation[0].detail) == {"operation": "cancel_pending_order", "order_id": order.order_id, "status": "done", "saga": saga}
     after = store.get_order(order.order_id)
     assert after.status == "cancelled" and after.extra["cancel_reason"] == "ordered by mistake"
     assert order.order_id in done.reply_text and "cancelled" in done.reply_text

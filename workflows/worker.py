@@ -16,6 +16,8 @@ from temporalio.worker import Worker
 from services.config import KefuConfig, load_config
 from services.demo.store import DemoStore
 from services.telemetry import setup_tracing, shutdown_tracing
+from workflows.returns.activities import AfterSalesActivities
+from workflows.returns.workflow import ReturnWorkflow
 from workflows.store_ops.activities import StoreActivities
 from workflows.store_ops.workflow import StoreOperationWorkflow
 from workflows.tickets.activities import TicketActivities
@@ -33,11 +35,15 @@ async def run_worker(cfg: KefuConfig) -> None:
     client = await connect(cfg)
     store = DemoStore(cfg.store_path)
     tickets = TicketActivities(store)
+    after_sales = AfterSalesActivities(cfg)
     worker = Worker(
         client,
         task_queue=cfg.temporal.task_queue,
-        workflows=[TicketWorkflow, StoreOperationWorkflow],
-        activities=[tickets.open_ticket, tickets.update_ticket, StoreActivities(cfg).apply_store_operation],
+        workflows=[TicketWorkflow, StoreOperationWorkflow, ReturnWorkflow],
+        activities=[
+            tickets.open_ticket, tickets.update_ticket, StoreActivities(cfg).apply_store_operation,
+            after_sales.after_sales_step, after_sales.notify_customer,
+        ],
     )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -125,7 +125,8 @@ CREATE TABLE IF NOT EXISTS tickets (
     priority TEXT DEFAULT 'normal',
     assignee TEXT DEFAULT '',
     note TEXT DEFAULT '',
-    updated_at TEXT DEFAULT ''
+    updated_at TEXT DEFAULT '',
+    context TEXT DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS tickets_by_session ON tickets(session_id);
 """
@@ -217,6 +218,8 @@ class NewTicket:
     language: str
     customer_id: str | None = None
     created_at: str = field(kw_only=True)
+    # The context packet for the agent (workflows.tickets.types.TicketContext) as JSON.
+    context: str = field(default="", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,8 @@ class Ticket:
     assignee: str = ""
     note: str = ""
     updated_at: str = ""
+    # Written once at opening: the context packet for the agent, JSON ("" before it existed).
+    context: str = ""
 
 
 # --------------------------------------------------------------------------- the store
@@ -372,7 +377,7 @@ class DemoStore:
             try:
                 conn.execute(
                     "INSERT INTO tickets(ticket_id, session_id, customer_id, category, summary, language,"
-                    " status, created_at) VALUES (?, ?, ?, ?, ?, ?, 'open', ?)"
+                    " status, created_at, context) VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?)"
                     " ON CONFLICT(ticket_id) DO NOTHING",
                     (
                         ticket.ticket_id,
@@ -382,6 +387,7 @@ class DemoStore:
                         ticket.summary,
                         ticket.language,
                         ticket.created_at,
+                        ticket.context,
                     ),
                 )
                 row = conn.execute("SELECT * FROM tickets WHERE ticket_id = ?", (ticket.ticket_id,)).fetchone()
@@ -400,6 +406,18 @@ class DemoStore:
         with self._connect() as conn:
             rows = conn.execute(
                 "SELECT * FROM tickets WHERE session_id = ? ORDER BY created_at, ticket_id", (session_id,)
+            ).fetchall()
+        return [Ticket(**dict(row)) for row in rows]
+
+    def active_tickets(self, statuses: tuple[str, ...] = ("open", "pending", "escalated")) -> list[Ticket]:
+        """Tickets not yet resolved (or in ``statuses``), oldest first: an agent's queue is made from them."""
+        unknown = set(statuses) - set(TICKET_STATUSES)
+        if unknown:
+            raise ValueError(f"unknown ticket status {sorted(unknown)}; one of {', '.join(TICKET_STATUSES)}")
+        marks = ",".join("?" * len(statuses))
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"SELECT * FROM tickets WHERE status IN ({marks}) ORDER BY created_at, ticket_id", statuses
             ).fetchall()
         return [Ticket(**dict(row)) for row in rows]
 
@@ -458,7 +476,10 @@ def _order(conn: sqlite3.Connection, row: sqlite3.Row) -> Order:
 
 
 # Columns added to tickets after schema 1 shipped: added in place, tickets kept.
-_TICKET_COLUMNS = {"priority": "TEXT DEFAULT 'normal'", "assignee": "TEXT DEFAULT ''", "note": "TEXT DEFAULT ''", "updated_at": "TEXT DEFAULT ''"}
+_TICKET_COLUMNS = {
+    "priority": "TEXT DEFAULT 'normal'", "assignee": "TEXT DEFAULT ''", "note": "TEXT DEFAULT ''", "updated_at": "TEXT DEFAULT ''",
+    "context": "TEXT DEFAULT ''",
+}
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:

@@ -9,6 +9,10 @@ A turn: understand it (NLU) → decide (policy) → act:
   cancel / change / return / exchange, order status) go to the flow engine of the
   store's domain pack (flows/engine.py): slots collected, policy checked, an explicit
   yes, the operation run as a Temporal workflow, the result reported from the store;
+- while a human agent holds the conversation (``kefu agent claim``), the customer's
+  message goes to the agent (recorded masked, signalled to the ticket), kefu does not
+  answer it, and the reply carries the agent's replies not delivered yet, or says that
+  the agent will answer;
 - a message NLU flags as an attempt to steer the model ("prompt_injection") is not
   passed to the model: kefu says what it can help with, and the turn records why;
 - everything else is answered from the knowledge base by the language model,
@@ -28,6 +32,7 @@ from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Callable, Protocol
 
 from kefu.v1 import nlu_pb2
+from services.agent.context import context_packet
 from services.config import KefuConfig
 from services.demo.pack import DomainPack, Intent
 from services.dialog.flows.engine import FlowEngine, FlowReply
@@ -36,7 +41,7 @@ from services.dialog.answering import KnowledgeAnswers
 from services.dialog.flows.state import FlowState
 from services.dialog.questions import requests_something
 from services.dialog.replies import reply
-from services.dialog.sessions import SessionRecord, SessionStore, StoredAction, StoredCitation, TurnRecord
+from services.dialog.sessions import SessionMessage, SessionRecord, SessionStore, StoredAction, StoredCitation, TurnRecord
 from services.dialog.upstream import Upstream
 from services.erp.port import StorePort
 from services.errors import NotFound, require_text
@@ -52,7 +57,9 @@ class TicketOpener(Protocol):
 
 
 class OperationRunner(Protocol):
-    async def run(self, operation: str, args: dict[str, Any], *, session_id: str, customer_id: str) -> tuple[Any, str]: ...
+    async def run(
+        self, operation: str, args: dict[str, Any], *, session_id: str, customer_id: str, language: str = "en"
+    ) -> tuple[Any, str]: ...
 
 
 @dataclass
@@ -64,6 +71,9 @@ class TaskDesk:
     open_store: Callable[[], StorePort | None]
     flows_for: Callable[[str], list[FlowSpec]]
     operations: OperationRunner
+    # The return sagas (services/erp/events.py ReturnDesk: ``await find(order_id)``), so
+    # order and refund status replies say where a return or refund stands.
+    returns: Any = None
 
 
 @dataclass
@@ -90,6 +100,22 @@ class TurnOutcome:
     degraded: bool = False
     # The task conversation's state after this turn.
     state: FlowState = field(default_factory=FlowState)
+    # Messages this turn delivered: a human agent's replies while the agent holds the
+    # conversation (their texts make up reply_text), otherwise the messages that reached
+    # the session since the last turn (kefu's notices), apart from the reply.
+    messages: list[SessionMessage] = field(default_factory=list)
+
+
+class Relayed(str):
+    """Reply text written by a human agent, relayed in a turn the agent holds: the
+    servicer names its ``author`` on the stream (TextChunk.author)."""
+
+    author: str
+
+    def __new__(cls, text: str, author: str) -> "Relayed":
+        relayed = super().__new__(cls, text)
+        relayed.author = author
+        return relayed
 
 
 # A turn yields text deltas (str) and finally one TurnOutcome.
@@ -114,6 +140,10 @@ class DialogEngine:
         if record is None:
             raise NotFound(f"session {session_id!r} does not exist")
         return record
+
+    def messages(self, session_id: str, after_id: int = 0) -> list[SessionMessage]:
+        """Messages for the customer outside the turns (agents' replies, kefu's notices)."""
+        return self._sessions.messages(session_id, after_id)
 
     async def handle(self, turn: CustomerTurn) -> AsyncIterator[TurnEvent]:
         text = require_text(turn.text, field="text", max_chars=self._cfg.dialog.max_message_chars)
@@ -140,6 +170,12 @@ class DialogEngine:
         )
 
         dissatisfaction = float(understanding.sentiment.dissatisfaction)
+        if session.handoff == "agent":
+            for delta in self._relay(outcome, session):
+                yield delta
+            await self._record(outcome, session, dissatisfaction)
+            yield outcome
+            return
         flows = await self._flow_engine() if "prompt_injection" not in understanding.flags else None
         # A task under way, or asked for, goes to the flows even when the customer sounds
         # upset or mentions a complaint; asking for a person by name always hands over.
@@ -199,11 +235,20 @@ class DialogEngine:
                     outcome.reply_text += "\n" + back
                     yield "\n" + back
 
-        ticket = _open_ticket_of(session)
+        # Notices that reached the session since the customer's last turn (a return's
+        # label, a refund paid: workflows/returns) are delivered with this turn.
+        outcome.messages = self._sessions.messages(session.session_id, session.delivered_through)
+        await self._record(outcome, session, dissatisfaction)
+        yield outcome
+
+    async def _record(self, outcome: TurnOutcome, session: SessionRecord, dissatisfaction: float) -> None:
+        """Write the completed turn (the customer's text PII-masked) to the session."""
+        understanding = outcome.understanding
+        ticket = _last_ticket(session)
         if ticket and not any(a.type == "create_ticket" for a in outcome.actions):
             # After a handoff, what the customer says reaches the ticket's timeline too
             # (PII-masked), where the agent reads it.
-            await self._tickets.note_customer_message(ticket, understanding.masked_text)
+            await self._tickets.note_customer_message(ticket.workflow_id, understanding.masked_text)
         self._sessions.append_turn(
             session.session_id,
             TurnRecord(
@@ -214,8 +259,28 @@ class DialogEngine:
             ),
             handoff=outcome.handoff if outcome.handoff != session.handoff else None,
             state=outcome.state.to_json(),
+            delivered_through=max((m.id for m in outcome.messages), default=0),
         )
-        yield outcome
+
+    def _relay(self, outcome: TurnOutcome, session: SessionRecord) -> list[str]:
+        """A turn while a human agent holds the conversation: no NLU-driven reply (the
+        agent answers); the reply is the agent's replies the customer has not had in a
+        turn yet, or, when there are none, word that the agent will answer."""
+        outcome.handoff = "agent"
+        ticket = _last_ticket(session)
+        outcome.actions.append(StoredAction(
+            "agent", ticket_id=ticket.ticket_id if ticket else "", workflow_id=ticket.workflow_id if ticket else "",
+            detail={"agent": session.held_by},
+        ))
+        outcome.messages = [
+            m for m in self._sessions.messages(session.session_id, session.delivered_through) if m.author.startswith("agent:")
+        ]
+        if outcome.messages:
+            deltas: list[str] = [Relayed(("\n" if i else "") + m.text, m.author) for i, m in enumerate(outcome.messages)]
+        else:
+            deltas = [reply("agent_holding", outcome.language)]
+        outcome.reply_text = "".join(deltas)
+        return deltas
 
     async def _flow_engine(self) -> FlowEngine | None:
         if self._tasks is None:
@@ -224,7 +289,29 @@ class DialogEngine:
         if store is None:
             return None
         flows = self._tasks.flows_for(store.format)
-        return FlowEngine(flows, store) if flows else None
+        return FlowEngine(flows, store, self._saga_lookup()) if flows else None
+
+    def _saga_lookup(self) -> Callable[[str], Any] | None:
+        """For the flow engine, which runs in a worker thread: the return saga's state of
+        an order, read on this event loop; None when it cannot be read."""
+        returns = self._tasks.returns if self._tasks is not None else None
+        if returns is None:
+            return None
+        loop = asyncio.get_running_loop()
+
+        def lookup(order_id: str) -> Any:
+            try:
+                asyncio.get_running_loop()
+                return None  # called on the loop itself: waiting here would block it
+            except RuntimeError:
+                pass
+            try:
+                return asyncio.run_coroutine_threadsafe(returns.find(order_id), loop).result(timeout=self._cfg.dialog.call_timeout_s)
+            except Exception as exc:  # noqa: BLE001 - the status reply goes on without it
+                log.warning("could not read the return saga of %s: %s", order_id, exc)
+                return None
+
+        return lookup
 
     async def _flow_turn(self, outcome: TurnOutcome, session: SessionRecord, flows: FlowEngine, reply: FlowReply) -> None:
         """A task turn: the flow's reply, or the confirmed operation run as a workflow
@@ -235,11 +322,13 @@ class DialogEngine:
             assert self._tasks is not None
             operation, args = reply.run["operation"], reply.run["args"]
             receipt, workflow_id = await self._tasks.operations.run(
-                operation, args, session_id=session.session_id, customer_id=state.customer_id
+                operation, args, session_id=session.session_id, customer_id=state.customer_id, language=outcome.language
             )
             detail = {"operation": operation, "order_id": str(args.get("order_id", "")), "status": receipt.status}
             if receipt.status != "done":
                 detail["reason"] = receipt.reason
+            if getattr(receipt, "saga_workflow_id", ""):
+                detail["saga"] = receipt.saga_workflow_id  # the return saga that follows it
             outcome.actions.append(StoredAction("operation", workflow_id=workflow_id, detail=detail))
             outcome.reply_text = await asyncio.to_thread(flows.report, state, receipt, outcome.language)
         elif state.pending:
@@ -272,6 +361,15 @@ class DialogEngine:
         from services.dialog.tickets import new_ticket_id
 
         history = "\n".join(f"customer: {t.customer_text}\nkefu: {t.reply_text}" for t in session.turns[-8:])
+        understanding = outcome.understanding
+        # What the agent reads on claiming the ticket (services/agent/context.py).
+        context = context_packet(
+            session, text=understanding.masked_text, dissatisfaction=float(understanding.sentiment.dissatisfaction),
+            intent=outcome.intent, intent_confidence=outcome.intent_confidence, state=outcome.state,
+            reason="dissatisfied" if reply_name == "dissatisfied_handoff" else "asked",
+            order_ids=[e.value or e.text for e in understanding.entities if e.type == "order_id"],
+            at=datetime.now(timezone.utc).isoformat(),
+        )
         request = TicketRequest(
             ticket_id=new_ticket_id(),
             session_id=session.session_id,
@@ -279,6 +377,7 @@ class DialogEngine:
             summary=(history + "\n" if history else "") + f"customer: {outcome.understanding.masked_text}",
             language=outcome.language,
             customer_id=session.customer_id,
+            context=context,
         )
         receipt, workflow_id = await self._tickets.open_ticket(request)
         outcome.reply_text = reply(reply_name, outcome.language, ticket_id=receipt.ticket_id)
@@ -288,10 +387,11 @@ class DialogEngine:
         ]
         outcome.handoff = "requested"
 
-def _open_ticket_of(session: SessionRecord) -> str:
-    """The workflow id of the last ticket this session opened, or ""."""
+def _last_ticket(session: SessionRecord) -> StoredAction | None:
+    """The create_ticket action of the last ticket this session opened (its ticket and
+    workflow ids), or None."""
     for turn in reversed(session.turns):
         for action in turn.actions:
             if action.type == "create_ticket" and action.workflow_id:
-                return action.workflow_id
-    return ""
+                return action
+    return None

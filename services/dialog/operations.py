@@ -13,7 +13,9 @@ from typing import Any
 
 from services.config import KefuConfig
 from services.dialog.workflow_desk import WorkflowDesk
+from workflows.returns.types import ReturnTimers
 from workflows.store_ops.types import OperationReceipt, OperationRequest, new_workflow_id
+from workflows.tickets.sla import sla_for
 
 
 class OperationDesk(WorkflowDesk):
@@ -21,8 +23,15 @@ class OperationDesk(WorkflowDesk):
 
     def __init__(self, cfg: KefuConfig, *, timeout_s: float = 30.0) -> None:
         super().__init__(cfg, timeout_s=timeout_s)
+        if not 0 < cfg.returns.reminder_s < cfg.returns.expire_s:
+            raise ValueError("returns: reminder_s must be positive and shorter than expire_s")
+        self._timers = ReturnTimers(reminder_s=cfg.returns.reminder_s, expire_s=cfg.returns.expire_s)
+        # A return saga that needs a person opens a "finance" ticket of high priority.
+        self._finance_sla = sla_for(cfg.tickets.sla, "finance", "high", cfg.tickets.auto_close_s)
 
-    async def run(self, operation: str, args: dict[str, Any], *, session_id: str, customer_id: str) -> tuple[OperationReceipt, str]:
+    async def run(
+        self, operation: str, args: dict[str, Any], *, session_id: str, customer_id: str, language: str = "en"
+    ) -> tuple[OperationReceipt, str]:
         """Apply ``operation`` once; returns the receipt (status done or rejected) and the workflow id.
 
         Raises Unavailable when Temporal cannot be reached, the workflow fails (e.g. no
@@ -33,6 +42,9 @@ class OperationDesk(WorkflowDesk):
             args_json=json.dumps(args, ensure_ascii=False),
             session_id=session_id,
             customer_id=customer_id,
+            language=language,
+            timers=self._timers,
+            finance_sla=self._finance_sla,
         )
         workflow_id = new_workflow_id(operation, secrets.token_hex(8))
         receipt = await self._execute(

@@ -29,6 +29,10 @@ REPLIES = {
         "zh": "我想确认一下：您是想咨询「{first}」，还是「{second}」？",
         "en": "Just to be sure: do you mean \"{first}\" or \"{second}\"?",
     },
+    "agent_holding": {
+        "zh": "您的消息已转达给正在为您服务的人工客服，客服会尽快回复您。",
+        "en": "Your message has been passed to the human agent looking after your conversation; they will reply shortly.",
+    },
     "ticket_created": {
         "zh": "已为您转接人工客服，并创建工单 {ticket_id}。客服人员会尽快联系您，请保留工单号以便查询。",
         "en": "I've passed your conversation to a human agent and opened ticket {ticket_id}. "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from typing import AsyncIterator
@@ -13,7 +14,7 @@ from kefu.v1 import common_pb2, dialog_pb2, dialog_pb2_grpc
 from services.dialog.answering import Replacement
 from services.dialog.core import CustomerTurn, DialogEngine, TurnOutcome
 from services.dialog.flows.state import FlowState
-from services.dialog.sessions import SessionRecord, StoredAction, StoredCitation
+from services.dialog.sessions import SessionMessage, SessionRecord, StoredAction, StoredCitation
 from services.errors import grpc_errors
 
 ACTION_TYPES = {
@@ -26,6 +27,7 @@ ACTION_TYPES = {
     "smalltalk": dialog_pb2.ACTION_TYPE_SMALLTALK,
     "screened": dialog_pb2.ACTION_TYPE_SCREENED,
     "operation": dialog_pb2.ACTION_TYPE_OPERATION,
+    "agent": dialog_pb2.ACTION_TYPE_AGENT,
 }
 HANDOFF = {
     "bot": dialog_pb2.HANDOFF_STATE_BOT,
@@ -42,7 +44,12 @@ def _citation(c: StoredCitation) -> common_pb2.Citation:
     return common_pb2.Citation(doc_id=c.doc_id, title=c.title, chunk_id=c.chunk_id, snippet=c.snippet, score=c.score, kb_version=c.kb_version)
 
 
-def _timestamp(iso: str) -> Timestamp:
+def session_message_pb(m: SessionMessage) -> dialog_pb2.SessionMessage:
+    return dialog_pb2.SessionMessage(id=m.id, author=m.author, text=m.text, time=timestamp(m.created_at))
+
+
+def timestamp(iso: str) -> Timestamp:
+    """An ISO-8601 time as stored in the session and ticket tables."""
     ts = Timestamp()
     ts.FromDatetime(datetime.fromisoformat(iso))
     return ts
@@ -74,6 +81,7 @@ def turn_result(o: TurnOutcome) -> dialog_pb2.TurnResult:
         degraded=o.degraded,
         sentiment=o.understanding.sentiment,
         state=dialog_state(o.state),
+        messages=[session_message_pb(m) for m in o.messages],
     )
 
 
@@ -82,22 +90,26 @@ def session_message(s: SessionRecord) -> dialog_pb2.Session:
         session_id=s.session_id,
         customer_id=s.customer_id,
         channel=s.channel,
-        created_at=_timestamp(s.created_at),
+        created_at=timestamp(s.created_at),
         handoff=HANDOFF[s.handoff],
         turns=[
             dialog_pb2.Turn(
                 index=t.index, customer_text=t.customer_text, reply_text=t.reply_text, intent=t.intent,
                 actions=[_action(a) for a in t.actions], citations=[_citation(c) for c in t.citations],
-                time=_timestamp(t.created_at),
+                time=timestamp(t.created_at),
             )
             for t in s.turns
         ],
+        messages=[session_message_pb(m) for m in s.messages],
+        held_by=s.held_by,
+        agent_note=s.agent_note,
     )
 
 
 class DialogServicer(dialog_pb2_grpc.DialogServicer):
-    def __init__(self, engine: DialogEngine) -> None:
+    def __init__(self, engine: DialogEngine, *, poll_s: float = 0.3) -> None:
         self._engine = engine
+        self._poll_s = poll_s
 
     @grpc_errors
     async def Converse(self, request: dialog_pb2.TurnRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[dialog_pb2.TurnEvent]:
@@ -108,10 +120,26 @@ class DialogServicer(dialog_pb2_grpc.DialogServicer):
         async for event in self._engine.handle(turn):
             if isinstance(event, str):
                 if event:
-                    yield dialog_pb2.TurnEvent(chunk=dialog_pb2.TextChunk(delta=event, replace=isinstance(event, Replacement)))
+                    yield dialog_pb2.TurnEvent(chunk=dialog_pb2.TextChunk(
+                        delta=event, replace=isinstance(event, Replacement), author=getattr(event, "author", ""),
+                    ))
             else:
                 yield dialog_pb2.TurnEvent(result=turn_result(event))
 
     @grpc_errors
     async def GetSession(self, request: dialog_pb2.GetSessionRequest, context: grpc.aio.ServicerContext) -> dialog_pb2.Session:
         return session_message(self._engine.session(request.session_id))
+
+    @grpc_errors
+    async def WatchReplies(
+        self, request: dialog_pb2.WatchRepliesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[dialog_pb2.SessionMessage]:
+        # The session store is polled: agents' replies and kefu's notices are written to it
+        # by other processes (the agent desk, Temporal activities).
+        after = request.after_id
+        self._engine.session(request.session_id)  # NOT_FOUND before the stream starts
+        while True:
+            for message in self._engine.messages(request.session_id, after):
+                yield session_message_pb(message)
+                after = message.id
+            await asyncio.sleep(self._poll_s)

@@ -1,7 +1,11 @@
-"""Conversation sessions on SQLite: one row per session, one per completed turn.
+"""Conversation sessions on SQLite: one row per session, one per completed turn, and a
+log of messages for the customer that are not replies to a turn.
 
 A turn is written in one transaction after it completes, so a cancelled or
-failed turn leaves no half-written record.
+failed turn leaves no half-written record. While a human agent holds a session
+(``handoff == "agent"``, ``held_by`` naming them), the agent's replies go to the
+message log; so do kefu's own notices from workflows (a refund went through),
+added idempotently on a key because Temporal retries activities.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ CREATE TABLE IF NOT EXISTS sessions (
   channel TEXT NOT NULL DEFAULT '',
   created_at TEXT NOT NULL,
   handoff TEXT NOT NULL DEFAULT 'bot',
-  state TEXT NOT NULL DEFAULT ''
+  state TEXT NOT NULL DEFAULT '',
+  held_by TEXT NOT NULL DEFAULT '',
+  agent_note TEXT NOT NULL DEFAULT '',
+  delivered_through INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS turns (
   session_id TEXT NOT NULL REFERENCES sessions(session_id),
@@ -35,7 +42,25 @@ CREATE TABLE IF NOT EXISTS turns (
   nlu TEXT NOT NULL DEFAULT '{}',
   PRIMARY KEY (session_id, turn_index)
 );
+CREATE TABLE IF NOT EXISTS messages (
+  message_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  session_id TEXT NOT NULL REFERENCES sessions(session_id),
+  author TEXT NOT NULL,
+  text TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  key TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_by_session ON messages(session_id, message_id);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_key ON messages(session_id, key) WHERE key IS NOT NULL;
 """
+
+# Columns added to sessions after they shipped: added in place, sessions kept.
+_SESSION_COLUMNS = {
+    "state": "TEXT NOT NULL DEFAULT ''",  # task flows
+    "held_by": "TEXT NOT NULL DEFAULT ''",  # the agent holding the session
+    "agent_note": "TEXT NOT NULL DEFAULT ''",  # the note of the last hand-back or resolution
+    "delivered_through": "INTEGER NOT NULL DEFAULT 0",  # last message id delivered in a turn's reply
+}
 
 
 @dataclass
@@ -72,6 +97,17 @@ class TurnRecord:
 
 
 @dataclass
+class SessionMessage:
+    """A message for the customer outside the turns: a human agent's reply
+    (``author`` "agent:<id>") or a notice from kefu (``author`` "kefu")."""
+
+    id: int
+    author: str
+    text: str
+    created_at: str
+
+
+@dataclass
 class SessionRecord:
     session_id: str
     customer_id: str
@@ -81,6 +117,13 @@ class SessionRecord:
     turns: list[TurnRecord] = field(default_factory=list)
     # The task flow's state (services/dialog/flows/state.py) as JSON; "" before any.
     state: str = ""
+    # The agent holding the session while handoff is "agent"; "" otherwise.
+    held_by: str = ""
+    # The note the last agent left on handing back or resolving.
+    agent_note: str = ""
+    # The last message id a turn's reply carried to the customer.
+    delivered_through: int = 0
+    messages: list[SessionMessage] = field(default_factory=list)
 
 
 def _now() -> str:
@@ -97,8 +140,10 @@ class SessionStore:
             columns = {row[1] for row in conn.execute("PRAGMA table_info(turns)")}
             if "nlu" not in columns:  # a database written before turns kept NLU's reading
                 conn.execute("ALTER TABLE turns ADD COLUMN nlu TEXT NOT NULL DEFAULT '{}'")
-            if "state" not in {row[1] for row in conn.execute("PRAGMA table_info(sessions)")}:  # before task flows
-                conn.execute("ALTER TABLE sessions ADD COLUMN state TEXT NOT NULL DEFAULT ''")
+            have = {row[1] for row in conn.execute("PRAGMA table_info(sessions)")}
+            for name, decl in _SESSION_COLUMNS.items():
+                if name not in have:
+                    conn.execute(f"ALTER TABLE sessions ADD COLUMN {name} {decl}")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -121,31 +166,31 @@ class SessionStore:
     def get(self, session_id: str) -> SessionRecord | None:
         conn = self._conn()
         row = conn.execute(
-            "SELECT session_id, customer_id, channel, created_at, handoff, state FROM sessions WHERE session_id=?", (session_id,)
+            "SELECT session_id, customer_id, channel, created_at, handoff, state, held_by, agent_note, delivered_through "
+            "FROM sessions WHERE session_id=?",
+            (session_id,),
         ).fetchone()
         if row is None:
             return None
-        record = SessionRecord(*row[:5], state=row[5])
-        for t in conn.execute(
-            "SELECT turn_index, customer_text, reply_text, intent, actions, citations, created_at, nlu "
-            "FROM turns WHERE session_id=? ORDER BY turn_index",
-            (session_id,),
-        ):
-            nlu = json.loads(t[7] or "{}")
-            record.turns.append(
-                TurnRecord(
-                    index=t[0], customer_text=t[1], reply_text=t[2], intent=t[3],
-                    actions=[StoredAction(**a) for a in json.loads(t[4])],
-                    citations=[StoredCitation(**c) for c in json.loads(t[5])],
-                    created_at=t[6],
-                    dissatisfaction=float(nlu.get("dissatisfaction", 0.0)),
-                    flags=list(nlu.get("flags", [])),
-                )
-            )
+        record = SessionRecord(*row[:5], state=row[5], held_by=row[6], agent_note=row[7], delivered_through=row[8])
+        record.turns = self.turns_after(session_id, 0)
+        record.messages = self.messages(session_id)
         return record
 
-    def append_turn(self, session_id: str, turn: TurnRecord, *, handoff: str | None = None, state: str | None = None) -> None:
-        """Store a completed turn, and the session's new handoff and flow state, in one transaction."""
+    def turns_after(self, session_id: str, after_index: int) -> list[TurnRecord]:
+        """The session's turns with an index above ``after_index``, in order."""
+        rows = self._conn().execute(
+            "SELECT turn_index, customer_text, reply_text, intent, actions, citations, created_at, nlu "
+            "FROM turns WHERE session_id=? AND turn_index>? ORDER BY turn_index",
+            (session_id, after_index),
+        )
+        return [_turn(t) for t in rows]
+
+    def append_turn(
+        self, session_id: str, turn: TurnRecord, *, handoff: str | None = None, state: str | None = None, delivered_through: int = 0
+    ) -> None:
+        """Store a completed turn, and the session's new handoff and flow state, and the
+        last message its reply delivered, in one transaction."""
         with self._conn() as conn:
             conn.execute(
                 "INSERT INTO turns(session_id, turn_index, customer_text, reply_text, intent, actions, citations, created_at, nlu) "
@@ -162,3 +207,82 @@ class SessionStore:
                 conn.execute("UPDATE sessions SET handoff=? WHERE session_id=?", (handoff, session_id))
             if state is not None:
                 conn.execute("UPDATE sessions SET state=? WHERE session_id=?", (state, session_id))
+            if delivered_through:
+                conn.execute(
+                    "UPDATE sessions SET delivered_through=MAX(delivered_through, ?) WHERE session_id=?", (delivered_through, session_id)
+                )
+
+    # -- messages outside the turns ---------------------------------------------------
+
+    def add_message(self, session_id: str, author: str, text: str, *, key: str = "") -> int:
+        """Add a message for the customer; returns its id. With a ``key``, adding again
+        (a retried activity) returns the first message's id and adds nothing; keys are
+        unique per session. ``LookupError`` for an unknown session."""
+        if not author.strip() or not text.strip():
+            raise ValueError("a session message needs an author and a text")
+        with self._conn() as conn:
+            if conn.execute("SELECT 1 FROM sessions WHERE session_id=?", (session_id,)).fetchone() is None:
+                raise LookupError(f"session {session_id!r} does not exist")
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO messages(session_id, author, text, created_at, key) VALUES(?,?,?,?,?)",
+                (session_id, author, text, _now(), key or None),
+            )
+            if cursor.rowcount == 1:
+                return int(cursor.lastrowid)
+            row = conn.execute("SELECT message_id FROM messages WHERE session_id=? AND key=?", (session_id, key)).fetchone()
+            return int(row[0])
+
+    def messages(self, session_id: str, after_id: int = 0) -> list[SessionMessage]:
+        """The session's messages with an id above ``after_id``, oldest first."""
+        rows = self._conn().execute(
+            "SELECT message_id, author, text, created_at FROM messages WHERE session_id=? AND message_id>? ORDER BY message_id",
+            (session_id, after_id),
+        )
+        return [SessionMessage(*row) for row in rows]
+
+    # -- a human agent holding the session ------------------------------------------------
+
+    def hold(self, session_id: str, agent: str) -> str:
+        """Hand the session to ``agent`` (handoff "agent") unless another agent holds it;
+        returns who holds it afterwards ("" for an unknown session). One statement, so
+        two agents claiming at once cannot both win."""
+        with self._conn() as conn:
+            conn.execute(
+                "UPDATE sessions SET handoff='agent', held_by=? WHERE session_id=? AND held_by IN ('', ?)", (agent, session_id, agent)
+            )
+            row = conn.execute("SELECT held_by FROM sessions WHERE session_id=?", (session_id,)).fetchone()
+        return row[0] if row else ""
+
+    def release(self, session_id: str, agent: str, *, handoff: str = "bot", note: str | None = None) -> bool:
+        """Take the session from ``agent`` ("" when nobody holds it) and set ``handoff``,
+        keeping the agent's ``note``; False when ``agent`` was not the holder."""
+        with self._conn() as conn:
+            cursor = conn.execute(
+                "UPDATE sessions SET handoff=?, held_by='', agent_note=COALESCE(?, agent_note) WHERE session_id=? AND held_by=?",
+                (handoff, note, session_id, agent),
+            )
+        return cursor.rowcount == 1
+
+    def holders(self, session_ids: list[str]) -> dict[str, tuple[str, str]]:
+        """``{session_id: (handoff, held_by)}`` for those of ``session_ids`` that exist."""
+        out: dict[str, tuple[str, str]] = {}
+        conn = self._conn()
+        for start in range(0, len(session_ids), 500):
+            chunk = session_ids[start:start + 500]
+            rows = conn.execute(
+                f"SELECT session_id, handoff, held_by FROM sessions WHERE session_id IN ({','.join('?' * len(chunk))})", chunk
+            )
+            out.update({row[0]: (row[1], row[2]) for row in rows})
+        return out
+
+
+def _turn(t: tuple) -> TurnRecord:
+    nlu = json.loads(t[7] or "{}")
+    return TurnRecord(
+        index=t[0], customer_text=t[1], reply_text=t[2], intent=t[3],
+        actions=[StoredAction(**a) for a in json.loads(t[4])],
+        citations=[StoredCitation(**c) for c in json.loads(t[5])],
+        created_at=t[6],
+        dissatisfaction=float(nlu.get("dissatisfaction", 0.0)),
+        flags=list(nlu.get("flags", [])),
+    )

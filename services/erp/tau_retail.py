@@ -279,6 +279,21 @@ class TauRetailStore:
                     conn.execute("ROLLBACK")
                 raise
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``) on the store file, committed when
+        the block ends without an error and rolled back otherwise: for the parts of an
+        adapter that keep their own tables beside the documents (after-sales)."""
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
     # -- plumbing ---------------------------------------------------------------
 
     @contextlib.contextmanager

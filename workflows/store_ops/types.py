@@ -4,7 +4,10 @@ carries them unchanged and fields can be added later."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from workflows.returns.types import ReturnTimers
+from workflows.tickets.types import TicketSla
 
 
 @dataclass
@@ -16,6 +19,11 @@ class OperationRequest:
     session_id: str
     # The verified customer the operation is for; "" when Dialog did not identify one.
     customer_id: str = ""
+    # For what follows a return, an exchange or a cancellation (the return saga): the
+    # language the customer is told in, its timers and the SLA of a ticket for finance.
+    language: str = "en"
+    timers: ReturnTimers = field(default_factory=ReturnTimers)
+    finance_sla: TicketSla = field(default_factory=TicketSla)
 
 
 @dataclass
@@ -42,6 +50,8 @@ class OperationReceipt:
     # The order (or, for modify_user_address, the customer) after the operation, as JSON,
     # so Dialog reports from the ERP's answer instead of from what it asked for.
     result_json: str = ""
+    # The return saga that follows a done return, exchange or cancellation ("" for none).
+    saga_workflow_id: str = ""
 
     @property
     def done(self) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from dataclasses import asdict
 
 from temporalio import activity
 
@@ -28,6 +30,7 @@ class TicketActivities:
                 language=request.language,
                 customer_id=request.customer_id or None,
                 created_at=created_at,
+                context=json.dumps(asdict(request.context), ensure_ascii=False),
             ),
         )
         activity.logger.info("ticket %s recorded", ticket.ticket_id)

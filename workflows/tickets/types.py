@@ -19,6 +19,41 @@ class TicketSla:
 
 
 @dataclass
+class ContextTurn:
+    """One turn of the conversation as the agent reads it (texts PII-masked), with how
+    dissatisfied the customer sounded in it (NLU's score in [0, 1])."""
+
+    index: int = 0
+    customer_text: str = ""
+    reply_text: str = ""
+    dissatisfaction: float = 0.0
+    at: str = ""
+
+
+@dataclass
+class TicketContext:
+    """The context packet handed to the agent with the ticket, so that nobody asks the
+    customer again what they already told kefu. Everything in it is PII-masked."""
+
+    # A few lines for the agent: why the handoff, what task, which orders, the last message.
+    summary: str = ""
+    # "asked" (a person, a complaint) or "dissatisfied" (several unhappy turns in a row).
+    reason: str = ""
+    # The handoff turn's intent, and the task flow's state (services/dialog/flows/state.py).
+    intent: str = ""
+    intent_confidence: float = 0.0
+    flow: str = ""
+    requested_slot: str = ""
+    slots: dict[str, str] = field(default_factory=dict)
+    # The customer's id in the store once verified ("" before).
+    store_customer_id: str = ""
+    # Dissatisfaction of every turn, in order, the handoff turn last.
+    dissatisfaction: list[float] = field(default_factory=list)
+    order_ids: list[str] = field(default_factory=list)
+    last_turns: list[ContextTurn] = field(default_factory=list)
+
+
+@dataclass
 class TicketRequest:
     ticket_id: str
     session_id: str
@@ -32,6 +67,8 @@ class TicketRequest:
     # Chosen from the configuration (tickets.sla) when the ticket is opened, so the
     # workflow never reads configuration itself.
     sla: TicketSla = field(default_factory=TicketSla)
+    # The context packet for the agent (empty in histories from before it existed).
+    context: TicketContext = field(default_factory=TicketContext)
 
 
 @dataclass
@@ -52,7 +89,7 @@ class TicketMessage:
 @dataclass
 class TicketEvent:
     """One line of the ticket's timeline (``kind``: opened, assigned, agent_reply,
-    customer_reply, escalated, resolved, reopened, closed)."""
+    customer_reply, handed_back, escalated, resolved, reopened, closed)."""
 
     kind: str
     at: str

@@ -7,8 +7,8 @@
 
 Deadlines run from the opening: the first agent reply within ``sla.first_response_s``,
 resolution within ``sla.resolution_s``; each breach escalates exactly once. Signals
-(``assign``, ``agent_reply``, ``customer_reply``, ``resolve``, ``reopen``, each a
-TicketMessage) are queued by their handlers and applied by the run loop, which writes the
+(``assign``, ``agent_reply``, ``customer_reply``, ``hand_back``, ``resolve``, ``reopen``,
+each a TicketMessage) are queued by their handlers and applied by the run loop, which writes the
 ticket table through the ``update_ticket`` activity, so the table reflects the workflow.
 The ``state`` query gives status, priority, assignee, breaches and the timeline, as
 written to the table (a step shows in the query once the table holds it).
@@ -104,6 +104,12 @@ class TicketWorkflow:
     def reopen(self, message: TicketMessage) -> None:
         self._inbox.append(("reopen", message))
 
+    @workflow.signal(name="hand_back")
+    def hand_back(self, message: TicketMessage) -> None:
+        """The agent gave the conversation back to kefu; the ticket stays as it is and
+        keeps the agent's note."""
+        self._inbox.append(("hand_back", message))
+
     @workflow.query(name="state")
     def state(self) -> TicketState:
         return self._published
@@ -143,7 +149,10 @@ class TicketWorkflow:
             if st.status != "resolved":
                 return False  # only a resolved ticket is reopened
             st.status = "open"
-        self._log({"resolve": "resolved", "reopen": "reopened", "assign": "assigned"}.get(kind, kind), message.author, message.text)
+        elif kind == "hand_back":
+            self._note = message.text
+        names = {"resolve": "resolved", "reopen": "reopened", "assign": "assigned", "hand_back": "handed_back"}
+        self._log(names.get(kind, kind), message.author, message.text)
         return True
 
     async def _escalate(self, breach: str) -> None:

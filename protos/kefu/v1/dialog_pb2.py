@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from kefu.v1 import common_pb2 as kefu_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14kefu/v1/dialog.proto\x12\x07kefu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14kefu/v1/common.proto\"l\n\x0bTurnRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\t\x12\x15\n\rlanguage_hint\x18\x05 \x01(\t\"\xaf\x01\n\x06\x41\x63tion\x12!\n\x04type\x18\x01 \x01(\x0e\x32\x13.kefu.v1.ActionType\x12\x11\n\tticket_id\x18\x02 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x03 \x01(\t\x12+\n\x06\x64\x65tail\x18\x04 \x03(\x0b\x32\x1b.kefu.v1.Action.DetailEntry\x1a-\n\x0b\x44\x65tailEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf5\x02\n\nTurnResult\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nturn_index\x18\x02 \x01(\x05\x12\x12\n\nreply_text\x18\x03 \x01(\t\x12$\n\tcitations\x18\x04 \x03(\x0b\x32\x11.kefu.v1.Citation\x12(\n\x06intent\x18\x05 \x01(\x0b\x32\x18.kefu.v1.IntentCandidate\x12!\n\x08\x65ntities\x18\x06 \x03(\x0b\x32\x0f.kefu.v1.Entity\x12 \n\x07\x61\x63tions\x18\x07 \x03(\x0b\x32\x0f.kefu.v1.Action\x12&\n\x07handoff\x18\x08 \x01(\x0e\x32\x15.kefu.v1.HandoffState\x12\x10\n\x08language\x18\t \x01(\t\x12\x10\n\x08\x64\x65graded\x18\n \x01(\x08\x12%\n\tsentiment\x18\x0b \x01(\x0b\x32\x12.kefu.v1.Sentiment\x12#\n\x05state\x18\x0c \x01(\x0b\x32\x14.kefu.v1.DialogState\"\x85\x01\n\x10PendingOperation\x12\x11\n\toperation\x18\x01 \x01(\t\x12\x31\n\x04\x61rgs\x18\x02 \x03(\x0b\x32#.kefu.v1.PendingOperation.ArgsEntry\x1a+\n\tArgsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd2\x01\n\x0b\x44ialogState\x12\x0c\n\x04\x66low\x18\x01 \x01(\t\x12\x16\n\x0erequested_slot\x18\x02 \x01(\t\x12.\n\x05slots\x18\x03 \x03(\x0b\x32\x1f.kefu.v1.DialogState.SlotsEntry\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\t\x12*\n\x07pending\x18\x05 \x01(\x0b\x32\x19.kefu.v1.PendingOperation\x1a,\n\nSlotsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"+\n\tTextChunk\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\x12\x0f\n\x07replace\x18\x02 \x01(\x08\"`\n\tTurnEvent\x12#\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x12.kefu.v1.TextChunkH\x00\x12%\n\x06result\x18\x02 \x01(\x0b\x32\x13.kefu.v1.TurnResultH\x00\x42\x07\n\x05\x65vent\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\xc2\x01\n\x04Turn\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x15\n\rcustomer_text\x18\x02 \x01(\t\x12\x12\n\nreply_text\x18\x03 \x01(\t\x12\x0e\n\x06intent\x18\x04 \x01(\t\x12 \n\x07\x61\x63tions\x18\x05 \x03(\x0b\x32\x0f.kefu.v1.Action\x12$\n\tcitations\x18\x06 \x03(\x0b\x32\x11.kefu.v1.Citation\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb9\x01\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x07handoff\x18\x05 \x01(\x0e\x32\x15.kefu.v1.HandoffState\x12\x1c\n\x05turns\x18\x06 \x03(\x0b\x32\r.kefu.v1.Turn*\x94\x02\n\nActionType\x12\x1b\n\x17\x41\x43TION_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43TION_TYPE_ANSWER\x10\x01\x12\x17\n\x13\x41\x43TION_TYPE_CLARIFY\x10\x02\x12\x17\n\x13\x41\x43TION_TYPE_CONFIRM\x10\x03\x12\x1d\n\x19\x41\x43TION_TYPE_CREATE_TICKET\x10\x04\x12\x17\n\x13\x41\x43TION_TYPE_HANDOFF\x10\x05\x12\x17\n\x13\x41\x43TION_TYPE_ABSTAIN\x10\x06\x12\x19\n\x15\x41\x43TION_TYPE_SMALLTALK\x10\x07\x12\x18\n\x14\x41\x43TION_TYPE_SCREENED\x10\x08\x12\x19\n\x15\x41\x43TION_TYPE_OPERATION\x10\t*z\n\x0cHandoffState\x12\x1d\n\x19HANDOFF_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11HANDOFF_STATE_BOT\x10\x01\x12\x1b\n\x17HANDOFF_STATE_REQUESTED\x10\x02\x12\x17\n\x13HANDOFF_STATE_AGENT\x10\x03\x32|\n\x06\x44ialog\x12\x36\n\x08\x43onverse\x12\x14.kefu.v1.TurnRequest\x1a\x12.kefu.v1.TurnEvent0\x01\x12:\n\nGetSession\x12\x1a.kefu.v1.GetSessionRequest\x1a\x10.kefu.v1.Sessionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14kefu/v1/dialog.proto\x12\x07kefu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14kefu/v1/common.proto\"l\n\x0bTurnRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\t\x12\x15\n\rlanguage_hint\x18\x05 \x01(\t\"\xaf\x01\n\x06\x41\x63tion\x12!\n\x04type\x18\x01 \x01(\x0e\x32\x13.kefu.v1.ActionType\x12\x11\n\tticket_id\x18\x02 \x01(\t\x12\x13\n\x0bworkflow_id\x18\x03 \x01(\t\x12+\n\x06\x64\x65tail\x18\x04 \x03(\x0b\x32\x1b.kefu.v1.Action.DetailEntry\x1a-\n\x0b\x44\x65tailEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa0\x03\n\nTurnResult\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nturn_index\x18\x02 \x01(\x05\x12\x12\n\nreply_text\x18\x03 \x01(\t\x12$\n\tcitations\x18\x04 \x03(\x0b\x32\x11.kefu.v1.Citation\x12(\n\x06intent\x18\x05 \x01(\x0b\x32\x18.kefu.v1.IntentCandidate\x12!\n\x08\x65ntities\x18\x06 \x03(\x0b\x32\x0f.kefu.v1.Entity\x12 \n\x07\x61\x63tions\x18\x07 \x03(\x0b\x32\x0f.kefu.v1.Action\x12&\n\x07handoff\x18\x08 \x01(\x0e\x32\x15.kefu.v1.HandoffState\x12\x10\n\x08language\x18\t \x01(\t\x12\x10\n\x08\x64\x65graded\x18\n \x01(\x08\x12%\n\tsentiment\x18\x0b \x01(\x0b\x32\x12.kefu.v1.Sentiment\x12#\n\x05state\x18\x0c \x01(\x0b\x32\x14.kefu.v1.DialogState\x12)\n\x08messages\x18\r \x03(\x0b\x32\x17.kefu.v1.SessionMessage\"\x85\x01\n\x10PendingOperation\x12\x11\n\toperation\x18\x01 \x01(\t\x12\x31\n\x04\x61rgs\x18\x02 \x03(\x0b\x32#.kefu.v1.PendingOperation.ArgsEntry\x1a+\n\tArgsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd2\x01\n\x0b\x44ialogState\x12\x0c\n\x04\x66low\x18\x01 \x01(\t\x12\x16\n\x0erequested_slot\x18\x02 \x01(\t\x12.\n\x05slots\x18\x03 \x03(\x0b\x32\x1f.kefu.v1.DialogState.SlotsEntry\x12\x13\n\x0b\x63ustomer_id\x18\x04 \x01(\t\x12*\n\x07pending\x18\x05 \x01(\x0b\x32\x19.kefu.v1.PendingOperation\x1a,\n\nSlotsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\";\n\tTextChunk\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\x12\x0f\n\x07replace\x18\x02 \x01(\x08\x12\x0e\n\x06\x61uthor\x18\x03 \x01(\t\"`\n\tTurnEvent\x12#\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x12.kefu.v1.TextChunkH\x00\x12%\n\x06result\x18\x02 \x01(\x0b\x32\x13.kefu.v1.TurnResultH\x00\x42\x07\n\x05\x65vent\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\xc2\x01\n\x04Turn\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x15\n\rcustomer_text\x18\x02 \x01(\t\x12\x12\n\nreply_text\x18\x03 \x01(\t\x12\x0e\n\x06intent\x18\x04 \x01(\t\x12 \n\x07\x61\x63tions\x18\x05 \x03(\x0b\x32\x0f.kefu.v1.Action\x12$\n\tcitations\x18\x06 \x03(\x0b\x32\x11.kefu.v1.Citation\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x02\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x07handoff\x18\x05 \x01(\x0e\x32\x15.kefu.v1.HandoffState\x12\x1c\n\x05turns\x18\x06 \x03(\x0b\x32\r.kefu.v1.Turn\x12)\n\x08messages\x18\x07 \x03(\x0b\x32\x17.kefu.v1.SessionMessage\x12\x0f\n\x07held_by\x18\x08 \x01(\t\x12\x12\n\nagent_note\x18\t \x01(\t\"d\n\x0eSessionMessage\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0e\n\x06\x61uthor\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\";\n\x13WatchRepliesRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x66ter_id\x18\x02 \x01(\x03*\xab\x02\n\nActionType\x12\x1b\n\x17\x41\x43TION_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41\x43TION_TYPE_ANSWER\x10\x01\x12\x17\n\x13\x41\x43TION_TYPE_CLARIFY\x10\x02\x12\x17\n\x13\x41\x43TION_TYPE_CONFIRM\x10\x03\x12\x1d\n\x19\x41\x43TION_TYPE_CREATE_TICKET\x10\x04\x12\x17\n\x13\x41\x43TION_TYPE_HANDOFF\x10\x05\x12\x17\n\x13\x41\x43TION_TYPE_ABSTAIN\x10\x06\x12\x19\n\x15\x41\x43TION_TYPE_SMALLTALK\x10\x07\x12\x18\n\x14\x41\x43TION_TYPE_SCREENED\x10\x08\x12\x19\n\x15\x41\x43TION_TYPE_OPERATION\x10\t\x12\x15\n\x11\x41\x43TION_TYPE_AGENT\x10\n*z\n\x0cHandoffState\x12\x1d\n\x19HANDOFF_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11HANDOFF_STATE_BOT\x10\x01\x12\x1b\n\x17HANDOFF_STATE_REQUESTED\x10\x02\x12\x17\n\x13HANDOFF_STATE_AGENT\x10\x03\x32\xc5\x01\n\x06\x44ialog\x12\x36\n\x08\x43onverse\x12\x14.kefu.v1.TurnRequest\x1a\x12.kefu.v1.TurnEvent0\x01\x12:\n\nGetSession\x12\x1a.kefu.v1.GetSessionRequest\x1a\x10.kefu.v1.Session\x12G\n\x0cWatchReplies\x12\x1c.kefu.v1.WatchRepliesRequest\x1a\x17.kefu.v1.SessionMessage0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,10 +39,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PENDINGOPERATION_ARGSENTRY']._serialized_options = b'8\001'
   _globals['_DIALOGSTATE_SLOTSENTRY']._loaded_options = None
   _globals['_DIALOGSTATE_SLOTSENTRY']._serialized_options = b'8\001'
-  _globals['_ACTIONTYPE']._serialized_start=1671
-  _globals['_ACTIONTYPE']._serialized_end=1947
-  _globals['_HANDOFFSTATE']._serialized_start=1949
-  _globals['_HANDOFFSTATE']._serialized_end=2071
+  _globals['_ACTIONTYPE']._serialized_start=1973
+  _globals['_ACTIONTYPE']._serialized_end=2272
+  _globals['_HANDOFFSTATE']._serialized_start=2274
+  _globals['_HANDOFFSTATE']._serialized_end=2396
   _globals['_TURNREQUEST']._serialized_start=88
   _globals['_TURNREQUEST']._serialized_end=196
   _globals['_ACTION']._serialized_start=199
@@ -50,25 +50,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACTION_DETAILENTRY']._serialized_start=329
   _globals['_ACTION_DETAILENTRY']._serialized_end=374
   _globals['_TURNRESULT']._serialized_start=377
-  _globals['_TURNRESULT']._serialized_end=750
-  _globals['_PENDINGOPERATION']._serialized_start=753
-  _globals['_PENDINGOPERATION']._serialized_end=886
-  _globals['_PENDINGOPERATION_ARGSENTRY']._serialized_start=843
-  _globals['_PENDINGOPERATION_ARGSENTRY']._serialized_end=886
-  _globals['_DIALOGSTATE']._serialized_start=889
-  _globals['_DIALOGSTATE']._serialized_end=1099
-  _globals['_DIALOGSTATE_SLOTSENTRY']._serialized_start=1055
-  _globals['_DIALOGSTATE_SLOTSENTRY']._serialized_end=1099
-  _globals['_TEXTCHUNK']._serialized_start=1101
-  _globals['_TEXTCHUNK']._serialized_end=1144
-  _globals['_TURNEVENT']._serialized_start=1146
-  _globals['_TURNEVENT']._serialized_end=1242
-  _globals['_GETSESSIONREQUEST']._serialized_start=1244
-  _globals['_GETSESSIONREQUEST']._serialized_end=1283
-  _globals['_TURN']._serialized_start=1286
-  _globals['_TURN']._serialized_end=1480
-  _globals['_SESSION']._serialized_start=1483
-  _globals['_SESSION']._serialized_end=1668
-  _globals['_DIALOG']._serialized_start=2073
-  _globals['_DIALOG']._serialized_end=2197
+  _globals['_TURNRESULT']._serialized_end=793
+  _globals['_PENDINGOPERATION']._serialized_start=796
+  _globals['_PENDINGOPERATION']._serialized_end=929
+  _globals['_PENDINGOPERATION_ARGSENTRY']._serialized_start=886
+  _globals['_PENDINGOPERATION_ARGSENTRY']._serialized_end=929
+  _globals['_DIALOGSTATE']._serialized_start=932
+  _globals['_DIALOGSTATE']._serialized_end=1142
+  _globals['_DIALOGSTATE_SLOTSENTRY']._serialized_start=1098
+  _globals['_DIALOGSTATE_SLOTSENTRY']._serialized_end=1142
+  _globals['_TEXTCHUNK']._serialized_start=1144
+  _globals['_TEXTCHUNK']._serialized_end=1203
+  _globals['_TURNEVENT']._serialized_start=1205
+  _globals['_TURNEVENT']._serialized_end=1301
+  _globals['_GETSESSIONREQUEST']._serialized_start=1303
+  _globals['_GETSESSIONREQUEST']._serialized_end=1342
+  _globals['_TURN']._serialized_start=1345
+  _globals['_TURN']._serialized_end=1539
+  _globals['_SESSION']._serialized_start=1542
+  _globals['_SESSION']._serialized_end=1807
+  _globals['_SESSIONMESSAGE']._serialized_start=1809
+  _globals['_SESSIONMESSAGE']._serialized_end=1909
+  _globals['_WATCHREPLIESREQUEST']._serialized_start=1911
+  _globals['_WATCHREPLIESREQUEST']._serialized_end=1970
+  _globals['_DIALOG']._serialized_start=2399
+  _globals['_DIALOG']._serialized_end=2596
 # @@protoc_insertion_point(module_scope)

@@ -23,6 +23,7 @@ class ActionType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ACTION_TYPE_SMALLTALK: _ClassVar[ActionType]
     ACTION_TYPE_SCREENED: _ClassVar[ActionType]
     ACTION_TYPE_OPERATION: _ClassVar[ActionType]
+    ACTION_TYPE_AGENT: _ClassVar[ActionType]
 
 class HandoffState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -40,6 +41,7 @@ ACTION_TYPE_ABSTAIN: ActionType
 ACTION_TYPE_SMALLTALK: ActionType
 ACTION_TYPE_SCREENED: ActionType
 ACTION_TYPE_OPERATION: ActionType
+ACTION_TYPE_AGENT: ActionType
 HANDOFF_STATE_UNSPECIFIED: HandoffState
 HANDOFF_STATE_BOT: HandoffState
 HANDOFF_STATE_REQUESTED: HandoffState
@@ -79,7 +81,7 @@ class Action(_message.Message):
     def __init__(self, type: _Optional[_Union[ActionType, str]] = ..., ticket_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., detail: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class TurnResult(_message.Message):
-    __slots__ = ("session_id", "turn_index", "reply_text", "citations", "intent", "entities", "actions", "handoff", "language", "degraded", "sentiment", "state")
+    __slots__ = ("session_id", "turn_index", "reply_text", "citations", "intent", "entities", "actions", "handoff", "language", "degraded", "sentiment", "state", "messages")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TURN_INDEX_FIELD_NUMBER: _ClassVar[int]
     REPLY_TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +94,7 @@ class TurnResult(_message.Message):
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
     SENTIMENT_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     turn_index: int
     reply_text: str
@@ -104,7 +107,8 @@ class TurnResult(_message.Message):
     degraded: bool
     sentiment: _common_pb2.Sentiment
     state: DialogState
-    def __init__(self, session_id: _Optional[str] = ..., turn_index: _Optional[int] = ..., reply_text: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ..., intent: _Optional[_Union[_common_pb2.IntentCandidate, _Mapping]] = ..., entities: _Optional[_Iterable[_Union[_common_pb2.Entity, _Mapping]]] = ..., actions: _Optional[_Iterable[_Union[Action, _Mapping]]] = ..., handoff: _Optional[_Union[HandoffState, str]] = ..., language: _Optional[str] = ..., degraded: _Optional[bool] = ..., sentiment: _Optional[_Union[_common_pb2.Sentiment, _Mapping]] = ..., state: _Optional[_Union[DialogState, _Mapping]] = ...) -> None: ...
+    messages: _containers.RepeatedCompositeFieldContainer[SessionMessage]
+    def __init__(self, session_id: _Optional[str] = ..., turn_index: _Optional[int] = ..., reply_text: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ..., intent: _Optional[_Union[_common_pb2.IntentCandidate, _Mapping]] = ..., entities: _Optional[_Iterable[_Union[_common_pb2.Entity, _Mapping]]] = ..., actions: _Optional[_Iterable[_Union[Action, _Mapping]]] = ..., handoff: _Optional[_Union[HandoffState, str]] = ..., language: _Optional[str] = ..., degraded: _Optional[bool] = ..., sentiment: _Optional[_Union[_common_pb2.Sentiment, _Mapping]] = ..., state: _Optional[_Union[DialogState, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[SessionMessage, _Mapping]]] = ...) -> None: ...
 
 class PendingOperation(_message.Message):
     __slots__ = ("operation", "args")
@@ -143,12 +147,14 @@ class DialogState(_message.Message):
     def __init__(self, flow: _Optional[str] = ..., requested_slot: _Optional[str] = ..., slots: _Optional[_Mapping[str, str]] = ..., customer_id: _Optional[str] = ..., pending: _Optional[_Union[PendingOperation, _Mapping]] = ...) -> None: ...
 
 class TextChunk(_message.Message):
-    __slots__ = ("delta", "replace")
+    __slots__ = ("delta", "replace", "author")
     DELTA_FIELD_NUMBER: _ClassVar[int]
     REPLACE_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_FIELD_NUMBER: _ClassVar[int]
     delta: str
     replace: bool
-    def __init__(self, delta: _Optional[str] = ..., replace: _Optional[bool] = ...) -> None: ...
+    author: str
+    def __init__(self, delta: _Optional[str] = ..., replace: _Optional[bool] = ..., author: _Optional[str] = ...) -> None: ...
 
 class TurnEvent(_message.Message):
     __slots__ = ("chunk", "result")
@@ -183,17 +189,43 @@ class Turn(_message.Message):
     def __init__(self, index: _Optional[int] = ..., customer_text: _Optional[str] = ..., reply_text: _Optional[str] = ..., intent: _Optional[str] = ..., actions: _Optional[_Iterable[_Union[Action, _Mapping]]] = ..., citations: _Optional[_Iterable[_Union[_common_pb2.Citation, _Mapping]]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Session(_message.Message):
-    __slots__ = ("session_id", "customer_id", "channel", "created_at", "handoff", "turns")
+    __slots__ = ("session_id", "customer_id", "channel", "created_at", "handoff", "turns", "messages", "held_by", "agent_note")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     HANDOFF_FIELD_NUMBER: _ClassVar[int]
     TURNS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    HELD_BY_FIELD_NUMBER: _ClassVar[int]
+    AGENT_NOTE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     customer_id: str
     channel: str
     created_at: _timestamp_pb2.Timestamp
     handoff: HandoffState
     turns: _containers.RepeatedCompositeFieldContainer[Turn]
-    def __init__(self, session_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., handoff: _Optional[_Union[HandoffState, str]] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ...) -> None: ...
+    messages: _containers.RepeatedCompositeFieldContainer[SessionMessage]
+    held_by: str
+    agent_note: str
+    def __init__(self, session_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., channel: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., handoff: _Optional[_Union[HandoffState, str]] = ..., turns: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., messages: _Optional[_Iterable[_Union[SessionMessage, _Mapping]]] = ..., held_by: _Optional[str] = ..., agent_note: _Optional[str] = ...) -> None: ...
+
+class SessionMessage(_message.Message):
+    __slots__ = ("id", "author", "text", "time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    author: str
+    text: str
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[int] = ..., author: _Optional[str] = ..., text: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class WatchRepliesRequest(_message.Message):
+    __slots__ = ("session_id", "after_id")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    after_id: int
+    def __init__(self, session_id: _Optional[str] = ..., after_id: _Optional[int] = ...) -> None: ...

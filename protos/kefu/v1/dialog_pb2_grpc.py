@@ -47,6 +47,11 @@ class DialogStub:
                 request_serializer=kefu_dot_v1_dot_dialog__pb2.GetSessionRequest.SerializeToString,
                 response_deserializer=kefu_dot_v1_dot_dialog__pb2.Session.FromString,
                 _registered_method=True)
+        self.WatchReplies = channel.unary_stream(
+                '/kefu.v1.Dialog/WatchReplies',
+                request_serializer=kefu_dot_v1_dot_dialog__pb2.WatchRepliesRequest.SerializeToString,
+                response_deserializer=kefu_dot_v1_dot_dialog__pb2.SessionMessage.FromString,
+                _registered_method=True)
 
 
 class DialogServicer:
@@ -72,6 +77,16 @@ class DialogServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchReplies(self, request, context):
+        """Messages for the customer outside the turns, as they are added: a human agent's
+        replies while the agent holds the conversation, kefu's notices (a refund went
+        through). First those with an id above after_id, then each new one; the stream
+        ends when the client cancels. NOT_FOUND for an unknown session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DialogServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -84,6 +99,11 @@ def add_DialogServicer_to_server(servicer, server):
                     servicer.GetSession,
                     request_deserializer=kefu_dot_v1_dot_dialog__pb2.GetSessionRequest.FromString,
                     response_serializer=kefu_dot_v1_dot_dialog__pb2.Session.SerializeToString,
+            ),
+            'WatchReplies': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchReplies,
+                    request_deserializer=kefu_dot_v1_dot_dialog__pb2.WatchRepliesRequest.FromString,
+                    response_serializer=kefu_dot_v1_dot_dialog__pb2.SessionMessage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -143,6 +163,33 @@ class Dialog:
             '/kefu.v1.Dialog/GetSession',
             kefu_dot_v1_dot_dialog__pb2.GetSessionRequest.SerializeToString,
             kefu_dot_v1_dot_dialog__pb2.Session.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchReplies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/kefu.v1.Dialog/WatchReplies',
+            kefu_dot_v1_dot_dialog__pb2.WatchRepliesRequest.SerializeToString,
+            kefu_dot_v1_dot_dialog__pb2.SessionMessage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from services.dialog.flows import understanding as u
 from services.dialog.flows.replies import rejection, say, status_name
@@ -23,6 +23,7 @@ from services.dialog.flows.spec import FlowSpec
 from services.dialog.flows.state import FlowState
 from services.dialog.questions import asks_anything
 from services.erp.port import Customer, Order, OrderItem, StorePort
+from workflows.returns.notices import progress
 
 _ALL_ITEMS = re.compile(r"\b(all|every|everything|whole order|entire order|both)\b|全部|都退|所有", re.I)
 _ANOTHER = re.compile(r"\b(other|another|different|wrong) order\b|另一单|另外一单|不是这个|不是这单|别的订单", re.I)
@@ -46,7 +47,10 @@ class FlowReply:
 
 
 class FlowEngine:
-    def __init__(self, flows: list[FlowSpec], store: StorePort) -> None:
+    def __init__(self, flows: list[FlowSpec], store: StorePort, after_sales: Callable[[str], Any] | None = None) -> None:
+        # The return saga's state of an order (workflows/returns ReturnState) or None:
+        # order and refund status replies say where a return or refund stands from it.
+        self._after_sales = after_sales
         self._currency = getattr(store, "currency", "USD")
         self._flows = {f.name: f for f in flows}
         self._order = flows
@@ -129,7 +133,10 @@ class FlowEngine:
                 self._fill(earlier, st, spec, notes, lang)
             st.unread = []
             changed = self._fill(text, st, spec, notes, lang)
-            if not changed and not notes and not found and set(detected) <= {st.flow} and self._asks_something(text):
+            if (
+                not changed and not notes and not found and set(detected) <= {st.flow} and spec.knowledge_first
+                and self._asks_something(text)
+            ):
                 # A question in the middle of a task ("how long does a refund take?"): the
                 # knowledge answers it, the task waits where it was (resume() says where).
                 return None
@@ -147,7 +154,8 @@ class FlowEngine:
         worth answering from the knowledge first."""
         if st.flow or st.pending or st.queue or u.order_ids(text) or u.emails(text) or u.phones(text):
             return False
-        return bool(self._detect(text)) and self._asks_something(text)
+        detected = self._detect(text)
+        return bool(detected) and self._flows[detected[0]].knowledge_first and self._asks_something(text)
 
     def offer(self, text: str, st: FlowState, language: str) -> str:
         """After a knowledge answer to a question about a task: the task, offered (its
@@ -382,7 +390,7 @@ class FlowEngine:
                 st.clear_task()
                 return FlowReply((prefix + " " if prefix else "") + reply_text + " " + say("anything_else", lang))
             st.operation = spec.operation_for(order.status)
-            if spec.name == "order_status":
+            if spec.name in ("order_status", "refund_status"):
                 text = self._status_text(order, lang)
                 st.clear_task()
                 if st.queue:
@@ -585,4 +593,7 @@ class FlowEngine:
         text = say("status", lang, order_id=order.order_id, status=status_name(order.status, lang), items=items)
         if tracking:
             text += " " + say("tracking", lang, tracking=tracking)
+        state = self._after_sales(order.order_id) if self._after_sales is not None else None
+        if state is not None and state.status:
+            text += " " + progress(state, lang)
         return text

@@ -65,6 +65,10 @@ FLOW_REPLIES: dict[str, dict[str, str]] = {
         "zh": "换货或改商品（待处理订单可改商品，已签收订单可换货）",
     },
     "flow_order_status": {"en": "looked up", "zh": "查询"},
+    "flow_refund_status": {
+        "en": "checked for a refund (it has no return, exchange or cancellation)",
+        "zh": "查询退款（该订单没有退货、换货或取消）",
+    },
     "flow_modify_user_address": {"en": "changed", "zh": "修改"},
     "ask_items": {
         "en": "Which items of order {order_id}? It contains: {items}.",
@@ -155,12 +159,12 @@ FLOW_REPLIES: dict[str, dict[str, str]] = {
         "zh": "已办理：订单 {order_id} 当前状态为「{status}」。退款 {amount} 已退回您的礼品卡。",
     },
     "done_return": {
-        "en": "Done: order {order_id} is now \"{status}\". You'll receive an email explaining how and where to send the items back.",
-        "zh": "已办理：订单 {order_id} 当前状态为「{status}」。您会收到一封邮件，说明如何寄回商品。",
+        "en": "Done: order {order_id} is now \"{status}\". The return authorisation and a prepaid label for sending the items back follow in a moment.",
+        "zh": "已办理：订单 {order_id} 当前状态为「{status}」。退货授权号和预付寄回面单稍后发给您。",
     },
     "done_exchange": {
-        "en": "Done: order {order_id} is now \"{status}\". You'll receive an email explaining how to send the items back; no new order is needed.",
-        "zh": "已办理：订单 {order_id} 当前状态为「{status}」。您会收到一封邮件，说明如何寄回商品，无需重新下单。",
+        "en": "Done: order {order_id} is now \"{status}\". The return authorisation and a prepaid label for sending the items back follow in a moment; no new order is needed.",
+        "zh": "已办理：订单 {order_id} 当前状态为「{status}」。退货授权号和预付寄回面单稍后发给您，无需重新下单。",
     },
     "done_modify_items": {
         "en": "Done: the items of order {order_id} are changed and its status is now \"{status}\".",
@@ -199,6 +203,8 @@ STATUS_NAMES = {
     "refunded": ("已退款", "refunded"),
     "return requested": ("退货申请中", "return requested"),
     "exchange requested": ("换货申请中", "exchange requested"),
+    "returned": ("已退货", "returned"),
+    "exchanged": ("已换货", "exchanged"),
     "pending (item modified)": ("待发货（商品已修改）", "pending (item modified)"),
 }
 

@@ -33,6 +33,9 @@ class FlowSpec:
     triggers: dict[str, tuple[re.Pattern[str], ...]] = field(default_factory=dict)
     # How customers of this pack's store prove who they are (the pack's ``identity``).
     identity: tuple[str, ...] = ("email", "name_zip")
+    # False for a question only the customer's own records answer ("where is my
+    # refund?"): the task starts at once instead of the knowledge answering first.
+    knowledge_first: bool = True
 
     def operation_for(self, status: str) -> str:
         return self.by_status.get(status, self.operation)
@@ -74,6 +77,7 @@ def load_flows(path: str | Path) -> list[FlowSpec]:
             FlowSpec(
                 name=raw["name"], slots=slots, operation=raw.get("operation", ""), by_status=dict(raw.get("by_status") or {}),
                 order_statuses=tuple(raw.get("order_statuses") or ()), triggers=triggers, identity=identity,
+                knowledge_first=bool(raw.get("knowledge_first", True)),
             )
         )
     return out
