@@ -70,7 +70,7 @@ def test_a_return_refunded_to_a_gift_card_pays_once_at_once(store):
     assert first == again and first["status"] == "completed"  # a gift card is refunded at once
     assert balance(store, order.customer_id, method) == pytest.approx(before + item.price)  # once, not twice
     after = store.get_order(order.order_id)
-    assert after.status == "returned"
+    assert after.status == ("returned" if len(order.items) == 1 else "partially returned")
     assert [(p.amount, p.payment_method_id) for p in after.payments if p.transaction_type == "refund"] == [(item.price, method)]
     assert steps(store) == 2
     assert desk.refunds_for(order.order_id) == [desk.get_refund(first["refund_id"])]
@@ -84,6 +84,7 @@ def test_a_refund_to_a_card_stays_pending_until_the_provider_confirms_it(store):
     desk = AfterSales(store)
     rma = desk.authorize_return(order.order_id, "return", key="r/authorize_return")
     refund = desk.refund(order.order_id, rma["amount"], method, key="r/refund", order_status="returned")
+    assert store.get_order(order.order_id).status == "returned"  # every item came back
     assert refund["status"] == "pending" and refund["amount"] == pytest.approx(round(sum(i.price for i in order.items), 2))
     assert desk.complete_refund(refund["refund_id"])["status"] == "completed"
     completed_at = desk.get_refund(refund["refund_id"])["completed_at"]

@@ -127,7 +127,8 @@ class AfterSales:
         """Pay ``amount`` back to ``payment_method_id`` (a refund line on the order, a gift
         card credited at once) and set the order's status to ``order_status`` when given.
         ``recorded``: the store already wrote the refund line (a cancellation) and only
-        its tracking starts here."""
+        its tracking starts here. A return of some of the order's items leaves it
+        "partially returned" rather than "returned"."""
 
         def step(conn: sqlite3.Connection, order: dict[str, Any]) -> dict[str, Any]:
             if amount < 0:
@@ -144,9 +145,13 @@ class AfterSales:
                 if gift:
                     methods[payment_method_id]["balance"] = round(float(methods[payment_method_id].get("balance", 0)) + amount, 2)
                     _write_user(conn, str(order.get("user_id", "")), user)
-            if order_status:
-                order["status"] = order_status
-            if not recorded or order_status:
+            status = order_status
+            returned = order.get("return_items") or order.get("exchange_items") or []
+            if status == "returned" and len(returned) < len(order.get("items", [])):
+                status = "partially returned"  # some of the order's items stay with the customer
+            if status:
+                order["status"] = status
+            if not recorded or status:
                 _write_order(conn, order)
             refund_id = f"RF-{_digest(key)}"
             status = "completed" if gift else "pending"

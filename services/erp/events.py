@@ -48,7 +48,8 @@ class ReturnDesk(WorkflowDesk):
                 handle.execute_update("erp_event", event, result_type=ErpEventOutcome), timeout=self._timeout_s
             )
         except WorkflowUpdateFailedError as exc:
-            raise FailedPrecondition(root_cause(exc)) from exc
+            # The saga's validator refused it (type UnexpectedEvent); its message says why.
+            raise FailedPrecondition(root_cause(exc).removeprefix("UnexpectedEvent: ")) from exc
         except asyncio.TimeoutError as exc:
             raise Unavailable(f"the return saga {workflow_id} did not take the event in time; is the kefu worker running?") from exc
         except RPCError as exc:

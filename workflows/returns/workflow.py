@@ -29,7 +29,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -120,7 +120,12 @@ class ReturnWorkflow:
         expected = _EXPECTED.get(self._state.status)
         if event.kind != expected:
             waiting = f"it waits for {expected}" if expected else "it waits for no event now"
-            raise ValueError(f"{event.kind} is not expected: the {self._state.kind or 'return'} of order {self._state.order_id} is {self._state.status or 'starting'}; {waiting}")
+            st = self._state
+            # Refused before it is recorded: the update fails and nothing changes.
+            raise ApplicationError(
+                f"{event.kind} is not expected: the {st.kind or 'return'} of order {st.order_id} is {st.status or 'starting'}; {waiting}",
+                type="UnexpectedEvent",
+            )
 
     @workflow.query(name="state")
     def state(self) -> ReturnState:

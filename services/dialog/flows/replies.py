@@ -204,6 +204,7 @@ STATUS_NAMES = {
     "return requested": ("退货申请中", "return requested"),
     "exchange requested": ("换货申请中", "exchange requested"),
     "returned": ("已退货", "returned"),
+    "partially returned": ("部分退货", "partially returned"),
     "exchanged": ("已换货", "exchanged"),
     "pending (item modified)": ("待发货（商品已修改）", "pending (item modified)"),
 }
