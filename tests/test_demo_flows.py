@@ -119,6 +119,8 @@ def test_a_how_to_question_is_answered_first_and_the_task_offered(dialog, demo):
 def test_where_is_my_refund_is_answered_from_the_refund_saga(dialog, demo, cfg):
     """After a cancellation paid by Alipay/WeChat Pay, 「我的退款到哪了」 is answered from the
     return saga's state (pending, then completed when the ERP reports it), not the model."""
+    import time
+
     import grpc
 
     from kefu.v1 import erp_pb2, erp_pb2_grpc
@@ -136,18 +138,23 @@ def test_where_is_my_refund_is_answered_from_the_refund_saga(dialog, demo, cfg):
     operation = next(a for a in done.actions if a.type == dialog_pb2.ACTION_TYPE_OPERATION)
     assert operation.detail["status"] == "done" and operation.detail["saga"]
 
+    stub = erp_pb2_grpc.ErpEventsStub(grpc.insecure_channel(cfg.target("dialog")))
+    for _ in range(100):  # the saga records the refund in its first step, milliseconds after the cancellation
+        try:
+            if stub.GetReturn(erp_pb2.GetReturnRequest(order_id=order.order_id), timeout=30).status == "refund_pending":
+                break
+        except grpc.RpcError:
+            pass
+        time.sleep(0.2)
     _, asked = converse(dialog, f"订单 {order.order_id} 的退款到哪了？", done.session_id)
     assert not asked.citations, "the refund's state comes from the saga, not an FAQ answer"
     assert amount in asked.reply_text and "正在途中" in asked.reply_text, asked.reply_text
 
-    stub = erp_pb2_grpc.ErpEventsStub(grpc.insecure_channel(cfg.target("dialog")))
     receipt = stub.Report(erp_pb2.ErpEvent(event_id=f"pay-{order.order_id}", kind="refund_completed", order_id=order.order_id), timeout=30)
     assert receipt.outcome == erp_pb2.ERP_EVENT_OUTCOME_ACCEPTED
     for _ in range(50):
         if stub.GetReturn(erp_pb2.GetReturnRequest(order_id=order.order_id), timeout=30).status == "refunded":
             break
-        import time
-
         time.sleep(0.2)
     _, again = converse(dialog, "where is my refund?", done.session_id)
     assert amount.replace("¥", "") in again.reply_text and "complete" in again.reply_text, again.reply_text

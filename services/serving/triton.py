@@ -75,6 +75,8 @@ class TritonServer:
         self.log_path = Path(log_path) if log_path else cfg.home_path / "logs" / "triton.log"
         self.threads = threads or int(os.environ.get("OMP_NUM_THREADS") or (os.cpu_count() or 1))
         self._process: ManagedProcess | None = None
+        # Restarts after a crash (``restart``), by the supervisor of ``kefu up``.
+        self.restarts = 0
 
     @property
     def pid(self) -> int | None:
@@ -97,7 +99,7 @@ class TritonServer:
             f"--model-repository={cfg.models.repository}",
             f"--backend-directory={backends}",
             "--model-control-mode=explicit",
-            *[f"--load-model={name.strip()}" for name in cfg.models.triton_models.split(",") if name.strip()],
+            *[f"--load-model={name}" for name in self.models()],
             f"--grpc-address={bind}",
             f"--grpc-port={cfg.ports.triton_grpc}",
             f"--http-address={bind}",
@@ -109,6 +111,34 @@ class TritonServer:
             "--exit-timeout-secs=10",
             "--log-info=true",
         ]
+
+    def models(self) -> list[str]:
+        """The models loaded at start: ``cfg.models.triton_models``; after a restart also
+        the intent classifier NLU published (NLU loads it through the model-control API
+        when it starts; a Triton restarted after a crash must serve it again by itself)."""
+        cfg = self.cfg
+        names = [name.strip() for name in cfg.models.triton_models.split(",") if name.strip()]
+        intent_dir = Path(cfg.models.repository) / cfg.models.intent_model
+        published = intent_dir.is_dir() and any(p.is_dir() and p.name.isdigit() for p in intent_dir.iterdir())
+        if self.restarts and published and (intent_dir / "config.pbtxt").is_file() and cfg.models.intent_model not in names:
+            names.append(cfg.models.intent_model)
+        return names
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.alive()
+
+    def exit_reason(self) -> str:
+        code = self._process.returncode if self._process is not None else None
+        return f"code {code}; log {self.log_path}"
+
+    def restart(self) -> "TritonServer":
+        """After a crash: the old process group killed (its orphaned backend stubs too), a
+        new server started; it serves again once its models are loaded."""
+        if self._process is not None:
+            self._process.stop(timeout=1.0)
+        self._process = None
+        self.restarts += 1
+        return self.start()
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
