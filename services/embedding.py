@@ -99,3 +99,52 @@ class LocalEmbedder:
 
     async def close(self) -> None:
         self._engine = None
+
+
+class FallbackEmbedder:
+    """Triton's embedder, and while Triton cannot be reached the same model in this process
+    (``LocalEmbedder``, loaded on first need): NLU still understands and Knowledge still
+    searches while the model server is down or restarting, and the request is marked
+    degraded (services/degraded.py). After a failure the server is tried again every
+    ``retry_s`` seconds, not on every call."""
+
+    model_id = "multilingual-e5-small"
+
+    def __init__(self, primary: Embedder, fallback: Embedder | None = None, *, retry_s: float = 5.0) -> None:
+        self._primary = primary
+        self._fallback = fallback
+        self._retry_s = retry_s
+        self._down_until = 0.0
+
+    def _local(self) -> Embedder:
+        if self._fallback is None:
+            self._fallback = LocalEmbedder()
+        return self._fallback
+
+    async def _embed(self, texts: Sequence[str], is_query: bool) -> np.ndarray:
+        import logging
+        import time
+
+        from services import degraded
+
+        if time.monotonic() >= self._down_until:
+            try:
+                primary = self._primary.embed_queries if is_query else self._primary.embed_passages
+                return await primary(texts)
+            except (Unavailable, DeadlineExceeded) as exc:
+                logging.getLogger(__name__).warning("embedder: %s; using the in-process embedder for %.0f s", exc, self._retry_s)
+                self._down_until = time.monotonic() + self._retry_s
+        degraded.note("embedder")
+        local = self._local()
+        return await (local.embed_queries if is_query else local.embed_passages)(texts)
+
+    async def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return await self._embed(texts, True)
+
+    async def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return await self._embed(texts, False)
+
+    async def close(self) -> None:
+        await self._primary.close()
+        if self._fallback is not None:
+            await self._fallback.close()

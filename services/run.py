@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 import grpc
 
@@ -23,10 +24,10 @@ SERVICES = ("nlu", "knowledge", "generation", "dialog")
 async def build_nlu(cfg: KefuConfig) -> ServiceSpec:
     from kefu.v1 import nlu_pb2, nlu_pb2_grpc
     from services.demo.pack import load_domain_pack
-    from services.embedding import TritonEmbedder
+    from services.embedding import FallbackEmbedder, TritonEmbedder
     from services.nlu.core import MessageAnalyzer
     from services.nlu.entities import EntityExtractor
-    from services.nlu.intents import IntentMatcher, TritonIntentModel
+    from services.nlu.intents import FallbackIntentModel, IntentMatcher, TritonIntentModel
     from services.nlu.preprocess import Preprocessor
     from services.nlu.sentiment_pack import load_or_train_pack_model
     from services.nlu.slot_pack import load_or_train_pack_tagger
@@ -34,12 +35,15 @@ async def build_nlu(cfg: KefuConfig) -> ServiceSpec:
     from services.nlu.training import ensure_intent_model
     from services.serving.triton_client import IntentClassifierClient
 
-    embedder = TritonEmbedder(cfg.triton_grpc_target, model=cfg.models.embedder_model)
+    # While Triton is down or restarting, the same models run in this process (marked degraded).
+    embedder = FallbackEmbedder(TritonEmbedder(cfg.triton_grpc_target, model=cfg.models.embedder_model))
     classifier = IntentClassifierClient(cfg.triton_grpc_target, model=cfg.models.intent_model)
     # Trains and publishes a version on first start (or when the pack changed), then
     # has Triton load it.
     await ensure_intent_model(cfg, embedder, classifier, pack=load_domain_pack(cfg.domain_pack))
-    matcher = IntentMatcher(embedder, TritonIntentModel(classifier))
+    matcher = IntentMatcher(
+        embedder, FallbackIntentModel(TritonIntentModel(classifier), Path(cfg.models.repository) / cfg.models.intent_model)
+    )
     # The pack's sentiment model and open-slot tagger: trained on first start (seconds),
     # then loaded from KEFU_HOME/models, keyed by the sha256 of their pack files.
     models_dir = cfg.home_path / "models"
@@ -59,13 +63,13 @@ async def build_nlu(cfg: KefuConfig) -> ServiceSpec:
 async def build_knowledge(cfg: KefuConfig) -> ServiceSpec:
     from kefu.v1 import knowledge_pb2, knowledge_pb2_grpc
     from services.demo.pack import load_domain_pack
-    from services.embedding import TritonEmbedder
+    from services.embedding import FallbackEmbedder, TritonEmbedder
     from services.knowledge.answerability import AnswerabilityModel
     from services.knowledge.core import KnowledgeBase, entries_from_pack
     from services.knowledge.servicer import KnowledgeServicer
 
     k = cfg.knowledge
-    embedder = TritonEmbedder(cfg.triton_grpc_target, model=cfg.models.embedder_model)
+    embedder = FallbackEmbedder(TritonEmbedder(cfg.triton_grpc_target, model=cfg.models.embedder_model))
     answerability = AnswerabilityModel(threshold=k.answerable_threshold)
     if k.backend == "elasticsearch":
         from services.knowledge.elasticsearch import ElasticsearchIndex

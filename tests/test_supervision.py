@@ -172,3 +172,56 @@ def test_a_crashed_triton_is_restarted_without_orphans_and_serves_the_intent_cla
             assert resp.status == 200
     finally:
         triton.stop()
+
+
+def test_with_triton_down_kefu_still_understands_answers_hands_over_and_does_tasks(cfg: KefuConfig, tmp_path):
+    """Triton is gone: NLU understands with its in-process stand-ins, Knowledge searches
+    with the in-process embedder, FAQ answers come verbatim, handoff and store tasks work;
+    every such turn is marked degraded."""
+    import grpc
+
+    from kefu.v1 import dialog_pb2, dialog_pb2_grpc, nlu_pb2, nlu_pb2_grpc
+    from services.erp import open_store, reset_store
+    from tests.conftest import converse
+
+    own = copy.deepcopy(cfg)
+    own.home = str(tmp_path / "home")
+    own.models.triton_models = "embedder"  # NLU loads its intent classifier itself
+    own.dialog.answer_style = "verbatim"
+    (own.ports.triton_grpc, own.ports.triton_http, own.ports.triton_metrics,
+     own.ports.nlu, own.ports.knowledge, own.ports.dialog) = free_ports(6)
+    reset_store(own)  # the demo store behind the ERP port, in this home
+    triton = TritonServer(own, log_path=tmp_path / "triton.log")
+    stack = KefuStack(own, with_triton=False, progress=lambda line: None)
+    try:
+        triton.start()
+        triton.wait_ready(timeout=240)
+        for name in ("nlu", "knowledge", "dialog"):
+            stack.start_service(name)
+        for name in ("nlu", "knowledge", "dialog"):
+            stack.wait_service(name, timeout=240)
+        with grpc.insecure_channel(own.target("nlu")) as ch:
+            before = nlu_pb2_grpc.NLUStub(ch).Analyze(nlu_pb2.AnalyzeRequest(text="退货运费谁出？"), timeout=60)
+        assert not before.degraded
+        triton.stop(timeout=0.5)
+
+        with grpc.insecure_channel(own.target("nlu")) as ch:
+            after = nlu_pb2_grpc.NLUStub(ch).Analyze(nlu_pb2.AnalyzeRequest(text="退货运费谁出？"), timeout=120)
+        assert after.degraded and after.intents[0].name == before.intents[0].name
+        assert abs(after.intents[0].confidence - before.intents[0].confidence) < 0.02  # the same models, in process
+        with grpc.insecure_channel(own.target("dialog")) as ch:
+            dialog = dialog_pb2_grpc.DialogStub(ch)
+            _, answered = converse(dialog, "退货运费谁出？")
+            assert answered.degraded and answered.citations and answered.citations[0].doc_id == "returns-shipping-fee-zh"
+            assert answered.reply_text.startswith(answered.citations[0].snippet[:30])
+            _, handed = converse(dialog, "我要投诉，转人工")
+            assert handed.handoff == dialog_pb2.HANDOFF_STATE_REQUESTED and handed.degraded
+            order = "KF2026090300101"
+            store = open_store(own)
+            phone = store.get_customer(store.get_order(order).customer_id).phone
+            _, asked = converse(dialog, f"我的订单 {order} 到哪了？")
+            _, status = converse(dialog, f"我的手机号是 {phone}", asked.session_id)
+            assert f"{order} 当前状态为「已签收」" in status.reply_text and status.degraded, status.reply_text
+    finally:
+        stack.stop()
+        triton.stop()

@@ -115,6 +115,8 @@ class KnowledgeAnswers:
                 found = None
         if found is None:
             found = await self._upstream.search(question, locales=[outcome.language], top_k=self._cfg.knowledge.top_k)
+        if found.degraded:
+            outcome.degraded = True  # searched with the in-process embedder: Triton was away
         return found
 
     async def answer(
@@ -173,10 +175,12 @@ class KnowledgeAnswers:
         # What reached the customer: the model's text less a framing opening (grounding.py).
         streamed: list[str] = []
         check = ReplyCheck(outcome.language, verbatim)
+        # The model failed during this reply (not NLU or Knowledge degrading earlier in the turn).
+        model_failed = False
         try:
             async for chunk in self._upstream.generate(request):
                 if chunk.HasField("final"):
-                    outcome.degraded = chunk.final.degraded
+                    model_failed = chunk.final.degraded
                     if chunk.final.cached:
                         outcome.actions[-1].detail["cached"] = "true"
                     break
@@ -188,23 +192,24 @@ class KnowledgeAnswers:
             # Generation itself is down (it degrades by itself when only the model
             # is): the FAQ answer verbatim is better than no answer.
             log.warning("generation failed, answering from the FAQ verbatim: %s", exc)
-            outcome.degraded = True
+            model_failed = True
         if not check.finish():
             # Nothing came, or the model declined or answered in a few words although
             # the passage answers: the passage verbatim (grounding.py says why).
             if "".join(pieces).strip():
                 outcome.actions[-1].detail["verbatim"] = check.reason
             else:
-                outcome.degraded = True
+                model_failed = True
             streamed = [verbatim]
             yield verbatim
-        elif outcome.degraded and "".join(streamed).strip() != verbatim.strip():
+        elif model_failed and "".join(streamed).strip() != verbatim.strip():
             # The model failed in the middle of the reply (Generation ends the stream
             # degraded): what was streamed is replaced by the passage, never left half-written.
             log.warning("the reply was cut by a model failure: replaced by the passage")
             outcome.actions[-1].detail["verbatim"] = "cut"
             streamed = [verbatim]
             yield Replacement(verbatim)
+        outcome.degraded = outcome.degraded or model_failed
         outcome.reply_text = "".join(streamed)
 
     async def _second_answer(

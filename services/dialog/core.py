@@ -167,6 +167,8 @@ class DialogEngine:
             understanding=understanding,
             handoff=session.handoff,
             state=FlowState.from_json(session.state),
+            # NLU understood it with its in-process stand-ins while Triton was away.
+            degraded=understanding.degraded,
         )
 
         dissatisfaction = float(understanding.sentiment.dissatisfaction)

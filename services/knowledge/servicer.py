@@ -7,6 +7,7 @@ from typing import AsyncIterator
 import grpc
 
 from kefu.v1 import common_pb2, knowledge_pb2, knowledge_pb2_grpc
+from services import degraded
 from services.errors import grpc_errors
 from services.knowledge.core import KnowledgeBase
 from services.knowledge.entries import KnowledgeEntry, SearchResult
@@ -55,10 +56,13 @@ class KnowledgeServicer(knowledge_pb2_grpc.KnowledgeServicer):
 
     @grpc_errors
     async def Search(self, request: knowledge_pb2.SearchRequest, context: grpc.aio.ServicerContext) -> knowledge_pb2.SearchResponse:
-        result = await self._kb.search(
-            request.query, locales=list(request.locales), tags=list(request.tags), top_k=request.top_k, mode=_MODE.get(request.mode, "")
-        )
-        return to_proto(result)
+        with degraded.tracking() as fallbacks:
+            result = await self._kb.search(
+                request.query, locales=list(request.locales), tags=list(request.tags), top_k=request.top_k, mode=_MODE.get(request.mode, "")
+            )
+        response = to_proto(result)
+        response.degraded = bool(fallbacks)
+        return response
 
     @grpc_errors
     async def Ingest(

@@ -59,6 +59,50 @@ class TritonIntentModel:
             raise DeadlineExceeded(f"intent model timed out: {exc}") from exc
 
 
+class FallbackIntentModel:
+    """Triton's ``intent_classifier``, and while Triton cannot be reached the newest version
+    NLU published, run in this process (the same arithmetic): intents are still ranked and
+    the request is marked degraded (services/degraded.py)."""
+
+    def __init__(self, primary: IntentModel, model_dir, *, retry_s: float = 5.0) -> None:
+        self._primary = primary
+        self._model_dir = model_dir
+        self._retry_s = retry_s
+        self._down_until = 0.0
+        self._local: tuple[int, LocalIntentModel] | None = None
+
+    def _latest(self) -> LocalIntentModel:
+        from pathlib import Path
+
+        from services.nlu.training import intent_versions
+        from services.serving.intent_model import IntentArtifact
+
+        versions = intent_versions(Path(self._model_dir))
+        if not versions:
+            raise Unavailable(f"intent model unavailable and no published version in {self._model_dir}")
+        if self._local is None or self._local[0] != versions[-1]:
+            artifact = IntentArtifact.load(Path(self._model_dir) / str(versions[-1]))
+            self._local = (versions[-1], LocalIntentModel(artifact))
+        return self._local[1]
+
+    async def classify(self, embeddings: np.ndarray, texts: Sequence[str]) -> IntentPredictions:
+        import asyncio
+        import logging
+        import time
+
+        from services import degraded
+
+        if time.monotonic() >= self._down_until:
+            try:
+                return await self._primary.classify(embeddings, texts)
+            except (Unavailable, DeadlineExceeded) as exc:
+                logging.getLogger(__name__).warning("intent model: %s; classifying in process for %.0f s", exc, self._retry_s)
+                self._down_until = time.monotonic() + self._retry_s
+        degraded.note("intent_classifier")
+        local = await asyncio.to_thread(self._latest)
+        return local.classify_now(embeddings, texts)
+
+
 class LocalIntentModel:
     """A trained :class:`~services.serving.intent_model.IntentArtifact` in this process
     (``kefu eval intents``, tests): the same arithmetic Triton runs."""

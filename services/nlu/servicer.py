@@ -7,6 +7,7 @@ from datetime import timezone
 import grpc
 
 from kefu.v1 import common_pb2, nlu_pb2, nlu_pb2_grpc
+from services import degraded
 from services.errors import InvalidArgument, grpc_errors, require_text
 from services.nlu.core import MessageAnalyzer, Understanding
 
@@ -51,7 +52,10 @@ class NluServicer(nlu_pb2_grpc.NLUServicer):
             raise InvalidArgument(f"top_k must not be negative (got {request.top_k})")
         top_k = min(request.top_k or 3, 20)
         reference_time = request.reference_time.ToDatetime(tzinfo=timezone.utc) if request.HasField("reference_time") else None
-        understanding = await self._analyzer.analyze(
-            text, language_hint=request.language_hint, top_k=top_k, reference_time=reference_time
-        )
-        return to_proto(understanding)
+        with degraded.tracking() as fallbacks:
+            understanding = await self._analyzer.analyze(
+                text, language_hint=request.language_hint, top_k=top_k, reference_time=reference_time
+            )
+        response = to_proto(understanding)
+        response.degraded = bool(fallbacks)
+        return response

@@ -69,16 +69,18 @@ class RetrievalHit(_message.Message):
     def __init__(self, doc_id: _Optional[str] = ..., chunk_id: _Optional[str] = ..., title: _Optional[str] = ..., text: _Optional[str] = ..., matched_question: _Optional[str] = ..., score: _Optional[float] = ..., locale: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., citation: _Optional[_Union[_common_pb2.Citation, _Mapping]] = ..., dense_score: _Optional[float] = ..., lexical_score: _Optional[float] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "answerable", "answerability", "kb_version")
+    __slots__ = ("hits", "answerable", "answerability", "kb_version", "degraded")
     HITS_FIELD_NUMBER: _ClassVar[int]
     ANSWERABLE_FIELD_NUMBER: _ClassVar[int]
     ANSWERABILITY_FIELD_NUMBER: _ClassVar[int]
     KB_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[RetrievalHit]
     answerable: bool
     answerability: float
     kb_version: int
-    def __init__(self, hits: _Optional[_Iterable[_Union[RetrievalHit, _Mapping]]] = ..., answerable: _Optional[bool] = ..., answerability: _Optional[float] = ..., kb_version: _Optional[int] = ...) -> None: ...
+    degraded: bool
+    def __init__(self, hits: _Optional[_Iterable[_Union[RetrievalHit, _Mapping]]] = ..., answerable: _Optional[bool] = ..., answerability: _Optional[float] = ..., kb_version: _Optional[int] = ..., degraded: _Optional[bool] = ...) -> None: ...
 
 class KnowledgeDocument(_message.Message):
     __slots__ = ("id", "kind", "title", "locale", "tags", "questions", "answer", "body")

@@ -37,7 +37,7 @@ class PiiSpan(_message.Message):
     def __init__(self, type: _Optional[str] = ..., placeholder: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
 
 class AnalyzeResponse(_message.Message):
-    __slots__ = ("language", "normalized_text", "masked_text", "pii", "intents", "intent_margin", "out_of_scope", "entities", "sentiment", "flags")
+    __slots__ = ("language", "normalized_text", "masked_text", "pii", "intents", "intent_margin", "out_of_scope", "entities", "sentiment", "flags", "degraded")
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     NORMALIZED_TEXT_FIELD_NUMBER: _ClassVar[int]
     MASKED_TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,7 @@ class AnalyzeResponse(_message.Message):
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
     SENTIMENT_FIELD_NUMBER: _ClassVar[int]
     FLAGS_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
     language: str
     normalized_text: str
     masked_text: str
@@ -58,4 +59,5 @@ class AnalyzeResponse(_message.Message):
     entities: _containers.RepeatedCompositeFieldContainer[_common_pb2.Entity]
     sentiment: _common_pb2.Sentiment
     flags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, language: _Optional[str] = ..., normalized_text: _Optional[str] = ..., masked_text: _Optional[str] = ..., pii: _Optional[_Iterable[_Union[PiiSpan, _Mapping]]] = ..., intents: _Optional[_Iterable[_Union[_common_pb2.IntentCandidate, _Mapping]]] = ..., intent_margin: _Optional[float] = ..., out_of_scope: _Optional[bool] = ..., entities: _Optional[_Iterable[_Union[_common_pb2.Entity, _Mapping]]] = ..., sentiment: _Optional[_Union[_common_pb2.Sentiment, _Mapping]] = ..., flags: _Optional[_Iterable[str]] = ...) -> None: ...
+    degraded: bool
+    def __init__(self, language: _Optional[str] = ..., normalized_text: _Optional[str] = ..., masked_text: _Optional[str] = ..., pii: _Optional[_Iterable[_Union[PiiSpan, _Mapping]]] = ..., intents: _Optional[_Iterable[_Union[_common_pb2.IntentCandidate, _Mapping]]] = ..., intent_margin: _Optional[float] = ..., out_of_scope: _Optional[bool] = ..., entities: _Optional[_Iterable[_Union[_common_pb2.Entity, _Mapping]]] = ..., sentiment: _Optional[_Union[_common_pb2.Sentiment, _Mapping]] = ..., flags: _Optional[_Iterable[str]] = ..., degraded: _Optional[bool] = ...) -> None: ...
