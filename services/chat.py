@@ -42,8 +42,12 @@ def turn_json(result: dialog_pb2.TurnResult) -> dict:
 
 
 class ChatClient:
-    def __init__(self, target: str, *, timeout_s: float = 300.0) -> None:
-        self._channel = grpc.insecure_channel(target)
+    def __init__(self, target: str, *, timeout_s: float = 300.0, security=None, customer_id: str = "") -> None:  # noqa: ANN001 - cfg.security
+        from services.security import client_metadata, sync_channel
+
+        # TLS and the client key when cfg.security says so; the customer this chat is for.
+        self._channel = sync_channel(target, security, key=security.client_key if security is not None else "")
+        self._metadata = client_metadata(customer_id)
         self._stub = dialog_pb2_grpc.DialogStub(self._channel)
         self._timeout_s = timeout_s
 
@@ -54,7 +58,7 @@ class ChatClient:
         result = None
         speaker = None
         for event in self._stub.Converse(
-            dialog_pb2.TurnRequest(session_id=session_id, text=text, channel="cli"), timeout=self._timeout_s
+            dialog_pb2.TurnRequest(session_id=session_id, text=text, channel="cli"), timeout=self._timeout_s, metadata=self._metadata
         ):
             if event.HasField("chunk") and out is not None:
                 if label and (author := "agent" if event.chunk.author.startswith("agent") else "kefu") != speaker:
@@ -82,8 +86,8 @@ def _describe(err: grpc.RpcError) -> str:
     return f"{code.name}: {err.details()}"
 
 
-def run_chat(target: str, *, message: str | None, session_id: str, as_json: bool) -> int:
-    client = ChatClient(target)
+def run_chat(target: str, *, message: str | None, session_id: str, as_json: bool, security=None, customer_id: str = "") -> int:  # noqa: ANN001
+    client = ChatClient(target, security=security, customer_id=customer_id)
     try:
         if message is not None:
             try:

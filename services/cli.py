@@ -8,6 +8,7 @@
     kefu eval retrieval      recall@k / MRR / latency of knowledge retrieval
     kefu store import|export|reset|show   the store behind kefu (τ-bench retail data, or the demo store)
     kefu erp event KIND --order ID | return ID   ERP events in (parcel, inspection, refund...), a return's state
+    kefu keys new --role R --name N   an API key for security.api_keys (channel, agent, admin, service)
     kefu agent queue|claim|watch|reply|handback|resolve   the human agent's desk for handed-over conversations
     kefu serve SERVICE       run one gRPC service in the foreground
 """
@@ -74,7 +75,10 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     from services.chat import run_chat
 
     cfg = load_config(args.config)
-    return run_chat(args.target or cfg.target("dialog"), message=args.message, session_id=args.session or "", as_json=args.json)
+    return run_chat(
+        args.target or cfg.target("dialog"), message=args.message, session_id=args.session or "", as_json=args.json,
+        security=cfg.security, customer_id=args.customer or "",
+    )
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -103,6 +107,7 @@ def add_dialog_evals(eval_sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from services.agent.cli import add_agent_commands
     from services.erp.events_cli import add_erp_commands
+    from services.security import add_keys_commands
     from services.erp.store_cli import add_store_commands
     from services.knowledge.cli import add_knowledge_commands
     from services.nlu.cli import add_nlu_commands
@@ -121,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--session", help="continue this session id")
     chat.add_argument("--json", action="store_true", help="with -m: print the final turn result as JSON")
     chat.add_argument("--target", help="Dialog address host:port (default from the configuration)")
+    chat.add_argument("--customer", help="the customer this chat is for (sent as kefu-customer-id; with security on, a channel key sees only that customer's sessions)")
     chat.set_defaults(func=_cmd_chat)
 
     serve = sub.add_parser("serve", help="run one gRPC service in the foreground")
@@ -137,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_store_commands(sub)
     add_agent_commands(sub)
     add_erp_commands(sub)
+    add_keys_commands(sub)
     return parser
 
 

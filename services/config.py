@@ -208,6 +208,36 @@ class Telemetry:
 
 
 @dataclass
+class Security:
+    """Off for local use (``make up``); the Helm chart turns it on (services/security.py)."""
+
+    # TLS for every kefu server (PEM files); empty: plaintext.
+    tls_cert: str = ""
+    tls_key: str = ""
+    # CA of client certificates: set to require mutual TLS.
+    tls_client_ca: str = ""
+    # Clients: the CA that signed the servers' certificates, the client certificate for
+    # mutual TLS, and the name the server certificates carry when it is not the host's.
+    tls_ca: str = ""
+    tls_client_cert: str = ""
+    tls_client_key: str = ""
+    tls_server_name: str = ""
+    # API keys with roles (``role name sha256 [customer-id]`` per line); empty: no authentication.
+    api_keys: str = ""
+    # The key kefu's services use to call each other (role service), and the key the
+    # command-line tools send (kefu chat, kefu agent, kefu erp, kefu ingest).
+    service_key: str = ""
+    client_key: str = ""
+    # Agent and admin calls, appended as JSON lines; empty: <home>/audit.log.
+    audit_log: str = ""
+    # Dialog turns per minute per customer and per session (0: unlimited).
+    customer_turns_per_min: float = 0.0
+    session_turns_per_min: float = 0.0
+    # Largest request a server accepts, in bytes.
+    max_request_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass
 class KefuConfig:
     # Address the local parts bind to and are reached at (see also bind_host, addresses).
     host: str = "127.0.0.1"
@@ -228,6 +258,7 @@ class KefuConfig:
     generation: Generation = field(default_factory=Generation)
     dialog: Dialog = field(default_factory=Dialog)
     telemetry: Telemetry = field(default_factory=Telemetry)
+    security: Security = field(default_factory=Security)
 
     @property
     def home_path(self) -> Path:

@@ -16,6 +16,7 @@ import grpc
 from services.config import KefuConfig, load_config
 from services.nlu.pii import install_pii_log_filter
 from services.server import ServiceSpec, serve
+from services.server import configure as configure_security
 from services.telemetry import setup_tracing
 
 SERVICES = ("nlu", "knowledge", "generation", "dialog")
@@ -149,7 +150,9 @@ async def build_dialog(cfg: KefuConfig) -> ServiceSpec:
     returns = ReturnDesk(cfg)
     tasks = TaskDesk(open_store=lambda: open_store(cfg), flows_for=flows_for, operations=OperationDesk(cfg), returns=returns)
     engine = DialogEngine(cfg, load_domain_pack(cfg.domain_pack), SessionStore(cfg.sessions_path), upstream, TicketDesk(cfg), tasks)
-    servicer = DialogServicer(engine)
+    servicer = DialogServicer(
+        engine, customer_turns_per_min=cfg.security.customer_turns_per_min, session_turns_per_min=cfg.security.session_turns_per_min
+    )
     from kefu.v1 import agent_pb2, agent_pb2_grpc
     from services.agent.desk import AgentDesk, TicketSignals
     from services.agent.servicer import AgentDeskServicer
@@ -175,6 +178,7 @@ BUILDERS = {"nlu": build_nlu, "knowledge": build_knowledge, "generation": build_
 
 async def run_service(name: str, cfg: KefuConfig) -> None:
     setup_tracing(cfg.telemetry, f"kefu-{name}")
+    configure_security(cfg.security, cfg.home_path)  # TLS, keys and limits for this server and its channels
     spec = await BUILDERS[name](cfg)
     await serve(spec, cfg.bind_address(name))
 

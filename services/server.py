@@ -12,13 +12,14 @@ import asyncio
 import logging
 import signal
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Awaitable, Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services import telemetry
+from services import security, telemetry
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +36,40 @@ RECONNECT_OPTIONS = [
 ]
 
 
+# The process's transport and authentication settings (cfg.security), set once at start
+# by ``configure``; plaintext and open until then.
+_SECURITY: Any = None
+_HOME: Path | None = None
+
+
+def configure(security: Any, home: Path | None = None) -> None:
+    global _SECURITY, _HOME
+    _SECURITY, _HOME = security, home
+
+
 def channel(target: str) -> grpc.aio.Channel:
-    """A channel to another kefu service that propagates the trace context."""
-    return grpc.aio.insecure_channel(
-        target,
-        interceptors=telemetry.client_interceptors(),
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            *RECONNECT_OPTIONS,
-        ],
-    )
+    """A channel to another kefu service that propagates the trace context (TLS and the
+    service's key when security is configured)."""
+    options = [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        *RECONNECT_OPTIONS,
+    ]
+    creds = None
+    if _SECURITY is not None:
+        creds = security.channel_credentials(_SECURITY, key=_SECURITY.service_key)
+        options += security.channel_options(_SECURITY)
+    if creds is not None:
+        return grpc.aio.secure_channel(target, creds, interceptors=telemetry.client_interceptors(), options=options)
+    return grpc.aio.insecure_channel(target, interceptors=telemetry.client_interceptors(), options=options)
+
+
+def _server_interceptors() -> list[grpc.aio.ServerInterceptor]:
+    interceptors = list(telemetry.server_interceptors())
+    if _SECURITY is not None and _SECURITY.api_keys:
+        audit = security.AuditLog(_SECURITY.audit_log or (_HOME or Path(".")) / "audit.log")
+        interceptors.append(security.AuthInterceptor(security.load_keys(_SECURITY.api_keys), audit))
+    return interceptors
 
 
 @dataclass
@@ -61,9 +85,9 @@ class ServiceSpec:
 
 async def serve(spec: ServiceSpec, address: str, *, grace_s: float = 30.0) -> None:
     server = grpc.aio.server(
-        interceptors=telemetry.server_interceptors(),
+        interceptors=_server_interceptors(),
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", _SECURITY.max_request_bytes if _SECURITY is not None else MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
         ],
@@ -72,7 +96,9 @@ async def serve(spec: ServiceSpec, address: str, *, grace_s: float = 30.0) -> No
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    if server.add_insecure_port(address) == 0:
+    creds = security.server_credentials(_SECURITY) if _SECURITY is not None else None
+    bound = server.add_secure_port(address, creds) if creds is not None else server.add_insecure_port(address)
+    if bound == 0:
         raise RuntimeError(f"cannot bind {address}")
     await server.start()
     for name in ["", *names]:

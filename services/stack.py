@@ -36,8 +36,11 @@ def temporal_binary() -> str:
     return found
 
 
-def grpc_healthy(target: str, service: str = "") -> bool:
-    with grpc.insecure_channel(target) as ch:
+def grpc_healthy(target: str, service: str = "", security: object | None = None) -> bool:
+    """The health check (open to all) over TLS when ``security`` (cfg.security) says so."""
+    from services.security import sync_channel
+
+    with (sync_channel(target, security) if security is not None else grpc.insecure_channel(target)) as ch:
         try:
             resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=1.0)
         except grpc.RpcError:
@@ -105,7 +108,7 @@ class KefuStack:
 
     def wait_service(self, name: str, timeout: float = 120) -> float:
         target = self.cfg.target(name)
-        return self.services[name].wait_until(lambda: grpc_healthy(target), timeout=timeout, what="healthy")
+        return self.services[name].wait_until(lambda: grpc_healthy(target, security=self.cfg.security), timeout=timeout, what="healthy")
 
     # -- all ---------------------------------------------------------------------
     def start(self) -> float:

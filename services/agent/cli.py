@@ -25,6 +25,7 @@ from google.protobuf.json_format import MessageToDict
 
 from kefu.v1 import agent_pb2, agent_pb2_grpc
 from services.config import load_config
+from services.security import sync_channel
 
 DESCRIPTION = (
     "When kefu hands a conversation over (the customer asked for a person, or sounded dissatisfied), it opens a "
@@ -77,8 +78,9 @@ def _run(args: argparse.Namespace, func: Callable[..., int], *, needs_agent: boo
     if needs_agent and not args.agent.strip():
         print("kefu agent: say who you are with --as AGENT (or set KEFU_AGENT)", file=sys.stderr)
         return 1
-    target = args.target or load_config(args.config).target("dialog")
-    with grpc.insecure_channel(target) as channel:
+    cfg = load_config(args.config)
+    target = args.target or cfg.target("dialog")
+    with sync_channel(target, cfg.security, key=cfg.security.client_key) as channel:
         try:
             return func(args, agent_pb2_grpc.AgentDeskStub(channel))
         except grpc.RpcError as err:

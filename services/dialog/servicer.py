@@ -15,7 +15,8 @@ from services.dialog.answering import Replacement
 from services.dialog.core import CustomerTurn, DialogEngine, TurnOutcome
 from services.dialog.flows.state import FlowState
 from services.dialog.sessions import SessionMessage, SessionRecord, StoredAction, StoredCitation
-from services.errors import grpc_errors
+from services import security
+from services.errors import NotFound, ResourceExhausted, grpc_errors
 
 ACTION_TYPES = {
     "answer": dialog_pb2.ACTION_TYPE_ANSWER,
@@ -107,15 +108,42 @@ def session_message(s: SessionRecord) -> dialog_pb2.Session:
 
 
 class DialogServicer(dialog_pb2_grpc.DialogServicer):
-    def __init__(self, engine: DialogEngine, *, poll_s: float = 0.3) -> None:
+    def __init__(
+        self, engine: DialogEngine, *, poll_s: float = 0.3, customer_turns_per_min: float = 0.0, session_turns_per_min: float = 0.0
+    ) -> None:
         self._engine = engine
         self._poll_s = poll_s
+        self._per_customer = security.RateLimiter(customer_turns_per_min)
+        self._per_session = security.RateLimiter(session_turns_per_min)
+
+    def _session_for_caller(self, session_id: str) -> SessionRecord:
+        """The session, unless a channel call asks for another customer's: that one does
+        not exist for it (NOT_FOUND, as for an unknown id, so nothing leaks)."""
+        session = self._engine.session(session_id)
+        who = security.caller()
+        if who is not None and who.role == "channel" and session.customer_id != who.customer_id:
+            raise NotFound(f"session {session_id!r} does not exist")
+        return session
+
+    def _limit(self, context: grpc.aio.ServicerContext, customer: str, session_id: str) -> None:
+        """RESOURCE_EXHAUSTED with how long to wait (message and ``retry-after-ms``)."""
+        wait = max(self._per_customer.take(f"customer:{customer}" if customer else ""), self._per_session.take(session_id))
+        if wait > 0:
+            context.set_trailing_metadata((("retry-after-ms", str(int(wait * 1000) + 1)),))
+            raise ResourceExhausted(f"too many messages; please retry in {max(1, round(wait))} s")
 
     @grpc_errors
     async def Converse(self, request: dialog_pb2.TurnRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[dialog_pb2.TurnEvent]:
+        customer = request.customer_id
+        who = security.caller()
+        if who is not None and who.role == "channel":
+            customer = who.customer_id  # the customer the channel authenticated, not what the request claims
+        if request.session_id:
+            self._session_for_caller(request.session_id)
+        self._limit(context, customer, request.session_id)  # an anonymous customer is limited per session
         turn = CustomerTurn(
             text=request.text, session_id=request.session_id, channel=request.channel,
-            customer_id=request.customer_id, language_hint=request.language_hint,
+            customer_id=customer, language_hint=request.language_hint,
         )
         async for event in self._engine.handle(turn):
             if isinstance(event, str):
@@ -124,11 +152,13 @@ class DialogServicer(dialog_pb2_grpc.DialogServicer):
                         delta=event, replace=isinstance(event, Replacement), author=getattr(event, "author", ""),
                     ))
             else:
+                if not request.session_id:
+                    self._per_session.take(event.session_id)  # a new session's first turn counts too
                 yield dialog_pb2.TurnEvent(result=turn_result(event))
 
     @grpc_errors
     async def GetSession(self, request: dialog_pb2.GetSessionRequest, context: grpc.aio.ServicerContext) -> dialog_pb2.Session:
-        return session_message(self._engine.session(request.session_id))
+        return session_message(self._session_for_caller(request.session_id))
 
     @grpc_errors
     async def WatchReplies(
@@ -137,7 +167,7 @@ class DialogServicer(dialog_pb2_grpc.DialogServicer):
         # The session store is polled: agents' replies and kefu's notices are written to it
         # by other processes (the agent desk, Temporal activities).
         after = request.after_id
-        self._engine.session(request.session_id)  # NOT_FOUND before the stream starts
+        self._session_for_caller(request.session_id)  # NOT_FOUND before the stream starts
         while True:
             for message in self._engine.messages(request.session_id, after):
                 yield session_message_pb(message)

@@ -54,8 +54,11 @@ def _stub(args: argparse.Namespace):  # noqa: ANN202 - generated stub type
     from kefu.v1 import erp_pb2_grpc
     from services.config import load_config
 
-    target = args.target or load_config(args.config).target("dialog")
-    return erp_pb2_grpc.ErpEventsStub(grpc.insecure_channel(target))
+    from services.security import sync_channel
+
+    cfg = load_config(args.config)
+    target = args.target or cfg.target("dialog")
+    return erp_pb2_grpc.ErpEventsStub(sync_channel(target, cfg.security, key=cfg.security.client_key))
 
 
 def _fail(err: grpc.RpcError) -> int:

@@ -41,7 +41,7 @@ def ingest_policy(cfg: KefuConfig, policy: Path, store_format: str) -> str:
     entries = load_path(policy, default_locale="en", default_tags=[pack_tag(store_format)], base=policy.parent)
     ids = [e.id for e in entries]
     if _service_up(cfg):
-        if asyncio.run(_ingest_remote(cfg.target("knowledge"), entries, False)) != 0:
+        if asyncio.run(_ingest_remote(cfg.target("knowledge"), entries, False, security=cfg.security)) != 0:
             raise RuntimeError(f"the Knowledge service did not take {policy}")
         where = "the Knowledge service"
     else:
@@ -62,7 +62,7 @@ def remove_policy(cfg: KefuConfig) -> str:
         return ""
     ids = json.loads(record.read_text(encoding="utf-8")).get("ids", [])
     stubs = [KnowledgeEntry(id=i, kind="article", title="", locale="en") for i in ids]
-    if not (_service_up(cfg) and asyncio.run(_ingest_remote(cfg.target("knowledge"), stubs, True)) == 0):
+    if not (_service_up(cfg) and asyncio.run(_ingest_remote(cfg.target("knowledge"), stubs, True, security=cfg.security)) == 0):
         asyncio.run(_ingest_direct(cfg, stubs, True))
     record.unlink()
     return f"knowledge: removed the imported store's policy ({', '.join(ids)})"
@@ -71,4 +71,4 @@ def remove_policy(cfg: KefuConfig) -> str:
 def _service_up(cfg: KefuConfig) -> bool:
     from services.stack import grpc_healthy
 
-    return grpc_healthy(cfg.target("knowledge"))
+    return grpc_healthy(cfg.target("knowledge"), security=cfg.security)

@@ -93,17 +93,19 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         return 2
     if args.direct:
         return asyncio.run(_ingest_direct(cfg, entries, args.delete))
-    return asyncio.run(_ingest_remote(args.target or cfg.target("knowledge"), entries, args.delete))
+    return asyncio.run(_ingest_remote(args.target or cfg.target("knowledge"), entries, args.delete, security=cfg.security))
 
 
-async def _ingest_remote(target: str, entries, delete: bool) -> int:
+async def _ingest_remote(target: str, entries, delete: bool, *, security=None) -> int:  # noqa: ANN001 - cfg.security
+    from services.security import aio_channel
+
     import grpc
     from tqdm import tqdm
 
     from kefu.v1 import knowledge_pb2, knowledge_pb2_grpc
     from services.knowledge.servicer import to_document
 
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with aio_channel(target, security, key=security.client_key if security is not None else "") as channel:
         stub = knowledge_pb2_grpc.KnowledgeStub(channel)
         try:
             if delete:
