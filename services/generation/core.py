@@ -79,7 +79,7 @@ class TritonLlm:
         self._template = template
 
     async def stream(self, messages: list[ChatMessage], sampling: Sampling) -> AsyncIterator[ReplyDelta]:
-        from services.serving.triton_client import ModelTimeout, ModelUnavailable
+        from services.serving.triton_client import ModelRejected, ModelTimeout, ModelUnavailable
 
         chunks = self._client.stream(
             render_chatml(messages, template=self._template), max_tokens=sampling.max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
@@ -97,6 +97,8 @@ class TritonLlm:
             raise Unavailable(f"language model unavailable: {exc}") from exc
         except ModelTimeout as exc:
             raise DeadlineExceeded(f"language model timed out: {exc}") from exc
+        except ModelRejected as exc:
+            raise InvalidArgument(f"the language model refused the request: {exc}") from exc
 
     async def close(self) -> None:
         await self._client.close()

@@ -37,6 +37,11 @@ class ModelTimeout(ModelError):
     """The model did not answer within the deadline."""
 
 
+class ModelRejected(ModelError):
+    """The model server refused the request itself (e.g. a prompt longer than the
+    model's context): retrying will not help, the request must change."""
+
+
 @dataclass(frozen=True)
 class LlmChunk:
     """New text since the previous chunk; ``finish_reason`` is set on the last one only."""
@@ -64,6 +69,8 @@ def _translate(exc: BaseException, what: str) -> ModelError:
         return ModelTimeout(f"{what}: deadline exceeded")
     if code in _UNAVAILABLE_CODES or any(w in msg.lower() for w in _UNAVAILABLE_WORDS):
         return ModelUnavailable(f"{what}: {msg or code}")
+    if code.endswith("INVALID_ARGUMENT") or "exceeds the context" in msg:
+        return ModelRejected(f"{what}: {msg or code}")
     return ModelError(f"{what}: {msg or code or type(exc).__name__}")
 
 
