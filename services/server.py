@@ -101,6 +101,15 @@ async def serve(spec: ServiceSpec, address: str, *, grace_s: float = 30.0) -> No
     if bound == 0:
         raise RuntimeError(f"cannot bind {address}")
     await server.start()
+    probe_server = None
+    if creds is not None and _SECURITY.health_port:
+        # Kubernetes' gRPC probes speak plaintext: health, and nothing else, on its own port.
+        probe_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, probe_server)
+        probe_address = f"{address.rsplit(':', 1)[0]}:{_SECURITY.health_port}"
+        if probe_server.add_insecure_port(probe_address) == 0:
+            raise RuntimeError(f"cannot bind the health port {probe_address}")
+        await probe_server.start()
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("kefu %s serving on %s", spec.name, address)
@@ -115,6 +124,8 @@ async def serve(spec: ServiceSpec, address: str, *, grace_s: float = 30.0) -> No
     log.info("kefu %s stopping: finishing in-flight calls (up to %.0f s)", spec.name, grace_s)
     await health_servicer.enter_graceful_shutdown()
     await server.stop(grace_s)
+    if probe_server is not None:
+        await probe_server.stop(0)
     for hook in spec.on_stop:
         await hook()
     telemetry.shutdown_tracing()

@@ -194,6 +194,9 @@ def test_bad_events_get_a_clear_status_and_change_nothing(cfg, store):
     assert refused(cfg, "parcel_arrived", order.order_id).code() == grpc.StatusCode.INVALID_ARGUMENT
     assert refused(cfg, "parcel_received", "#W0000000").code() == grpc.StatusCode.NOT_FOUND
     assert refused(cfg, "parcel_received", "").code() == grpc.StatusCode.INVALID_ARGUMENT
+    # Not an order id (it would name a workflow): refused before it reaches Temporal.
+    for odd in ("#W1\x00", "x" * 65, "a b", "订单/1"):
+        assert refused(cfg, "parcel_received", odd).code() == grpc.StatusCode.INVALID_ARGUMENT, odd
     with pytest.raises(grpc.RpcError) as missing:
         erp(cfg).Report(erp_pb2.ErpEvent(kind="parcel_received", order_id=order.order_id), timeout=30)
     assert missing.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -68,13 +68,21 @@ def secure(cfg: KefuConfig, tmp_path_factory) -> Iterator[KefuConfig]:
     sec.max_request_bytes = 64 * 1024
     own.dialog.answer_style = "verbatim"
     stack = KefuStack(own, with_triton=False, progress=lambda line: None)
+    # Dialog also serves health in plaintext on a port of its own (for Kubernetes' probes);
+    # one host here, so only Dialog's server binds it.
+    with_probe = copy.deepcopy(own)
+    (with_probe.security.health_port,) = free_ports(1)
+    dialog = KefuStack(with_probe, with_triton=False, progress=lambda line: None)
     try:
-        for name in ("generation", "nlu", "knowledge", "dialog"):
+        for name in ("generation", "nlu", "knowledge"):
             stack.start_service(name)
-        for name in ("generation", "nlu", "knowledge", "dialog"):
+        dialog.start_service("dialog")
+        for name in ("generation", "nlu", "knowledge"):
             stack.wait_service(name, timeout=240)
-        yield own
+        dialog.wait_service("dialog", timeout=240)
+        yield with_probe
     finally:
+        dialog.stop()
         stack.stop()
 
 
@@ -138,6 +146,12 @@ def test_plaintext_and_clients_without_a_trusted_certificate_are_refused(secure)
             assert code_of(lambda: health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)) == grpc.StatusCode.UNAVAILABLE
     with tls(secure) as channel:  # health is open to a trusted client without a key
         assert health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_the_plaintext_health_port_serves_health_and_nothing_else(secure):
+    with grpc.insecure_channel(f"127.0.0.1:{secure.security.health_port}") as probe:
+        assert health_pb2_grpc.HealthStub(probe).Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+        assert code_of(lambda: turn(probe, "你好")) == grpc.StatusCode.UNIMPLEMENTED
 
 
 def test_calls_need_a_key_and_a_role_that_allows_them(secure):

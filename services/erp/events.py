@@ -12,6 +12,7 @@ an event id or kind taken before is answered ``duplicate`` (also after the saga 
 from __future__ import annotations
 
 import asyncio
+import re
 
 from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -20,6 +21,20 @@ from services.config import KefuConfig
 from services.dialog.workflow_desk import WorkflowDesk, root_cause
 from services.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from workflows.returns.types import EVENT_KINDS, ErpEvent, ErpEventOutcome, ReturnState, workflow_id_for
+
+
+# What an order id may look like ("#W2378156", "KF2026102900901"): it names a workflow, so
+# anything else is refused before it reaches the workflow engine.
+_ORDER_ID = re.compile(r"#?[\w.-]{1,64}")
+
+
+def _order_id(value: str) -> str:
+    order_id = value.strip()
+    if not order_id:
+        raise InvalidArgument("order_id must not be empty")
+    if not _ORDER_ID.fullmatch(order_id):
+        raise InvalidArgument(f"order_id {order_id[:80]!r} is not an order id (letters, digits, '-', '.', an optional leading '#'; at most 64)")
+    return order_id
 
 
 class ReturnDesk(WorkflowDesk):
@@ -31,8 +46,9 @@ class ReturnDesk(WorkflowDesk):
         event.event_id, event.order_id, event.kind = event.event_id.strip(), event.order_id.strip(), event.kind.strip()
         if not event.event_id:
             raise InvalidArgument("event_id must not be empty: the ERP's id of the event makes a repeated report harmless")
-        if not event.order_id:
-            raise InvalidArgument("order_id must not be empty")
+        if len(event.event_id) > 200 or len(event.reason) > 2000:
+            raise InvalidArgument("event_id (at most 200 characters) or reason (at most 2000) is too long")
+        event.order_id = _order_id(event.order_id)
         if event.kind not in EVENT_KINDS:
             raise InvalidArgument(f"unknown event kind {event.kind!r}; expected one of {', '.join(EVENT_KINDS)}")
         state, running, workflow_id = await self.state(event.order_id)
@@ -60,9 +76,8 @@ class ReturnDesk(WorkflowDesk):
 
     async def state(self, order_id: str) -> tuple[ReturnState, bool, str]:
         """The saga's state, whether it still runs, and its workflow id."""
-        if not order_id.strip():
-            raise InvalidArgument("order_id must not be empty")
-        workflow_id = workflow_id_for(order_id.strip())
+        order_id = _order_id(order_id)
+        workflow_id = workflow_id_for(order_id)
         handle = (await self._connect()).get_workflow_handle(workflow_id)
         try:
             described = await asyncio.wait_for(handle.describe(), timeout=self._timeout_s)
