@@ -8,8 +8,9 @@ models: setup
 	@.venv/bin/kefu models fetch
 
 # Set up and start the whole system on embedded defaults; Ctrl-C stops it.
+# `make up TRACES=1` also starts Phoenix, a local trace UI (kefu up --traces).
 up: setup
-	@PYTHONUNBUFFERED=1 exec .venv/bin/kefu up
+	@PYTHONUNBUFFERED=1 exec .venv/bin/kefu up $(if $(TRACES),--traces)
 
 # Set up what the tests need and run the whole suite.
 test: models

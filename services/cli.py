@@ -46,6 +46,15 @@ def _cmd_up(args: argparse.Namespace) -> int:
         active = open_store(cfg)
         print(f"store: {active.format if active else 'unknown'} store at {cfg.erp_path} (`kefu store reset` for the demo store)", flush=True)
 
+    phoenix = None
+    if args.traces:
+        from services.trace_ui import start_phoenix
+
+        try:
+            phoenix = start_phoenix(cfg, progress=lambda line: print(line, flush=True))
+        except ProcessFailed as exc:
+            print(f"kefu: the trace backend did not start: {exc}", file=sys.stderr)
+            return 1
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
@@ -68,6 +77,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
     finally:
         print("kefu: stopping...", flush=True)
         stack.stop()
+        if phoenix is not None:
+            phoenix.stop(timeout=10)
         print("kefu: stopped", flush=True)
 
 
@@ -119,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="set up model files and demo data, start the whole system, Ctrl-C stops it")
+    up.add_argument("--traces", action="store_true", help="also start Phoenix (a local trace UI, installed once into .venv-phoenix) and send traces to it")
     up.set_defaults(func=_cmd_up)
 
     chat = sub.add_parser("chat", help="talk to kefu: interactive, or one message with -m")

@@ -33,6 +33,9 @@ class Ports:
     temporal: int = 7233
     temporal_http: int = 7243
     temporal_metrics: int = 7234
+    # Phoenix (``kefu up --traces``): its UI, and where it receives OTLP/gRPC.
+    phoenix: int = 6006
+    phoenix_grpc: int = 4317
 
 
 @dataclass

@@ -17,7 +17,7 @@ from services.config import KefuConfig, load_config
 from services.nlu.pii import install_pii_log_filter
 from services.server import ServiceSpec, serve
 from services.server import configure as configure_security
-from services.telemetry import setup_tracing
+from services.telemetry import install_trace_ids, setup_tracing
 
 SERVICES = ("nlu", "knowledge", "generation", "dialog")
 
@@ -138,7 +138,9 @@ async def build_dialog(cfg: KefuConfig) -> ServiceSpec:
     from services.erp import open_store
     from services.erp.events import ReturnDesk
     from services.erp.events_servicer import ErpEventsServicer
+    from services.dialog.metrics import DialogMetrics
     from services.dialog.servicer import DialogServicer
+    from services.telemetry import setup_metrics
     from services.dialog.sessions import SessionStore
     from services.dialog.tickets import TicketDesk
     from services.dialog.upstream import Upstream
@@ -151,7 +153,8 @@ async def build_dialog(cfg: KefuConfig) -> ServiceSpec:
     tasks = TaskDesk(open_store=lambda: open_store(cfg), flows_for=flows_for, operations=OperationDesk(cfg), returns=returns)
     engine = DialogEngine(cfg, load_domain_pack(cfg.domain_pack), SessionStore(cfg.sessions_path), upstream, TicketDesk(cfg), tasks)
     servicer = DialogServicer(
-        engine, customer_turns_per_min=cfg.security.customer_turns_per_min, session_turns_per_min=cfg.security.session_turns_per_min
+        engine, customer_turns_per_min=cfg.security.customer_turns_per_min, session_turns_per_min=cfg.security.session_turns_per_min,
+        metrics=DialogMetrics(setup_metrics(cfg.telemetry, "kefu-dialog")),
     )
     from kefu.v1 import agent_pb2, agent_pb2_grpc
     from services.agent.desk import AgentDesk, TicketSignals
@@ -188,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("service", choices=SERVICES)
     parser.add_argument("--config", help="YAML configuration file (default: $KEFU_CONFIG, then built-in defaults)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.service} %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.service} %(name)s %(levelname)s %(message)s trace=%(trace_id)s")
+    install_trace_ids()  # every log line names the trace it belongs to (- outside one)
     install_pii_log_filter()  # no phone number, email, ID or card number reaches the logs
     cfg = load_config(args.config)
     cfg.home_path.mkdir(parents=True, exist_ok=True)

@@ -70,6 +70,22 @@ def shutdown_tracing() -> None:
         _meter_provider.shutdown()
 
 
+class _TraceIds(logging.Filter):
+    """Adds ``trace_id`` (32 hex digits, "-" outside a trace) to every log record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ctx = trace.get_current_span().get_span_context()
+        record.trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else "-"
+        return True
+
+
+def install_trace_ids() -> None:
+    """Every handler of the root logger gets the trace id (use ``%(trace_id)s`` in formats)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _TraceIds) for f in handler.filters):
+            handler.addFilter(_TraceIds())
+
+
 def client_interceptors() -> list:
     """Interceptors for grpc.aio channels: propagate the trace context to the callee."""
     from opentelemetry.instrumentation.grpc import aio_client_interceptors

@@ -39,10 +39,13 @@ class _MetricsReceiver(metrics_service_pb2_grpc.MetricsServiceServicer):
             service = next((a.value.string_value for a in rm.resource.attributes if a.key == "service.name"), "")
             for sm in rm.scope_metrics:
                 for m in sm.metrics:
-                    data = m.sum if m.HasField("sum") else m.gauge if m.HasField("gauge") else None
+                    data = m.sum if m.HasField("sum") else m.gauge if m.HasField("gauge") else m.histogram if m.HasField("histogram") else None
                     for p in data.data_points if data is not None else []:
                         attrs = tuple(sorted((a.key, a.value.string_value) for a in p.attributes))
-                        value = p.as_double if p.HasField("as_double") else float(p.as_int)
+                        if m.HasField("histogram"):
+                            value = float(p.count)  # histograms: how many were recorded
+                        else:
+                            value = p.as_double if p.HasField("as_double") else float(p.as_int)
                         got.append(ReceivedPoint(service, m.name, attrs, value))
         with self._sink._lock:
             self._sink.points += got

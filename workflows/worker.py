@@ -15,7 +15,7 @@ from temporalio.worker import Worker
 
 from services.config import KefuConfig, load_config
 from services.demo.store import DemoStore
-from services.telemetry import setup_tracing, shutdown_tracing
+from services.telemetry import install_trace_ids, setup_tracing, shutdown_tracing
 from workflows.returns.activities import AfterSalesActivities
 from workflows.returns.workflow import ReturnWorkflow
 from workflows.store_ops.activities import StoreActivities
@@ -57,7 +57,8 @@ async def run_worker(cfg: KefuConfig) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(name)s %(levelname)s %(message)s trace=%(trace_id)s")
+    install_trace_ids()
     asyncio.run(run_worker(load_config()))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import datetime
 from typing import AsyncIterator
 
@@ -14,6 +15,7 @@ from kefu.v1 import common_pb2, dialog_pb2, dialog_pb2_grpc
 from services.dialog.answering import Replacement
 from services.dialog.core import CustomerTurn, DialogEngine, TurnOutcome
 from services.dialog.flows.state import FlowState
+from services.dialog.metrics import DialogMetrics
 from services.dialog.sessions import SessionMessage, SessionRecord, StoredAction, StoredCitation
 from services import security
 from services.errors import NotFound, ResourceExhausted, grpc_errors
@@ -109,12 +111,14 @@ def session_message(s: SessionRecord) -> dialog_pb2.Session:
 
 class DialogServicer(dialog_pb2_grpc.DialogServicer):
     def __init__(
-        self, engine: DialogEngine, *, poll_s: float = 0.3, customer_turns_per_min: float = 0.0, session_turns_per_min: float = 0.0
+        self, engine: DialogEngine, *, poll_s: float = 0.3, customer_turns_per_min: float = 0.0, session_turns_per_min: float = 0.0,
+        metrics: DialogMetrics | None = None,
     ) -> None:
         self._engine = engine
         self._poll_s = poll_s
         self._per_customer = security.RateLimiter(customer_turns_per_min)
         self._per_session = security.RateLimiter(session_turns_per_min)
+        self._metrics = metrics or DialogMetrics(None)
 
     def _session_for_caller(self, session_id: str) -> SessionRecord:
         """The session, unless a channel call asks for another customer's: that one does
@@ -145,6 +149,7 @@ class DialogServicer(dialog_pb2_grpc.DialogServicer):
             text=request.text, session_id=request.session_id, channel=request.channel,
             customer_id=customer, language_hint=request.language_hint,
         )
+        started = time.perf_counter()
         async for event in self._engine.handle(turn):
             if isinstance(event, str):
                 if event:
@@ -154,7 +159,9 @@ class DialogServicer(dialog_pb2_grpc.DialogServicer):
             else:
                 if not request.session_id:
                     self._per_session.take(event.session_id)  # a new session's first turn counts too
-                yield dialog_pb2.TurnEvent(result=turn_result(event))
+                result = turn_result(event)
+                self._metrics.turn(result, time.perf_counter() - started)
+                yield dialog_pb2.TurnEvent(result=result)
 
     @grpc_errors
     async def GetSession(self, request: dialog_pb2.GetSessionRequest, context: grpc.aio.ServicerContext) -> dialog_pb2.Session:

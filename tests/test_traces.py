@@ -1,0 +1,45 @@
+"""Traces an SRE can open: one trace per turn, from Dialog through NLU, Knowledge and
+Generation into the Temporal workflow and activities the turn starts (the kefu worker),
+every span's parent in the same trace; the turn's log line carries its trace id; Dialog's
+turn metrics are exported. Spans reach the suite's in-process OTLP receiver
+(tests/otlp_sink.py), as they would reach Phoenix or a collector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import converse
+
+
+def _turn_traces(sink) -> set[str]:
+    return {s.trace_id for s in sink.snapshot() if s.service == "kefu-dialog" and s.name.endswith("Converse")}
+
+
+def test_a_handoff_turn_is_one_trace_into_the_worker(dialog, span_sink, cfg):
+    before = _turn_traces(span_sink)
+    _, result = converse(dialog, "我要投诉，转人工")
+    assert result.actions and result.actions[0].ticket_id
+    assert span_sink.wait_for(lambda spans: len(_turn_traces(span_sink) - before) >= 1)
+    (trace_id,) = _turn_traces(span_sink) - before
+
+    def whole(spans) -> bool:
+        names = {(s.service, s.name) for s in spans if s.trace_id == trace_id}
+        return {("kefu-worker", "RunWorkflow:TicketWorkflow"), ("kefu-worker", "RunActivity:open_ticket"),
+                ("kefu-dialog", "StartWorkflow:TicketWorkflow")} <= names and any(svc == "kefu-nlu" for svc, _ in names)
+
+    assert span_sink.wait_for(whole, timeout=20), sorted({(s.service, s.name) for s in span_sink.trace(trace_id)})
+    spans = span_sink.trace(trace_id)
+    ids = {s.span_id for s in spans}
+    roots = [s for s in spans if not s.parent_span_id]
+    assert len(roots) == 1 and roots[0].service == "kefu-dialog", "one root: the Converse call"
+    assert all(s.parent_span_id in ids for s in spans if s.parent_span_id), "every span's parent is in the trace"
+
+    # The turn's log line in Dialog carries the trace id, so logs and traces meet.
+    log = (Path(cfg.home_path) / "logs" / "dialog.log").read_text(encoding="utf-8", errors="replace")
+    assert f"trace={trace_id}" in log
+
+
+def test_dialog_exports_turn_metrics(dialog, span_sink):
+    converse(dialog, "What is your return policy?")
+    assert span_sink.wait_for(lambda spans: span_sink.latest("kefu-dialog", "kefu.dialog.turns", action="answer") is not None, timeout=20)
+    assert span_sink.wait_for(lambda spans: span_sink.latest("kefu-dialog", "kefu.dialog.turn.duration") is not None, timeout=20)
