@@ -142,6 +142,7 @@ async def build_dialog(cfg: KefuConfig) -> ServiceSpec:
     from services.dialog.servicer import DialogServicer
     from services.telemetry import setup_metrics
     from services.dialog.sessions import SessionStore
+    from services.dialog.ticket_outbox import TicketOutbox
     from services.dialog.tickets import TicketDesk
     from services.dialog.upstream import Upstream
 
@@ -151,7 +152,10 @@ async def build_dialog(cfg: KefuConfig) -> ServiceSpec:
     )
     returns = ReturnDesk(cfg)
     tasks = TaskDesk(open_store=lambda: open_store(cfg), flows_for=flows_for, operations=OperationDesk(cfg), returns=returns)
-    engine = DialogEngine(cfg, load_domain_pack(cfg.domain_pack), SessionStore(cfg.sessions_path), upstream, TicketDesk(cfg), tasks)
+    # A request for a person while Temporal is away is queued, not lost, and opened when it is back.
+    tickets = TicketDesk(cfg, outbox=TicketOutbox(cfg.sessions_path))
+    opening = asyncio.get_running_loop().create_task(tickets.keep_opening_queued())
+    engine = DialogEngine(cfg, load_domain_pack(cfg.domain_pack), SessionStore(cfg.sessions_path), upstream, tickets, tasks)
     servicer = DialogServicer(
         engine, customer_turns_per_min=cfg.security.customer_turns_per_min, session_turns_per_min=cfg.security.session_turns_per_min,
         metrics=DialogMetrics(setup_metrics(cfg.telemetry, "kefu-dialog")),
@@ -173,7 +177,10 @@ async def build_dialog(cfg: KefuConfig) -> ServiceSpec:
         return [dialog_pb2.DESCRIPTOR.services_by_name["Dialog"].full_name, erp_pb2.DESCRIPTOR.services_by_name["ErpEvents"].full_name,
                 agent_pb2.DESCRIPTOR.services_by_name["AgentDesk"].full_name]
 
-    return ServiceSpec("dialog", register, [upstream.close])
+    async def stop_opening() -> None:
+        opening.cancel()
+
+    return ServiceSpec("dialog", register, [stop_opening, upstream.close])
 
 
 BUILDERS = {"nlu": build_nlu, "knowledge": build_knowledge, "generation": build_generation, "dialog": build_dialog}

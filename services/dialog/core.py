@@ -382,9 +382,13 @@ class DialogEngine:
             context=context,
         )
         receipt, workflow_id = await self._tickets.open_ticket(request)
-        outcome.reply_text = reply(reply_name, outcome.language, ticket_id=receipt.ticket_id)
+        queued = receipt.status == "queued"  # the workflow engine is away: opened as soon as it is back
+        outcome.reply_text = reply("ticket_queued" if queued else reply_name, outcome.language, ticket_id=receipt.ticket_id)
         outcome.actions += [
-            StoredAction("create_ticket", ticket_id=receipt.ticket_id, workflow_id=workflow_id, detail={"category": request.category}),
+            StoredAction(
+                "create_ticket", ticket_id=receipt.ticket_id, workflow_id=workflow_id,
+                detail={"category": request.category, **({"queued": "true"} if queued else {})},
+            ),
             StoredAction("handoff", ticket_id=receipt.ticket_id),
         ]
         outcome.handoff = "requested"

@@ -33,6 +33,11 @@ REPLIES = {
         "zh": "您的消息已转达给正在为您服务的人工客服，客服会尽快回复您。",
         "en": "Your message has been passed to the human agent looking after your conversation; they will reply shortly.",
     },
+    "ticket_queued": {
+        "zh": "已为您登记转人工请求，工单号 {ticket_id}。系统正在恢复中，客服人员会尽快联系您，请保留工单号以便查询。",
+        "en": "I've recorded your request for a human agent as ticket {ticket_id}. Our systems are catching up; "
+        "an agent will contact you as soon as possible. Please keep the ticket number for reference.",
+    },
     "ticket_created": {
         "zh": "已为您转接人工客服，并创建工单 {ticket_id}。客服人员会尽快联系您，请保留工单号以便查询。",
         "en": "I've passed your conversation to a human agent and opened ticket {ticket_id}. "
