@@ -211,6 +211,13 @@ class Telemetry:
 
 
 @dataclass
+class State:
+    # PostgreSQL for the conversation sessions (postgresql://user:pass@host/db): several
+    # Dialog processes then see the same sessions. Empty: SQLite in the home (embedded).
+    postgres_dsn: str = ""
+
+
+@dataclass
 class Security:
     """Off for local use (``make up``); the Helm chart turns it on (services/security.py)."""
 
@@ -265,6 +272,7 @@ class KefuConfig:
     dialog: Dialog = field(default_factory=Dialog)
     telemetry: Telemetry = field(default_factory=Telemetry)
     security: Security = field(default_factory=Security)
+    state: State = field(default_factory=State)
 
     @property
     def home_path(self) -> Path:

@@ -141,7 +141,7 @@ async def build_dialog(cfg: KefuConfig) -> ServiceSpec:
     from services.dialog.metrics import DialogMetrics
     from services.dialog.servicer import DialogServicer
     from services.telemetry import setup_metrics
-    from services.dialog.sessions import SessionStore
+    from services.dialog.sessions import open_sessions
     from services.dialog.ticket_outbox import TicketOutbox
     from services.dialog.tickets import TicketDesk
     from services.dialog.upstream import Upstream
@@ -155,7 +155,7 @@ async def build_dialog(cfg: KefuConfig) -> ServiceSpec:
     # A request for a person while Temporal is away is queued, not lost, and opened when it is back.
     tickets = TicketDesk(cfg, outbox=TicketOutbox(cfg.sessions_path))
     opening = asyncio.get_running_loop().create_task(tickets.keep_opening_queued())
-    engine = DialogEngine(cfg, load_domain_pack(cfg.domain_pack), SessionStore(cfg.sessions_path), upstream, tickets, tasks)
+    engine = DialogEngine(cfg, load_domain_pack(cfg.domain_pack), open_sessions(cfg), upstream, tickets, tasks)
     servicer = DialogServicer(
         engine, customer_turns_per_min=cfg.security.customer_turns_per_min, session_turns_per_min=cfg.security.session_turns_per_min,
         metrics=DialogMetrics(setup_metrics(cfg.telemetry, "kefu-dialog")),
@@ -166,7 +166,7 @@ async def build_dialog(cfg: KefuConfig) -> ServiceSpec:
     from services.demo.store import DemoStore
 
     # Human agents' side of a handoff, next to the conversations it takes over.
-    agents = AgentDeskServicer(AgentDesk(SessionStore(cfg.sessions_path), DemoStore(cfg.store_path), TicketSignals(cfg)))
+    agents = AgentDeskServicer(AgentDesk(open_sessions(cfg), DemoStore(cfg.store_path), TicketSignals(cfg)))
 
     def register(server: grpc.aio.Server) -> list[str]:
         dialog_pb2_grpc.add_DialogServicer_to_server(servicer, server)

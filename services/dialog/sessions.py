@@ -54,6 +54,12 @@ CREATE INDEX IF NOT EXISTS messages_by_session ON messages(session_id, message_i
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_key ON messages(session_id, key) WHERE key IS NOT NULL;
 """
 
+# The same tables on PostgreSQL (cfg.state.postgres_dsn): several Dialog processes share them.
+_PG_SCHEMA = (
+    _SCHEMA.replace("message_id INTEGER PRIMARY KEY AUTOINCREMENT", "message_id BIGSERIAL PRIMARY KEY")
+    .replace("delivered_through INTEGER", "delivered_through BIGINT")
+)
+
 # Columns added to sessions after they shipped: added in place, sessions kept.
 _SESSION_COLUMNS = {
     "state": "TEXT NOT NULL DEFAULT ''",  # task flows
@@ -131,10 +137,28 @@ def _now() -> str:
 
 
 class SessionStore:
-    def __init__(self, path: Path) -> None:
+    """Sessions in a SQLite file (the embedded default), or in PostgreSQL when ``dsn`` is
+    given (``postgresql://...``), where several Dialog processes see the same sessions.
+    The statements are written once, in SQLite's dialect; ``_Postgres`` adapts the few
+    that differ."""
+
+    def __init__(self, path: Path | None = None, *, dsn: str = "") -> None:
+        self._dsn = dsn
+        self._local = threading.local()
+        if dsn:
+            with self._conn() as conn:
+                for statement in _PG_SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                for name, decl in {"nlu": "TEXT NOT NULL DEFAULT '{}'"}.items():
+                    conn.execute(f"ALTER TABLE turns ADD COLUMN IF NOT EXISTS {name} {decl}")
+                for name, decl in _SESSION_COLUMNS.items():
+                    conn.execute(f"ALTER TABLE sessions ADD COLUMN IF NOT EXISTS {name} {decl.replace('INTEGER', 'BIGINT')}")
+            return
+        if path is None:
+            raise ValueError("SessionStore needs a SQLite path or a PostgreSQL dsn")
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
         with self._conn() as conn:
             conn.executescript(_SCHEMA)
             columns = {row[1] for row in conn.execute("PRAGMA table_info(turns)")}
@@ -145,12 +169,15 @@ class SessionStore:
                 if name not in have:
                     conn.execute(f"ALTER TABLE sessions ADD COLUMN {name} {decl}")
 
-    def _conn(self) -> sqlite3.Connection:
+    def _conn(self):  # noqa: ANN202 - sqlite3.Connection or _Postgres
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self._path, timeout=10)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA foreign_keys=ON")
+            if self._dsn:
+                conn = _Postgres(self._dsn)
+            else:
+                conn = sqlite3.connect(self._path, timeout=10)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
         return conn
 
@@ -224,11 +251,12 @@ class SessionStore:
             if conn.execute("SELECT 1 FROM sessions WHERE session_id=?", (session_id,)).fetchone() is None:
                 raise LookupError(f"session {session_id!r} does not exist")
             cursor = conn.execute(
-                "INSERT OR IGNORE INTO messages(session_id, author, text, created_at, key) VALUES(?,?,?,?,?)",
+                "INSERT OR IGNORE INTO messages(session_id, author, text, created_at, key) VALUES(?,?,?,?,?) RETURNING message_id",
                 (session_id, author, text, _now(), key or None),
             )
-            if cursor.rowcount == 1:
-                return int(cursor.lastrowid)
+            added = cursor.fetchone()
+            if added is not None:
+                return int(added[0])
             row = conn.execute("SELECT message_id FROM messages WHERE session_id=? AND key=?", (session_id, key)).fetchone()
             return int(row[0])
 
@@ -286,3 +314,38 @@ def _turn(t: tuple) -> TurnRecord:
         dissatisfaction=float(nlu.get("dissatisfaction", 0.0)),
         flags=list(nlu.get("flags", [])),
     )
+
+
+def open_sessions(cfg) -> SessionStore:  # noqa: ANN001 - KefuConfig (imported lazily by callers)
+    """The configured session store: PostgreSQL when ``state.postgres_dsn`` is set, else SQLite in the home."""
+    return SessionStore(cfg.sessions_path, dsn=cfg.state.postgres_dsn)
+
+
+class _Postgres:
+    """A psycopg connection that takes kefu's SQLite-dialect statements: ``?`` parameters,
+    ``INSERT OR IGNORE``, two-argument ``MAX``; ``with`` is one transaction, as with sqlite3."""
+
+    def __init__(self, dsn: str) -> None:
+        import psycopg
+
+        self._conn = psycopg.connect(dsn, autocommit=True)
+        self._tx = None
+
+    @staticmethod
+    def _sql(statement: str) -> str:
+        if statement.startswith("INSERT OR IGNORE"):
+            head, _, returning = statement.removeprefix("INSERT OR IGNORE").partition(" RETURNING ")
+            statement = "INSERT" + head + " ON CONFLICT DO NOTHING" + (" RETURNING " + returning if returning else "")
+        return statement.replace("MAX(delivered_through, ?)", "GREATEST(delivered_through, ?)").replace("?", "%s")
+
+    def execute(self, statement: str, params: tuple | list = ()):  # noqa: ANN201 - psycopg cursor
+        return self._conn.execute(self._sql(statement), params)
+
+    def __enter__(self) -> "_Postgres":
+        self._tx = self._conn.transaction()
+        self._tx.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:  # noqa: ANN002
+        tx, self._tx = self._tx, None
+        tx.__exit__(*exc)

@@ -51,9 +51,9 @@ def _run_step(cfg: KefuConfig, call: StepCall) -> StepResult:
 
 
 def _notify(cfg: KefuConfig, notice: Notice) -> bool:
-    from services.dialog.sessions import SessionStore
+    from services.dialog.sessions import open_sessions
 
-    sessions = SessionStore(cfg.sessions_path)
+    sessions = open_sessions(cfg)
     if sessions.get(notice.session_id) is None:
         return False
     sessions.add_message(notice.session_id, "kefu", notice.text, key=notice.key)
