@@ -63,3 +63,19 @@ def test_dialog_finds_nlu_once_it_comes_up(lone_service):
     result = events[-1].result
     assert result.intent.name == "return_policy"
     assert [c.doc_id for c in result.citations][:1] == ["returns-7day-zh"]
+
+
+def test_with_knowledge_down_kefu_says_so_and_still_hands_over(lone_service):
+    """Knowledge is away: a question gets the honest "not sure, shall I get a person"
+    (degraded), not an error; asking for a person still opens a ticket."""
+    from tests.conftest import converse
+
+    (dead,) = free_ports(1)
+    _, own = lone_service("dialog", knowledge=dead)
+    with grpc.insecure_channel(own.target("dialog")) as ch:
+        stub = dialog_pb2_grpc.DialogStub(ch)
+        _, asked = converse(stub, "What is your return policy?")
+        assert asked.degraded and [a.type for a in asked.actions] == [dialog_pb2.ACTION_TYPE_ABSTAIN]
+        assert asked.actions[0].detail["knowledge"] == "unavailable" and asked.reply_text
+        _, handed = converse(stub, "I want to talk to a person", session_id=asked.session_id)
+        assert handed.handoff == dialog_pb2.HANDOFF_STATE_REQUESTED

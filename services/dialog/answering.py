@@ -131,7 +131,16 @@ class KnowledgeAnswers:
             yield outcome.reply_text
             return
         if found is None:
-            found = await self.search(outcome, store_format)
+            try:
+                found = await self.search(outcome, store_format)
+            except Unavailable as exc:
+                # The knowledge base is away: say so honestly and offer a person, never an error.
+                log.warning("knowledge unavailable, the customer is offered a person: %s", exc)
+                outcome.degraded = True
+                outcome.reply_text = reply("abstain", outcome.language)
+                outcome.actions.append(StoredAction("abstain", detail={"knowledge": "unavailable"}))
+                yield outcome.reply_text
+                return
         if not self.answers(found, outcome):
             pair = self.clarification(outcome)
             if pair is not None:

@@ -44,7 +44,7 @@ from services.dialog.replies import reply
 from services.dialog.sessions import SessionMessage, SessionRecord, SessionStore, StoredAction, StoredCitation, TurnRecord
 from services.dialog.upstream import Upstream
 from services.erp.port import StorePort
-from services.errors import NotFound, require_text
+from services.errors import NotFound, Unavailable, require_text
 from workflows.tickets.types import TicketReceipt, TicketRequest
 
 log = logging.getLogger(__name__)
@@ -190,8 +190,12 @@ class DialogEngine:
             if not fed_up and await asyncio.to_thread(flows.asks_before_task, text, outcome.state):
                 # "不喜欢想退掉，要怎么操作？" asks how: the knowledge answers when it can, and the
                 # task is offered after the answer; when it cannot, the task starts.
-                found = await self.knowledge.search(outcome, flows.store_format)
-                if self.knowledge.answers(found, outcome):
+                try:
+                    found = await self.knowledge.search(outcome, flows.store_format)
+                except Unavailable:
+                    found = None  # the knowledge base is away: the task starts instead
+                    outcome.degraded = True
+                if found is not None and self.knowledge.answers(found, outcome):
                     answered_first = found
             if answered_first is None and (engaged or not fed_up):
                 flow_reply = await asyncio.to_thread(flows.step, text, outcome.state, language)
