@@ -78,7 +78,18 @@ def from_rpc_error(err: grpc.RpcError, dependency: str) -> KefuError:
     return KefuError(f"{dependency} failed: {code.name if code else 'error'}")
 
 
+def _busy(exc: BaseException) -> bool:
+    """A SQLite database held by another writer past its busy timeout: the call may be
+    retried, nothing was written (each write is one transaction)."""
+    import sqlite3
+
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
+    if _busy(exc):
+        log.warning("%s: database busy: %s", method, exc)
+        exc = Unavailable("the conversation store is busy (database is locked); please retry in a moment")
     if isinstance(exc, KefuError):
         message = str(exc)
         if len(message) > 1000:  # an id or text echoed from a huge request: keep the status readable

@@ -79,3 +79,31 @@ def test_with_knowledge_down_kefu_says_so_and_still_hands_over(lone_service):
         assert asked.actions[0].detail["knowledge"] == "unavailable" and asked.reply_text
         _, handed = converse(stub, "I want to talk to a person", session_id=asked.session_id)
         assert handed.handoff == dialog_pb2.HANDOFF_STATE_REQUESTED
+
+
+def test_a_locked_session_database_is_unavailable_and_loses_nothing(lone_service):
+    """Another process holds the sessions database past the busy timeout: the turn is
+    UNAVAILABLE with a message that says to retry, nothing is half-written, and the next
+    turn after the lock is released goes through."""
+    import sqlite3
+    from pathlib import Path
+
+    from services.dialog.sessions import SessionStore
+    from tests.conftest import converse
+
+    _, own = lone_service("dialog")
+    with grpc.insecure_channel(own.target("dialog")) as ch:
+        stub = dialog_pb2_grpc.DialogStub(ch)
+        _, first = converse(stub, "你好")
+        blocker = sqlite3.connect(Path(own.sessions_path), timeout=1, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")  # held past Dialog's busy timeout
+        try:
+            with pytest.raises(grpc.RpcError) as err:
+                list(stub.Converse(dialog_pb2.TurnRequest(text="在吗", session_id=first.session_id), timeout=120))
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE and "busy" in err.value.details()
+        assert [t.index for t in SessionStore(Path(own.sessions_path)).get(first.session_id).turns] == [1]
+        _, again = converse(stub, "在吗", session_id=first.session_id)
+        assert again.turn_index == 2
