@@ -208,6 +208,9 @@ class Telemetry:
     # none | console | otlp
     exporter: str = "none"
     otlp_endpoint: str = "http://127.0.0.1:4317"
+    # A Prometheus /metrics endpoint in every process: Dialog on this port, NLU +1, Knowledge
+    # +2, Generation +3, the worker +4 (one host; in a cluster every pod uses the base). 0: none.
+    prometheus_port: int = 0
 
 
 @dataclass

@@ -17,7 +17,7 @@ from services.config import KefuConfig, load_config
 from services.nlu.pii import install_pii_log_filter
 from services.server import ServiceSpec, serve
 from services.server import configure as configure_security
-from services.telemetry import install_trace_ids, setup_tracing
+from services.telemetry import install_trace_ids, setup_metrics, setup_tracing
 
 SERVICES = ("nlu", "knowledge", "generation", "dialog")
 
@@ -110,7 +110,6 @@ async def build_generation(cfg: KefuConfig) -> ServiceSpec:
     from services.generation.core import ReplyWriter
     from services.generation.metrics import GenerationMetrics
     from services.generation.servicer import GenerationServicer
-    from services.telemetry import setup_metrics
 
     backend = make_llm_backend(cfg)
     breaker = CircuitBreaker(failures=cfg.generation.breaker_failures, reset_s=cfg.generation.breaker_reset_s)
@@ -140,7 +139,6 @@ async def build_dialog(cfg: KefuConfig) -> ServiceSpec:
     from services.erp.events_servicer import ErpEventsServicer
     from services.dialog.metrics import DialogMetrics
     from services.dialog.servicer import DialogServicer
-    from services.telemetry import setup_metrics
     from services.dialog.sessions import open_sessions
     from services.dialog.ticket_outbox import TicketOutbox
     from services.dialog.tickets import TicketDesk
@@ -188,6 +186,7 @@ BUILDERS = {"nlu": build_nlu, "knowledge": build_knowledge, "generation": build_
 
 async def run_service(name: str, cfg: KefuConfig) -> None:
     setup_tracing(cfg.telemetry, f"kefu-{name}")
+    setup_metrics(cfg.telemetry, f"kefu-{name}")  # the services' own metrics add to it; /metrics when configured
     configure_security(cfg.security, cfg.home_path)  # TLS, keys and limits for this server and its channels
     spec = await BUILDERS[name](cfg)
     await serve(spec, cfg.bind_address(name))

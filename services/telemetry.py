@@ -57,9 +57,28 @@ def setup_metrics(settings: Telemetry, service_name: str):
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
             readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=settings.otlp_endpoint, insecure=True)))
+        if settings.prometheus_port:
+            readers.append(_prometheus(settings, service_name))
         _meter_provider = MeterProvider(resource=Resource.create({"service.name": service_name}), metric_readers=readers)
         metrics.set_meter_provider(_meter_provider)
     return _meter_provider.get_meter("kefu")
+
+
+# Where each process serves /metrics, from ``telemetry.prometheus_port``.
+PROMETHEUS_OFFSETS = {"kefu-dialog": 0, "kefu-nlu": 1, "kefu-knowledge": 2, "kefu-generation": 3, "kefu-worker": 4}
+
+
+def _prometheus(settings: Telemetry, service_name: str):  # noqa: ANN202 - PrometheusMetricReader
+    """A reader for Prometheus, and its /metrics endpoint on this process's port."""
+    import os
+
+    import prometheus_client
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+    port = settings.prometheus_port + PROMETHEUS_OFFSETS.get(service_name, 5)
+    prometheus_client.start_http_server(port, addr=os.environ.get("KEFU_BIND_HOST") or os.environ.get("KEFU_HOST") or "127.0.0.1")
+    log.info("metrics for Prometheus on port %d (/metrics)", port)
+    return PrometheusMetricReader()
 
 
 def shutdown_tracing() -> None:

@@ -43,3 +43,25 @@ def test_dialog_exports_turn_metrics(dialog, span_sink):
     converse(dialog, "What is your return policy?")
     assert span_sink.wait_for(lambda spans: span_sink.latest("kefu-dialog", "kefu.dialog.turns", action="answer") is not None, timeout=20)
     assert span_sink.wait_for(lambda spans: span_sink.latest("kefu-dialog", "kefu.dialog.turn.duration") is not None, timeout=20)
+
+
+def test_dialog_serves_its_metrics_to_prometheus(lone_service):
+    import urllib.request
+
+    import grpc
+
+    from kefu.v1 import dialog_pb2_grpc
+    from tests.triton_fixtures import free_ports
+
+    (port,) = free_ports(1)
+
+    def with_prometheus(c) -> None:
+        c.telemetry.prometheus_port = port  # Dialog serves on the base port
+
+    _, own = lone_service("dialog", configure=with_prometheus)
+    with grpc.insecure_channel(own.target("dialog")) as ch:
+        converse(dialog_pb2_grpc.DialogStub(ch), "你好")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode("utf-8")
+    assert 'kefu_dialog_turns_total{action="smalltalk"' in text, text[:2000]
+    assert "kefu_dialog_turn_duration_seconds_count" in text

@@ -15,7 +15,7 @@ from temporalio.worker import Worker
 
 from services.config import KefuConfig, load_config
 from services.demo.store import DemoStore
-from services.telemetry import install_trace_ids, setup_tracing, shutdown_tracing
+from services.telemetry import install_trace_ids, setup_metrics, setup_tracing, shutdown_tracing
 from workflows.returns.activities import AfterSalesActivities
 from workflows.returns.workflow import ReturnWorkflow
 from workflows.store_ops.activities import StoreActivities
@@ -32,6 +32,7 @@ async def connect(cfg: KefuConfig) -> Client:
 
 async def run_worker(cfg: KefuConfig) -> None:
     setup_tracing(cfg.telemetry, "kefu-worker")
+    setup_metrics(cfg.telemetry, "kefu-worker")
     client = await connect(cfg)
     store = DemoStore(cfg.store_path)
     tickets = TicketActivities(store)
