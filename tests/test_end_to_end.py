@@ -105,6 +105,16 @@ def test_smalltalk_gets_the_pack_reply(dialog):
     assert result.language == "en"
 
 
+@pytest.mark.parametrize("question, ack, language", [("会员积分怎么用？", "好的", "zh"), ("How long does shipping take?", "ok", "en")])
+def test_an_acknowledgement_gets_a_short_reply_not_an_abstention(dialog, question, ack, language):
+    """「好的」 or "ok" after an answer takes note; it is not a question kefu is unsure about."""
+    _, answered = converse(dialog, question)
+    _, result = converse(dialog, ack, session_id=answered.session_id)
+    assert result.intent.name == "acknowledge", result.intent
+    assert [a.type for a in result.actions] == [dialog_pb2.ACTION_TYPE_SMALLTALK]
+    assert result.language == language and ("还有其他" in result.reply_text or "anything else" in result.reply_text)
+
+
 def test_session_keeps_the_turns(dialog):
     _, first = converse(dialog, "谢谢")
     _, second = converse(dialog, "再见", session_id=first.session_id)

@@ -9,7 +9,10 @@
 * the properties that matter asserted on the rendered objects: hardened containers,
   probes, GPU requests, the shared model-repository claim, NetworkPolicies, Secrets,
   HPAs and PDBs, service addresses, the security block (KEFU_SECURITY_* as
-  services/config.py `Security` reads them: on in production, absent by default);
+  services/config.py `Security` reads them: on in production, absent by default),
+  Prometheus /metrics (KEFU_TELEMETRY_PROMETHEUS_PORT, the `metrics` port at base +
+  services/telemetry.py PROMETHEUS_OFFSETS, the prometheus.io annotations, metricsFrom in
+  the NetworkPolicies: on in production, absent by default);
   values.schema.json rejecting bad values;
 * the chart's Triton command line against services/serving/triton.py, its TensorRT-LLM
   render / build-command invocations run for real, the intent-sync sidecar run against a
@@ -250,7 +253,8 @@ def test_values_schema_is_draft07_and_covers_the_value_sets():
 def test_schema_rejects_bad_values(helm):
     for bad in ("dialog.replicas=-1", "triton.profile=tpu", "triton.gpu.quant=int3", "nlu.port=70000", "dialogue.replicas=2",
                 "security.healthPort=0", "security.customerTurnsPerMin=-1", "security.tls.clientAuthn=true",
-                "security.maxRequestBytes=1.5"):
+                "security.maxRequestBytes=1.5", "metrics.prometheus.port=65532", "metrics.prometheus.enabled=yes",
+                "metrics.prometheus.scrape=true"):
         proc = helm.template("--set", bad, check=False)
         assert proc.returncode != 0, f"--set {bad} was accepted"
         assert "schema" in proc.stderr, proc.stderr
@@ -401,6 +405,18 @@ def test_nlu_and_triton_share_the_model_repository(rendered, value_set):
     assert "--load-model=intent_classifier" in script  # when NLU has published a version
 
 
+def selects(policy: dict, labels: dict) -> bool:
+    """Whether a NetworkPolicy's podSelector (matchLabels, NotIn expressions) picks these pod labels."""
+    sel = policy["spec"]["podSelector"]
+    if any(labels.get(k) != v for k, v in (sel.get("matchLabels") or {}).items()):
+        return False
+    for expr in sel.get("matchExpressions") or []:
+        assert expr["operator"] == "NotIn"
+        if labels.get(expr["key"]) in expr["values"]:
+            return False
+    return True
+
+
 @pytest.mark.parametrize("value_set", list(VALUE_SETS))
 def test_network_policies(rendered, value_set):
     docs = rendered[value_set]
@@ -408,16 +424,6 @@ def test_network_policies(rendered, value_set):
     dialog_np = policies[f"{RELEASE}-dialog"]
     internal = policies[f"{RELEASE}-internal"]
     release = {"app.kubernetes.io/name": "kefu", "app.kubernetes.io/instance": RELEASE}
-
-    def selects(policy: dict, labels: dict) -> bool:
-        sel = policy["spec"]["podSelector"]
-        if any(labels.get(k) != v for k, v in (sel.get("matchLabels") or {}).items()):
-            return False
-        for expr in sel.get("matchExpressions") or []:
-            assert expr["operator"] == "NotIn"
-            if labels.get(expr["key"]) in expr["values"]:
-                return False
-        return True
 
     for name, d in objects(docs, "Deployment").items():
         labels = d["spec"]["template"]["metadata"]["labels"]
@@ -427,14 +433,108 @@ def test_network_policies(rendered, value_set):
             assert chosen == [dialog_np]
         else:
             assert chosen == [internal], name
-    # Internal pods: only from the release's pods (plus Triton metrics from metricsFrom).
+    # Internal pods: only from the release's pods (plus the metrics ports from metricsFrom).
     rules = internal["spec"]["ingress"]
     assert rules[0] == {"from": [{"podSelector": {"matchLabels": release}}]}
     for rule in rules[1:]:
         assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    # Dialog: gRPC (plus its metrics port from metricsFrom).
     assert dialog_np["spec"]["ingress"][0]["ports"] == [{"port": "grpc", "protocol": "TCP"}]
+    for rule in dialog_np["spec"]["ingress"][1:]:
+        assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}] and rule["from"]
     if value_set.startswith("production"):
         assert dialog_np["spec"]["ingress"][0]["from"]  # only the gateway namespace
+
+
+KEFU_PROCESSES = (*GRPC_SERVICES, "worker")  # every Deployment that runs a kefu process with /metrics
+METRICS_PORT = 9464  # metrics.prometheus.port of values.yaml / values-production.yaml
+PROMETHEUS_ANNOTATIONS = ("prometheus.io/scrape", "prometheus.io/port", "prometheus.io/path")
+
+
+def metrics_port_of(c: dict) -> int | None:
+    return next((p["containerPort"] for p in c.get("ports") or [] if p["name"] == "metrics"), None)
+
+
+@pytest.mark.parametrize("value_set", ["production", "production+gpu"])
+def test_prometheus_metrics_in_production(rendered, value_set):
+    """values-production.yaml: the five kefu processes serve /metrics (services/telemetry.py)
+    on the base port + their PROMETHEUS_OFFSETS offset, as container port `metrics`, with
+    the prometheus.io annotations, and networkPolicy.metricsFrom may reach each of them."""
+    from services.config import load_config
+    from services.telemetry import PROMETHEUS_OFFSETS
+
+    docs = rendered[value_set]
+    metrics_from = yaml.safe_load((CHART / "values-production.yaml").read_text())["networkPolicy"]["metricsFrom"]
+    assert metrics_from
+    policies = objects(docs, "NetworkPolicy")
+    seen = set()
+    for name in KEFU_PROCESSES:
+        d = one(docs, "Deployment", f"{RELEASE}-{name}")
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        env = env_of(c)
+        # The base port, read as services/config.py reads it.
+        assert env["KEFU_TELEMETRY_PROMETHEUS_PORT"] == str(METRICS_PORT), name
+        assert load_config(env={"KEFU_TELEMETRY_PROMETHEUS_PORT": env["KEFU_TELEMETRY_PROMETHEUS_PORT"]}).telemetry.prometheus_port == METRICS_PORT
+        # The port the process computes for itself.
+        port = METRICS_PORT + PROMETHEUS_OFFSETS[f"kefu-{name}"]
+        assert [p for p in c["ports"] if p["name"] == "metrics"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}], name
+        assert port not in {p["containerPort"] for p in c["ports"] if p["name"] != "metrics"}, name
+        seen.add(port)
+        annotations = d["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true", name
+        assert annotations["prometheus.io/port"] == str(port), name
+        assert annotations["prometheus.io/path"] == "/metrics", name
+        # The one policy that selects the pod admits metricsFrom to the `metrics` port.
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        (policy,) = [p for p in policies.values() if selects(p, labels)]
+        assert {"from": metrics_from, "ports": [{"port": "metrics", "protocol": "TCP"}]} in policy["spec"]["ingress"], name
+    assert len(seen) == len(KEFU_PROCESSES)
+    # Only on those five containers: not in the ConfigMap, Triton, init containers or sidecars.
+    assert "KEFU_TELEMETRY_PROMETHEUS_PORT" not in config(docs)
+    mains = {f"Deployment/{RELEASE}-{name}/{name}" for name in KEFU_PROCESSES}
+    for where, spec in pod_specs(docs):
+        for c in all_containers(spec):
+            if f"{where}/{c['name']}" not in mains:
+                assert "KEFU_TELEMETRY_PROMETHEUS_PORT" not in env_of(c), f"{where}/{c['name']}"
+    for triton in objects(docs, "Deployment"):
+        if triton.startswith(f"{RELEASE}-triton"):
+            annotations = one(docs, "Deployment", triton)["spec"]["template"]["metadata"]["annotations"]
+            assert not set(PROMETHEUS_ANNOTATIONS) & set(annotations), triton
+
+
+@pytest.mark.parametrize("value_set", ["default", "gpu"])
+def test_prometheus_metrics_are_off_by_default(rendered, value_set):
+    docs = rendered[value_set]
+    assert "KEFU_TELEMETRY_PROMETHEUS_PORT" not in config(docs)
+    for where, spec in pod_specs(docs):
+        for c in all_containers(spec):
+            assert "KEFU_TELEMETRY_PROMETHEUS_PORT" not in env_of(c), f"{where}/{c['name']}"
+    for name in KEFU_PROCESSES:
+        d = one(docs, "Deployment", f"{RELEASE}-{name}")
+        assert metrics_port_of(d["spec"]["template"]["spec"]["containers"][0]) is None, name
+        assert not set(PROMETHEUS_ANNOTATIONS) & set(d["spec"]["template"]["metadata"]["annotations"]), name
+    assert len(one(docs, "NetworkPolicy", f"{RELEASE}-dialog")["spec"]["ingress"]) == 1
+
+
+def test_prometheus_metrics_switches(helm):
+    """Another base port; podAnnotations override the chart's prometheus.io ones; without
+    metricsFrom no policy opens the metrics ports; a metrics port on a gRPC port is refused."""
+    out = helm.template("--set", "metrics.prometheus.enabled=true", "--set", "metrics.prometheus.port=9000",
+                        "--set", "podAnnotations.prometheus\\.io/path=/custom").stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    for offset, name in enumerate(KEFU_PROCESSES):
+        d = one(docs, "Deployment", f"{RELEASE}-{name}")
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        assert env_of(c)["KEFU_TELEMETRY_PROMETHEUS_PORT"] == "9000"
+        assert metrics_port_of(c) == 9000 + offset
+        annotations = d["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(9000 + offset)
+        assert annotations["prometheus.io/path"] == "/custom"
+    assert out.count("prometheus.io/path:") == len(objects(docs, "Deployment"))  # overridden, not duplicated
+    assert len(one(docs, "NetworkPolicy", f"{RELEASE}-dialog")["spec"]["ingress"]) == 1
+    assert len(one(docs, "NetworkPolicy", f"{RELEASE}-internal")["spec"]["ingress"]) == 1
+    proc = helm.template("--set", "metrics.prometheus.enabled=true", "--set", "metrics.prometheus.port=50051", check=False)
+    assert proc.returncode != 0 and "is its gRPC port" in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("value_set", list(VALUE_SETS))

@@ -139,9 +139,65 @@ annotations:
   # Roll the pods when the configuration or the credentials change.
   checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") $ | sha256sum }}
   checksum/credentials: {{ include (print $.Template.BasePath "/secret.yaml") $ | sha256sum }}
+  {{- with include "kefu.metricsPort" . }}
+  {{- $port := . }}
+  # Prometheus scrapes /metrics of this pod (metrics.prometheus); podAnnotations win.
+  {{- range $key, $value := dict "prometheus.io/scrape" "true" "prometheus.io/port" $port "prometheus.io/path" "/metrics" }}
+  {{- if not (hasKey $.Values.podAnnotations $key) }}
+  {{ $key }}: {{ $value | quote }}
+  {{- end }}
+  {{- end }}
+  {{- end }}
   {{- with $.Values.podAnnotations }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
+{{- end }}
+
+{{/*
+Prometheus /metrics of the kefu processes (services/telemetry.py): with
+KEFU_TELEMETRY_PROMETHEUS_PORT=<base> every process serves /metrics (plain HTTP, on
+KEFU_BIND_HOST) on base + its offset, `PROMETHEUS_OFFSETS`: Dialog +0, NLU +1,
+Knowledge +2, Generation +3, the worker +4. Each pod is its own host, so the offsets only
+make the port differ per Deployment. include "kefu.metricsPort" (list $ "nlu"): the
+component's port, or "" when metrics.prometheus.enabled is off or the component is not a
+kefu process (Triton has its own metrics port).
+*/}}
+{{- define "kefu.metricsPort" -}}
+{{- $ := index . 0 -}}
+{{- $name := index . 1 -}}
+{{- $p := $.Values.metrics.prometheus -}}
+{{- $offsets := dict "dialog" 0 "nlu" 1 "knowledge" 2 "generation" 3 "worker" 4 -}}
+{{- if and $p.enabled (hasKey $offsets $name) }}
+{{- $port := add (int $p.port) (get $offsets $name) }}
+{{- if ne $name "worker" }}
+{{- if eq (int $port) (int (index $.Values $name).port) }}
+{{- fail (printf "metrics.prometheus.port: %s's metrics port %d is its gRPC port" $name (int $port)) }}
+{{- end }}
+{{- if and $.Values.security.tls.enabled (eq (int $port) (int $.Values.security.healthPort)) }}
+{{- fail (printf "metrics.prometheus.port: %s's metrics port %d is security.healthPort" $name (int $port)) }}
+{{- end }}
+{{- end }}
+{{- $port }}
+{{- end }}
+{{- end }}
+
+{{/* KEFU_TELEMETRY_PROMETHEUS_PORT (the base port) of a kefu container: include "kefu.metricsEnv" (list $ "nlu") */}}
+{{- define "kefu.metricsEnv" -}}
+{{- $ := index . 0 -}}
+{{- if include "kefu.metricsPort" . }}
+- name: KEFU_TELEMETRY_PROMETHEUS_PORT
+  value: {{ $.Values.metrics.prometheus.port | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The container port `metrics` of a kefu container: include "kefu.metricsContainerPort" (list $ "nlu") */}}
+{{- define "kefu.metricsContainerPort" -}}
+{{- with include "kefu.metricsPort" . }}
+# /metrics for Prometheus (metrics.prometheus; services/telemetry.py PROMETHEUS_OFFSETS).
+- name: metrics
+  containerPort: {{ . }}
+  protocol: TCP
+{{- end }}
 {{- end }}
 
 {{/* Pod spec fields every kefu pod shares (service account, pull secrets, security). */}}
