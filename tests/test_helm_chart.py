@@ -16,11 +16,12 @@
   values.schema.json rejecting bad values;
 * the chart's Triton command line against services/serving/triton.py, its TensorRT-LLM
   render / build-command invocations run for real, the intent-sync sidecar run against a
-  stand-in Triton HTTP API, its shell scripts parsed by sh -n;
+  real Triton on a repository of its own, its shell scripts parsed by sh -n;
 * the Dockerfile parsed: stages, pinned bases, non-root user, the same pins as
   scripts/setup.sh.
 
-Nothing here needs the running stack (no ``cfg`` fixture).
+Only the sidecar test needs the suite's stack (``cfg``: the intent-classifier version NLU
+published); the rest runs without it.
 """
 
 from __future__ import annotations
@@ -856,12 +857,18 @@ def test_nlu_waits_for_triton(rendered):
         assert [c["name"] for c in spec["initContainers"]] == ["model-repository", "wait-for-triton"]
 
 
-def test_intent_sync_sidecar_loads_the_published_version(rendered, tmp_path):
+def test_intent_sync_sidecar_loads_the_published_version(rendered, tmp_path, cfg):
     """Each Triton replica's intent-sync sidecar loads the newest intent-classifier version
-    found on the shared repository into its own Triton: run as rendered against a stand-in
-    for Triton's HTTP model-control API."""
-    import http.server
-    import threading
+    found on the shared repository into its own Triton: run as rendered against a real
+    Triton (explicit model control) on a repository of its own, holding copies of the
+    version NLU published for the suite."""
+    import copy
+    import shutil
+    import urllib.request
+
+    from services.nlu.training import intent_versions
+    from services.serving.triton import TritonServer
+    from tests.triton_fixtures import free_ports
 
     for docs in rendered.values():
         assert container(docs, f"{RELEASE}-triton", "intent-sync")
@@ -869,59 +876,53 @@ def test_intent_sync_sidecar_loads_the_published_version(rendered, tmp_path):
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     assert mounts[config(rendered["default"])["KEFU_MODELS_REPOSITORY"]]["readOnly"] is True
 
-    state = {"serving": [], "loads": 0}
-
-    class FakeTriton(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            if self.path != "/v2/models/intent_classifier" or not state["serving"]:
-                self.send_response(400)
-                self.end_headers()
-                return
-            body = json.dumps({"name": "intent_classifier", "versions": state["serving"]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_POST(self):
-            assert self.path == "/v2/repository/models/intent_classifier/load"
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            state["loads"] += 1
-            state["serving"] = [str(max(int(p.name) for p in (repo / "intent_classifier").iterdir() if p.name.isdigit()))]
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
+    published = Path(cfg.models.repository) / cfg.models.intent_model
+    latest = published / str(intent_versions(published)[-1])
     repo = tmp_path / "repository"
-    (repo / "intent_classifier" / "3").mkdir(parents=True)
-    (repo / "intent_classifier" / "7").mkdir()
-    (repo / "intent_classifier" / "config.pbtxt").write_text("backend: \"python\"\n")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeTriton)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    (repo / "intent_classifier").mkdir(parents=True)
+    shutil.copy(published / "config.pbtxt", repo / "intent_classifier" / "config.pbtxt")
+    for version in ("3", "7"):
+        shutil.copytree(latest, repo / "intent_classifier" / version, ignore=shutil.ignore_patterns("__pycache__"))
+    own = copy.deepcopy(cfg)
+    own.home = str(tmp_path / "home")
+    own.models.repository = str(repo)
+    own.models.triton_models = ""  # nothing loaded at start: the sidecar loads the classifier
+    own.ports.triton_grpc, own.ports.triton_http, own.ports.triton_metrics = free_ports(3)
+    triton = TritonServer(own, log_path=tmp_path / "triton.log", threads=1)
+
+    def serving() -> list[str]:
+        try:
+            with urllib.request.urlopen(f"{triton.http_url}/v2/models/intent_classifier", timeout=5) as resp:
+                return json.loads(resp.read())["versions"]
+        except OSError:
+            return []
+
     alive = tmp_path / "alive"
-    script = (c["command"][-1].replace("127.0.0.1:8000", f"127.0.0.1:{server.server_port}")
+    script = (c["command"][-1].replace("127.0.0.1:8000", f"127.0.0.1:{own.ports.triton_http}")
               .replace("/tmp/intent-sync.alive", str(alive)).replace("interval = 15", "interval = 0.2"))
-    proc = subprocess.Popen([sys.executable, "-S", "-u", "-c", script], env={"KEFU_MODELS_REPOSITORY": str(repo)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = None
     try:
-        deadline = time.monotonic() + 20
-        while state["serving"] != ["7"] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert state["serving"] == ["7"]
-        (repo / "intent_classifier" / "8").mkdir()  # NLU publishes a new version
-        while state["serving"] != ["8"] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert state["serving"] == ["8"]
-        time.sleep(0.5)
-        assert state["loads"] == 2  # nothing more while Triton serves the newest
+        triton.start()
+        triton.wait_ready(timeout=240)
+        proc = subprocess.Popen([sys.executable, "-S", "-u", "-c", script], env={"KEFU_MODELS_REPOSITORY": str(repo)},
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 120
+        while serving() != ["7"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert serving() == ["7"]
+        shutil.copytree(latest, repo / "intent_classifier" / "8", ignore=shutil.ignore_patterns("__pycache__"))  # NLU publishes
+        while serving() != ["8"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert serving() == ["8"]
+        time.sleep(1.0)
         assert alive.is_file()
     finally:
-        proc.kill()
-        out = proc.communicate(timeout=10)[0]
-        server.shutdown()
+        out = ""
+        if proc is not None:
+            proc.kill()
+            out = proc.communicate(timeout=10)[0]
+        triton.stop()
+    assert out.count("asked Triton to load version") == 2, out  # nothing more while Triton serves the newest
     assert "asked Triton to load version 8; serving 8" in out, out
     # Its probe command works on the heartbeat file.
     probe = c["livenessProbe"]["exec"]["command"]
