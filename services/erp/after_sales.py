@@ -27,7 +27,7 @@ import sqlite3
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from services.erp.tau_retail import TauRetailStore
+from services.erp.tau_retail import ORDER_EXTRA_FIELDS, TauRetailStore, _order_doc as _order_doc_or_none, _product_doc, _user_doc
 
 _TABLES = (
     """CREATE TABLE IF NOT EXISTS after_sales_steps (
@@ -48,14 +48,7 @@ _TABLES = (
     )""",
 )
 # What an accepted return or exchange request leaves on the order (τ-bench's fields).
-_REQUEST_FIELDS = (
-    "return_items",
-    "return_payment_method_id",
-    "exchange_items",
-    "exchange_new_items",
-    "exchange_payment_method_id",
-    "exchange_price_difference",
-)
+_REQUEST_FIELDS = tuple(f for f in ORDER_EXTRA_FIELDS if f.startswith(("return_", "exchange_")))
 REQUESTED = {"return": "return requested", "exchange": "exchange requested"}
 
 
@@ -267,20 +260,10 @@ def _tables(conn: sqlite3.Connection) -> None:
 
 
 def _order_doc(conn: sqlite3.Connection, order_id: str) -> dict[str, Any]:
-    row = conn.execute("SELECT doc FROM orders WHERE order_id = ?", (order_id,)).fetchone()
-    if row is None:
+    order = _order_doc_or_none(conn, order_id)
+    if order is None:
         raise AfterSalesRejected("order_not_found", f"order {order_id} not found")
-    return json.loads(row[0])
-
-
-def _user_doc(conn: sqlite3.Connection, user_id: str) -> dict[str, Any] | None:
-    row = conn.execute("SELECT doc FROM users WHERE user_id = ?", (user_id,)).fetchone()
-    return json.loads(row[0]) if row else None
-
-
-def _product_doc(conn: sqlite3.Connection, product_id: str) -> dict[str, Any] | None:
-    row = conn.execute("SELECT doc FROM products WHERE product_id = ?", (product_id,)).fetchone()
-    return json.loads(row[0]) if row else None
+    return order
 
 
 def _write_order(conn: sqlite3.Connection, order: dict[str, Any]) -> None:

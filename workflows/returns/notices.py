@@ -3,6 +3,7 @@ Pure functions of the saga's state, so the workflow can call them deterministica
 
 from __future__ import annotations
 
+from services.dialog.flows.replies import money
 from workflows.returns.types import ReturnState
 
 _TEXTS = {
@@ -79,10 +80,6 @@ _WHAT = {
     "exchange": {"en": "exchange", "zh": "换货"},
     "cancellation": {"en": "refund", "zh": "退款"},
 }
-
-
-def money(amount: float, currency: str) -> str:
-    return f"¥{amount:,.2f}" if currency == "CNY" else f"${amount:,.2f}"
 
 
 def method_name(payment_method_id: str, language: str) -> str:
