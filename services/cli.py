@@ -38,13 +38,13 @@ def _cmd_up(args: argparse.Namespace) -> int:
         print(f"kefu: model files are not usable: {exc}", file=sys.stderr)
         return 1
     DemoStore.seed(cfg.store_path)
-    from services.erp import ensure_demo_store, open_store
+    from services.erp import ensure_demo_store, open_store, store_location
 
     if ensure_demo_store(cfg):
-        print(f"store: demo store built at {cfg.erp_path} (from the demo ERP at {cfg.store_path})", flush=True)
+        print(f"store: demo store built in {store_location(cfg)} (from the demo ERP at {cfg.store_path})", flush=True)
     else:
         active = open_store(cfg)
-        print(f"store: {active.format if active else 'unknown'} store at {cfg.erp_path} (`kefu store reset` for the demo store)", flush=True)
+        print(f"store: {active.format if active else 'unknown'} store in {store_location(cfg)} (`kefu store reset` for the demo store)", flush=True)
 
     phoenix = None
     if args.traces:

@@ -215,8 +215,10 @@ class Telemetry:
 
 @dataclass
 class State:
-    # PostgreSQL for the conversation sessions (postgresql://user:pass@host/db): several
-    # Dialog processes then see the same sessions. Empty: SQLite in the home (embedded).
+    # PostgreSQL for kefu's shared state (postgresql://user:pass@host/db): conversation
+    # sessions, tickets, the ticket outbox and ids, the store behind the ERP port: several
+    # Dialog and worker processes then see the same state (services/state_db.py). Empty:
+    # SQLite in the home (embedded). The seeded demo catalogue stays in the home either way.
     postgres_dsn: str = ""
 
 

@@ -86,10 +86,28 @@ def _busy(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
+def _state_unreachable(exc: BaseException) -> bool:
+    """PostgreSQL (``state.postgres_dsn``) cannot be reached or dropped the connection:
+    the call may be retried, its transaction was rolled back."""
+    import sys
+
+    psycopg = sys.modules.get("psycopg")  # only loaded when the state is in PostgreSQL
+    return psycopg is not None and isinstance(exc, psycopg.OperationalError)
+
+
+def state_error(exc: BaseException) -> BaseException:
+    """A state-database failure a caller may retry as UNAVAILABLE; anything else as it is."""
     if _busy(exc):
-        log.warning("%s: database busy: %s", method, exc)
-        exc = Unavailable("the conversation store is busy (database is locked); please retry in a moment")
+        return Unavailable("the conversation store is busy (database is locked); please retry in a moment")
+    if _state_unreachable(exc):
+        return Unavailable(f"the state database (PostgreSQL) is unavailable: {str(exc).strip()[:300]}; please retry in a moment")
+    return exc
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
+    if _busy(exc) or _state_unreachable(exc):
+        log.warning("%s: state database unavailable: %s", method, exc)
+        exc = state_error(exc)
     if isinstance(exc, KefuError):
         message = str(exc)
         if len(message) > 1000:  # an id or text echoed from a huge request: keep the status readable

@@ -140,7 +140,7 @@ async def build_dialog(cfg: KefuConfig) -> ServiceSpec:
     from services.dialog.metrics import DialogMetrics
     from services.dialog.servicer import DialogServicer
     from services.dialog.sessions import open_sessions
-    from services.dialog.ticket_outbox import TicketOutbox
+    from services.dialog.ticket_outbox import open_outbox
     from services.dialog.tickets import TicketDesk
     from services.dialog.upstream import Upstream
 
@@ -151,7 +151,7 @@ async def build_dialog(cfg: KefuConfig) -> ServiceSpec:
     returns = ReturnDesk(cfg)
     tasks = TaskDesk(open_store=lambda: open_store(cfg), flows_for=flows_for, operations=OperationDesk(cfg), returns=returns)
     # A request for a person while Temporal is away is queued, not lost, and opened when it is back.
-    tickets = TicketDesk(cfg, outbox=TicketOutbox(cfg.sessions_path))
+    tickets = TicketDesk(cfg, outbox=open_outbox(cfg))
     opening = asyncio.get_running_loop().create_task(tickets.keep_opening_queued())
     engine = DialogEngine(cfg, load_domain_pack(cfg.domain_pack), open_sessions(cfg), upstream, tickets, tasks)
     servicer = DialogServicer(
@@ -161,10 +161,10 @@ async def build_dialog(cfg: KefuConfig) -> ServiceSpec:
     from kefu.v1 import agent_pb2, agent_pb2_grpc
     from services.agent.desk import AgentDesk, TicketSignals
     from services.agent.servicer import AgentDeskServicer
-    from services.demo.store import DemoStore
+    from services.demo.store import open_demo_store
 
     # Human agents' side of a handoff, next to the conversations it takes over.
-    agents = AgentDeskServicer(AgentDesk(open_sessions(cfg), DemoStore(cfg.store_path), TicketSignals(cfg)))
+    agents = AgentDeskServicer(AgentDesk(open_sessions(cfg), open_demo_store(cfg), TicketSignals(cfg)))
 
     def register(server: grpc.aio.Server) -> list[str]:
         dialog_pb2_grpc.add_DialogServicer_to_server(servicer, server)

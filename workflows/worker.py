@@ -14,7 +14,7 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.worker import Worker
 
 from services.config import KefuConfig, load_config
-from services.demo.store import DemoStore
+from services.demo.store import open_demo_store
 from services.telemetry import install_trace_ids, setup_metrics, setup_tracing, shutdown_tracing
 from workflows.returns.activities import AfterSalesActivities
 from workflows.returns.workflow import ReturnWorkflow
@@ -34,7 +34,7 @@ async def run_worker(cfg: KefuConfig) -> None:
     setup_tracing(cfg.telemetry, "kefu-worker")
     setup_metrics(cfg.telemetry, "kefu-worker")
     client = await connect(cfg)
-    store = DemoStore(cfg.store_path)
+    store = open_demo_store(cfg)  # tickets in PostgreSQL when state.postgres_dsn is set
     tickets = TicketActivities(store)
     after_sales = AfterSalesActivities(cfg)
     worker = Worker(

@@ -1,8 +1,9 @@
-"""The demo ERP: customers, products, orders and tickets of the kefu demo store, on SQLite.
+"""The demo ERP: customers, products, orders and tickets of the kefu demo store, on SQLite
+(tickets in PostgreSQL when ``state.postgres_dsn`` is set, see ``DemoStore``).
 
 It stands in for a company's ERP and ticket system behind the same small surface an
 adapter to a real one would offer (look up an order, a customer's orders, create a
-ticket). Standard library only.
+ticket). Standard library only (psycopg for tickets in PostgreSQL).
 
 * ``DemoStore.seed`` fills a database with generated demo data. The data depend only
   on the seed and the requested sizes (``random.Random(seed)``, a fixed "now" of
@@ -12,7 +13,8 @@ ticket). Standard library only.
 * Every call opens its own connection (``timeout=10``, WAL journal), so one store can
   be used from several threads and processes at once; SQLite serializes the writers.
 * ``create_ticket`` is idempotent on ``ticket_id``, because Temporal retries
-  activities: the second call returns the row the first one wrote.
+  activities: the second call returns the row the first one wrote. Every ticket write
+  is one transaction, on SQLite and on PostgreSQL alike.
 
 Names, phone numbers and addresses are random combinations made up for the demo.
 Amounts are integers in CNY cents (fen).
@@ -27,10 +29,12 @@ import os
 import random
 import sqlite3
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
+
+from services.state_db import state_db
 
 SCHEMA_VERSION = "1"
 
@@ -59,7 +63,7 @@ PAYMENT_METHODS = ("alipay", "wechat_pay", "unionpay", "credit_card", "balance",
 
 TABLES = ("meta", "customers", "products", "orders", "order_items", "tickets")
 
-_SCHEMA = """
+_CATALOGUE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -113,7 +117,9 @@ CREATE TABLE IF NOT EXISTS order_items (
     unit_price_cents INTEGER NOT NULL,
     PRIMARY KEY (order_id, line_no)
 );
-CREATE TABLE IF NOT EXISTS tickets (
+"""
+# Tickets: in the same file, or in PostgreSQL when state.postgres_dsn is set.
+_TICKETS_SCHEMA = """CREATE TABLE IF NOT EXISTS tickets (
     ticket_id TEXT PRIMARY KEY,
     session_id TEXT,
     customer_id TEXT NULL,
@@ -130,6 +136,7 @@ CREATE TABLE IF NOT EXISTS tickets (
 );
 CREATE INDEX IF NOT EXISTS tickets_by_session ON tickets(session_id);
 """
+_SCHEMA = _CATALOGUE_SCHEMA + _TICKETS_SCHEMA
 
 # Primary-key order of every table, for a stable content digest.
 _ORDER_BY = {
@@ -245,13 +252,20 @@ class Ticket:
 
 
 class DemoStore:
-    """The demo ERP in one SQLite file. Cheap to construct; holds no open connection."""
+    """The demo ERP in one SQLite file; with ``dsn`` (``state.postgres_dsn``) its tickets
+    live in PostgreSQL instead, shared by every Dialog and worker process, while the
+    catalogue (customers, products, orders), generated from the seed, stays in the file.
+    Cheap to construct; holds no open SQLite connection."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, dsn: str = "") -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             _create_schema(conn)
+        # The file may be replaced by a new seed (os.replace): a connection per call.
+        self._tickets = state_db(self.path, dsn, keep_connections=False)
+        if dsn:
+            self._tickets.create(_TICKETS_SCHEMA, columns={"tickets": _TICKET_COLUMNS}, name="tickets")
 
     # -- seeding --------------------------------------------------------------
 
@@ -268,8 +282,8 @@ class DemoStore:
         """Create the database at ``path`` filled with demo data, unless it already holds
         exactly this data (same seed and sizes, recorded in ``meta``); then do nothing.
 
-        A database seeded with other arguments is replaced, tickets included: do that only
-        while no process is using it. A file that is not a kefu demo store is never
+        A database seeded with other arguments is replaced, tickets included (tickets in
+        PostgreSQL are not touched): do that only while no process is using it. A file that is not a kefu demo store is never
         overwritten (``ValueError``).
         """
         from services.demo.erp_data import fill_demo_data
@@ -346,6 +360,9 @@ class DemoStore:
     def count(self, table: str) -> int:
         if table not in TABLES:
             raise ValueError(f"unknown table {table!r}; one of {', '.join(TABLES)}")
+        if table == "tickets":
+            with self._tickets.connection() as conn:
+                return int(conn.execute("SELECT COUNT(*) FROM tickets").fetchone()[0])
         with self._connect() as conn:
             return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
@@ -360,7 +377,12 @@ class DemoStore:
         with self._connect() as conn:
             for table in TABLES:
                 digest.update(f"\x00table {table}\x00".encode())
-                for row in conn.execute(f"SELECT * FROM {table} ORDER BY {_ORDER_BY[table]}"):
+                if table == "tickets":  # wherever they live (the file, or PostgreSQL)
+                    with self._tickets.connection() as tickets:
+                        rows = tickets.execute(f"SELECT {_TICKET_SELECT} FROM tickets ORDER BY ticket_id").fetchall()
+                else:
+                    rows = conn.execute(f"SELECT * FROM {table} ORDER BY {_ORDER_BY[table]}").fetchall()
+                for row in rows:
                     digest.update(repr(tuple(row)).encode("utf-8"))
                     digest.update(b"\n")
         return digest.hexdigest()
@@ -372,42 +394,36 @@ class DemoStore:
         unchanged (a retried activity must not create a second ticket)."""
         if not ticket.ticket_id.strip():
             raise ValueError("ticket_id must not be empty")
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(
-                    "INSERT INTO tickets(ticket_id, session_id, customer_id, category, summary, language,"
-                    " status, created_at, context) VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?)"
-                    " ON CONFLICT(ticket_id) DO NOTHING",
-                    (
-                        ticket.ticket_id,
-                        ticket.session_id,
-                        ticket.customer_id,
-                        ticket.category,
-                        ticket.summary,
-                        ticket.language,
-                        ticket.created_at,
-                        ticket.context,
-                    ),
-                )
-                row = conn.execute("SELECT * FROM tickets WHERE ticket_id = ?", (ticket.ticket_id,)).fetchone()
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        return Ticket(**dict(row))
+        with self._tickets.transaction() as conn:
+            conn.execute(
+                "INSERT INTO tickets(ticket_id, session_id, customer_id, category, summary, language,"
+                " status, created_at, context) VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?)"
+                " ON CONFLICT(ticket_id) DO NOTHING",
+                (
+                    ticket.ticket_id,
+                    ticket.session_id,
+                    ticket.customer_id,
+                    ticket.category,
+                    ticket.summary,
+                    ticket.language,
+                    ticket.created_at,
+                    ticket.context,
+                ),
+            )
+            created = _ticket_by_id(conn, ticket.ticket_id)
+        assert created is not None
+        return created
 
     def get_ticket(self, ticket_id: str) -> Ticket | None:
-        with self._connect() as conn:
-            row = conn.execute("SELECT * FROM tickets WHERE ticket_id = ?", (ticket_id,)).fetchone()
-        return Ticket(**dict(row)) if row is not None else None
+        with self._tickets.connection() as conn:
+            return _ticket_by_id(conn, ticket_id)
 
     def tickets_for_session(self, session_id: str) -> list[Ticket]:
-        with self._connect() as conn:
+        with self._tickets.connection() as conn:
             rows = conn.execute(
-                "SELECT * FROM tickets WHERE session_id = ? ORDER BY created_at, ticket_id", (session_id,)
+                f"SELECT {_TICKET_SELECT} FROM tickets WHERE session_id = ? ORDER BY created_at, ticket_id", (session_id,)
             ).fetchall()
-        return [Ticket(**dict(row)) for row in rows]
+        return [_ticket(row) for row in rows]
 
     def active_tickets(self, statuses: tuple[str, ...] = ("open", "pending", "escalated")) -> list[Ticket]:
         """Tickets not yet resolved (or in ``statuses``), oldest first: an agent's queue is made from them."""
@@ -415,37 +431,31 @@ class DemoStore:
         if unknown:
             raise ValueError(f"unknown ticket status {sorted(unknown)}; one of {', '.join(TICKET_STATUSES)}")
         marks = ",".join("?" * len(statuses))
-        with self._connect() as conn:
+        with self._tickets.connection() as conn:
             rows = conn.execute(
-                f"SELECT * FROM tickets WHERE status IN ({marks}) ORDER BY created_at, ticket_id", statuses
+                f"SELECT {_TICKET_SELECT} FROM tickets WHERE status IN ({marks}) ORDER BY created_at, ticket_id", statuses
             ).fetchall()
-        return [Ticket(**dict(row)) for row in rows]
+        return [_ticket(row) for row in rows]
 
     def set_ticket_status(self, ticket_id: str, status: str) -> Ticket | None:
         """Set the status (idempotent); ``None`` if there is no such ticket."""
         if status not in TICKET_STATUSES:
             raise ValueError(f"unknown ticket status {status!r}; one of {', '.join(TICKET_STATUSES)}")
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
+        with self._tickets.transaction() as conn:
             conn.execute("UPDATE tickets SET status = ? WHERE ticket_id = ?", (status, ticket_id))
-            row = conn.execute("SELECT * FROM tickets WHERE ticket_id = ?", (ticket_id,)).fetchone()
-            conn.execute("COMMIT")
-        return Ticket(**dict(row)) if row is not None else None
+            return _ticket_by_id(conn, ticket_id)
 
     def update_ticket(self, ticket_id: str, *, status: str, priority: str, assignee: str, note: str, updated_at: str) -> Ticket | None:
         """Set the ticket's workflow-owned fields (idempotent: the same values again change
         nothing); ``None`` if there is no such ticket."""
         if status not in TICKET_STATUSES:
             raise ValueError(f"unknown ticket status {status!r}; one of {', '.join(TICKET_STATUSES)}")
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
+        with self._tickets.transaction() as conn:
             conn.execute(
                 "UPDATE tickets SET status = ?, priority = ?, assignee = ?, note = ?, updated_at = ? WHERE ticket_id = ?",
                 (status, priority, assignee, note, updated_at, ticket_id),
             )
-            row = conn.execute("SELECT * FROM tickets WHERE ticket_id = ?", (ticket_id,)).fetchone()
-            conn.execute("COMMIT")
-        return Ticket(**dict(row)) if row is not None else None
+            return _ticket_by_id(conn, ticket_id)
 
     # -- plumbing ---------------------------------------------------------------
 
@@ -460,6 +470,24 @@ class DemoStore:
             yield conn
         finally:
             conn.close()
+
+
+def open_demo_store(cfg) -> DemoStore:  # noqa: ANN001 - KefuConfig
+    """The demo ERP of the configuration: its tickets in PostgreSQL when ``state.postgres_dsn`` is set."""
+    return DemoStore(cfg.store_path, dsn=cfg.state.postgres_dsn)
+
+
+_TICKET_FIELDS = tuple(f.name for f in fields(Ticket))
+_TICKET_SELECT = ", ".join(_TICKET_FIELDS)
+
+
+def _ticket(row: tuple) -> Ticket:
+    return Ticket(**dict(zip(_TICKET_FIELDS, row, strict=True)))
+
+
+def _ticket_by_id(conn, ticket_id: str) -> Ticket | None:  # noqa: ANN001 - a StateDB connection
+    row = conn.execute(f"SELECT {_TICKET_SELECT} FROM tickets WHERE ticket_id = ?", (ticket_id,)).fetchone()
+    return _ticket(row) if row is not None else None
 
 
 def _order(conn: sqlite3.Connection, row: sqlite3.Row) -> Order:

@@ -335,6 +335,11 @@ def run(args: argparse.Namespace) -> int:
             import_tau_retail(data_dir, target)
 
     store_path = cfg.erp_path
+    if cfg.state.postgres_dsn and not args.direct:
+        # The tasks swap the store file before each one; a kefu on PostgreSQL would not see it.
+        print("kefu eval conversations: the store is in PostgreSQL (state.postgres_dsn); run it against a kefu "
+              "on SQLite state, or with --direct", file=sys.stderr)
+        return 1
     scratch = None
     if args.direct:
         scratch = tempfile.TemporaryDirectory(prefix="kefu-direct-")

@@ -364,8 +364,6 @@ class DialogEngine:
         return streak
 
     async def _open_ticket(self, outcome: TurnOutcome, session: SessionRecord, category: str, *, reply_name: str = "ticket_created") -> None:
-        from services.dialog.tickets import new_ticket_id
-
         history = "\n".join(f"customer: {t.customer_text}\nkefu: {t.reply_text}" for t in session.turns[-8:])
         understanding = outcome.understanding
         # What the agent reads on claiming the ticket (services/agent/context.py).
@@ -377,7 +375,7 @@ class DialogEngine:
             at=datetime.now(timezone.utc).isoformat(),
         )
         request = TicketRequest(
-            ticket_id=new_ticket_id(),
+            ticket_id=await self._tickets.new_ticket_id(session.session_id),
             session_id=session.session_id,
             category=category,
             summary=(history + "\n" if history else "") + f"customer: {outcome.understanding.masked_text}",

@@ -1,5 +1,6 @@
-"""Conversation sessions on SQLite: one row per session, one per completed turn, and a
-log of messages for the customer that are not replies to a turn.
+"""Conversation sessions on SQLite, or PostgreSQL when ``state.postgres_dsn`` is set
+(services/state_db.py): one row per session, one per completed turn, and a log of
+messages for the customer that are not replies to a turn.
 
 A turn is written in one transaction after it completes, so a cancelled or
 failed turn leaves no half-written record. While a human agent holds a session
@@ -11,12 +12,12 @@ added idempotently on a key because Temporal retries activities.
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+
+from services.state_db import state_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -53,12 +54,6 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_by_session ON messages(session_id, message_id);
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_key ON messages(session_id, key) WHERE key IS NOT NULL;
 """
-
-# The same tables on PostgreSQL (cfg.state.postgres_dsn): several Dialog processes share them.
-_PG_SCHEMA = (
-    _SCHEMA.replace("message_id INTEGER PRIMARY KEY AUTOINCREMENT", "message_id BIGSERIAL PRIMARY KEY")
-    .replace("delivered_through INTEGER", "delivered_through BIGINT")
-)
 
 # Columns added to sessions after they shipped: added in place, sessions kept.
 _SESSION_COLUMNS = {
@@ -139,51 +134,20 @@ def _now() -> str:
 class SessionStore:
     """Sessions in a SQLite file (the embedded default), or in PostgreSQL when ``dsn`` is
     given (``postgresql://...``), where several Dialog processes see the same sessions.
-    The statements are written once, in SQLite's dialect; ``_Postgres`` adapts the few
-    that differ."""
+    The statements are written once, in SQLite's dialect (services/state_db.py runs them
+    on either)."""
 
     def __init__(self, path: Path | None = None, *, dsn: str = "") -> None:
-        self._dsn = dsn
-        self._local = threading.local()
-        if dsn:
-            with self._conn() as conn:
-                for statement in _PG_SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                for name, decl in {"nlu": "TEXT NOT NULL DEFAULT '{}'"}.items():
-                    conn.execute(f"ALTER TABLE turns ADD COLUMN IF NOT EXISTS {name} {decl}")
-                for name, decl in _SESSION_COLUMNS.items():
-                    conn.execute(f"ALTER TABLE sessions ADD COLUMN IF NOT EXISTS {name} {decl.replace('INTEGER', 'BIGINT')}")
-            return
-        if path is None:
+        if not dsn and path is None:
             raise ValueError("SessionStore needs a SQLite path or a PostgreSQL dsn")
-        self._path = Path(path)
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        with self._conn() as conn:
-            conn.executescript(_SCHEMA)
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(turns)")}
-            if "nlu" not in columns:  # a database written before turns kept NLU's reading
-                conn.execute("ALTER TABLE turns ADD COLUMN nlu TEXT NOT NULL DEFAULT '{}'")
-            have = {row[1] for row in conn.execute("PRAGMA table_info(sessions)")}
-            for name, decl in _SESSION_COLUMNS.items():
-                if name not in have:
-                    conn.execute(f"ALTER TABLE sessions ADD COLUMN {name} {decl}")
-
-    def _conn(self):  # noqa: ANN202 - sqlite3.Connection or _Postgres
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            if self._dsn:
-                conn = _Postgres(self._dsn)
-            else:
-                conn = sqlite3.connect(self._path, timeout=10)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA foreign_keys=ON")
-            self._local.conn = conn
-        return conn
+        self._db = state_db(path, dsn)
+        self._db.create(
+            _SCHEMA, columns={"turns": {"nlu": "TEXT NOT NULL DEFAULT '{}'"}, "sessions": _SESSION_COLUMNS}, name="sessions"
+        )
 
     def create(self, *, customer_id: str = "", channel: str = "") -> SessionRecord:
         record = SessionRecord(uuid.uuid4().hex, customer_id, channel, _now(), "bot")
-        with self._conn() as conn:
+        with self._db.transaction() as conn:
             conn.execute(
                 "INSERT INTO sessions(session_id, customer_id, channel, created_at, handoff) VALUES(?,?,?,?,?)",
                 (record.session_id, customer_id, channel, record.created_at, record.handoff),
@@ -191,12 +155,12 @@ class SessionStore:
         return record
 
     def get(self, session_id: str) -> SessionRecord | None:
-        conn = self._conn()
-        row = conn.execute(
-            "SELECT session_id, customer_id, channel, created_at, handoff, state, held_by, agent_note, delivered_through "
-            "FROM sessions WHERE session_id=?",
-            (session_id,),
-        ).fetchone()
+        with self._db.connection() as conn:
+            row = conn.execute(
+                "SELECT session_id, customer_id, channel, created_at, handoff, state, held_by, agent_note, delivered_through "
+                "FROM sessions WHERE session_id=?",
+                (session_id,),
+            ).fetchone()
         if row is None:
             return None
         record = SessionRecord(*row[:5], state=row[5], held_by=row[6], agent_note=row[7], delivered_through=row[8])
@@ -206,11 +170,12 @@ class SessionStore:
 
     def turns_after(self, session_id: str, after_index: int) -> list[TurnRecord]:
         """The session's turns with an index above ``after_index``, in order."""
-        rows = self._conn().execute(
-            "SELECT turn_index, customer_text, reply_text, intent, actions, citations, created_at, nlu "
-            "FROM turns WHERE session_id=? AND turn_index>? ORDER BY turn_index",
-            (session_id, after_index),
-        )
+        with self._db.connection() as conn:
+            rows = conn.execute(
+                "SELECT turn_index, customer_text, reply_text, intent, actions, citations, created_at, nlu "
+                "FROM turns WHERE session_id=? AND turn_index>? ORDER BY turn_index",
+                (session_id, after_index),
+            ).fetchall()
         return [_turn(t) for t in rows]
 
     def append_turn(
@@ -218,7 +183,7 @@ class SessionStore:
     ) -> None:
         """Store a completed turn, and the session's new handoff and flow state, and the
         last message its reply delivered, in one transaction."""
-        with self._conn() as conn:
+        with self._db.transaction() as conn:
             conn.execute(
                 "INSERT INTO turns(session_id, turn_index, customer_text, reply_text, intent, actions, citations, created_at, nlu) "
                 "VALUES(?,?,?,?,?,?,?,?,?)",
@@ -247,7 +212,7 @@ class SessionStore:
         unique per session. ``LookupError`` for an unknown session."""
         if not author.strip() or not text.strip():
             raise ValueError("a session message needs an author and a text")
-        with self._conn() as conn:
+        with self._db.transaction() as conn:
             if conn.execute("SELECT 1 FROM sessions WHERE session_id=?", (session_id,)).fetchone() is None:
                 raise LookupError(f"session {session_id!r} does not exist")
             cursor = conn.execute(
@@ -262,10 +227,11 @@ class SessionStore:
 
     def messages(self, session_id: str, after_id: int = 0) -> list[SessionMessage]:
         """The session's messages with an id above ``after_id``, oldest first."""
-        rows = self._conn().execute(
-            "SELECT message_id, author, text, created_at FROM messages WHERE session_id=? AND message_id>? ORDER BY message_id",
-            (session_id, after_id),
-        )
+        with self._db.connection() as conn:
+            rows = conn.execute(
+                "SELECT message_id, author, text, created_at FROM messages WHERE session_id=? AND message_id>? ORDER BY message_id",
+                (session_id, after_id),
+            ).fetchall()
         return [SessionMessage(*row) for row in rows]
 
     # -- a human agent holding the session ------------------------------------------------
@@ -274,7 +240,7 @@ class SessionStore:
         """Hand the session to ``agent`` (handoff "agent") unless another agent holds it;
         returns who holds it afterwards ("" for an unknown session). One statement, so
         two agents claiming at once cannot both win."""
-        with self._conn() as conn:
+        with self._db.transaction() as conn:
             conn.execute(
                 "UPDATE sessions SET handoff='agent', held_by=? WHERE session_id=? AND held_by IN ('', ?)", (agent, session_id, agent)
             )
@@ -284,7 +250,7 @@ class SessionStore:
     def release(self, session_id: str, agent: str, *, handoff: str = "bot", note: str | None = None) -> bool:
         """Take the session from ``agent`` ("" when nobody holds it) and set ``handoff``,
         keeping the agent's ``note``; False when ``agent`` was not the holder."""
-        with self._conn() as conn:
+        with self._db.transaction() as conn:
             cursor = conn.execute(
                 "UPDATE sessions SET handoff=?, held_by='', agent_note=COALESCE(?, agent_note) WHERE session_id=? AND held_by=?",
                 (handoff, note, session_id, agent),
@@ -294,13 +260,13 @@ class SessionStore:
     def holders(self, session_ids: list[str]) -> dict[str, tuple[str, str]]:
         """``{session_id: (handoff, held_by)}`` for those of ``session_ids`` that exist."""
         out: dict[str, tuple[str, str]] = {}
-        conn = self._conn()
-        for start in range(0, len(session_ids), 500):
-            chunk = session_ids[start:start + 500]
-            rows = conn.execute(
-                f"SELECT session_id, handoff, held_by FROM sessions WHERE session_id IN ({','.join('?' * len(chunk))})", chunk
-            )
-            out.update({row[0]: (row[1], row[2]) for row in rows})
+        with self._db.connection() as conn:
+            for start in range(0, len(session_ids), 500):
+                chunk = session_ids[start:start + 500]
+                rows = conn.execute(
+                    f"SELECT session_id, handoff, held_by FROM sessions WHERE session_id IN ({','.join('?' * len(chunk))})", chunk
+                ).fetchall()
+                out.update({row[0]: (row[1], row[2]) for row in rows})
         return out
 
 
@@ -319,33 +285,3 @@ def _turn(t: tuple) -> TurnRecord:
 def open_sessions(cfg) -> SessionStore:  # noqa: ANN001 - KefuConfig (imported lazily by callers)
     """The configured session store: PostgreSQL when ``state.postgres_dsn`` is set, else SQLite in the home."""
     return SessionStore(cfg.sessions_path, dsn=cfg.state.postgres_dsn)
-
-
-class _Postgres:
-    """A psycopg connection that takes kefu's SQLite-dialect statements: ``?`` parameters,
-    ``INSERT OR IGNORE``, two-argument ``MAX``; ``with`` is one transaction, as with sqlite3."""
-
-    def __init__(self, dsn: str) -> None:
-        import psycopg
-
-        self._conn = psycopg.connect(dsn, autocommit=True)
-        self._tx = None
-
-    @staticmethod
-    def _sql(statement: str) -> str:
-        if statement.startswith("INSERT OR IGNORE"):
-            head, _, returning = statement.removeprefix("INSERT OR IGNORE").partition(" RETURNING ")
-            statement = "INSERT" + head + " ON CONFLICT DO NOTHING" + (" RETURNING " + returning if returning else "")
-        return statement.replace("MAX(delivered_through, ?)", "GREATEST(delivered_through, ?)").replace("?", "%s")
-
-    def execute(self, statement: str, params: tuple | list = ()):  # noqa: ANN201 - psycopg cursor
-        return self._conn.execute(self._sql(statement), params)
-
-    def __enter__(self) -> "_Postgres":
-        self._tx = self._conn.transaction()
-        self._tx.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:  # noqa: ANN002
-        tx, self._tx = self._tx, None
-        tx.__exit__(*exc)

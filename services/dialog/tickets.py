@@ -34,6 +34,14 @@ class TicketDesk(WorkflowDesk):
         self._retry_s = retry_s
         sla_for(self._sla, "default", "normal", self._auto_close_s)  # a bad table fails at start, not on a customer's turn
 
+    async def new_ticket_id(self, session_id: str) -> str:
+        """A ticket id for ``session_id`` that no other ticket has: with an outbox, reserved
+        in the state database shared by every Dialog process (an id drawn twice is drawn
+        again); without one, only as unique as its random suffix."""
+        if self._outbox is None:
+            return new_ticket_id()
+        return await asyncio.to_thread(self._outbox.reserve_id, session_id, new_ticket_id)
+
     async def open_ticket(self, request: TicketRequest) -> tuple[TicketReceipt, str]:
         """Returns the receipt and the workflow id. With an outbox, a ticket that cannot be
         opened now (Temporal away) is queued under the same id: status "queued"."""

@@ -4,9 +4,9 @@ customer asked for it (the return saga, workflows/returns, drives these steps).
 The seven τ-bench operations end at "return requested" / "exchange requested" /
 "cancelled"; a company's ERP goes on: it issues a return authorisation and a label, sees
 the parcel arrive, inspects it, pays the refund or ships the replacement. These steps
-are kept here, on the same store file, in tables of their own beside τ-bench's documents
-(so a store exported right after a conversation is still exactly what τ-bench's tools
-would have produced); a step that moves money or goods edits the order document as the
+are kept here, in the same store (its file, or PostgreSQL), in tables of their own
+beside τ-bench's documents (so a store exported right after a conversation is still
+exactly what τ-bench's tools would have produced); a step that moves money or goods edits the order document as the
 store would (a refund line in ``payment_history``, a gift card credited, the exchanged
 items and a new fulfilment).
 
@@ -75,8 +75,9 @@ def _is_gift_card(payment_method_id: str) -> bool:
 
 
 class AfterSales:
-    """The after-sales steps of a store kept in a τ-bench-format SQLite file (the imported
-    τ-bench store and the demo store)."""
+    """The after-sales steps of a store kept in τ-bench's format (the imported τ-bench
+    store and the demo store), in its SQLite file or in PostgreSQL: each step is one
+    ``TauRetailStore.transaction()``."""
 
     def __init__(self, store: TauRetailStore) -> None:
         self._store = store

@@ -68,11 +68,14 @@ class DemoRetailStore(TauRetailStore):
         return json.loads(row[0]) if row else None
 
 
-def build_demo_store(demo_store_path: str | os.PathLike[str], target_path: str | os.PathLike[str]) -> dict[str, int]:
+def build_demo_store(
+    demo_store_path: str | os.PathLike[str], target_path: str | os.PathLike[str], *, dsn: str = "", only_if_absent: bool = False
+) -> dict[str, int] | None:
     """Build the demo store's documents from the seeded demo ERP at ``demo_store_path``
-    into ``target_path`` (atomic replace, like an import)."""
+    into ``target_path``, or into PostgreSQL at ``dsn`` (atomic replace, like an import);
+    with ``only_if_absent``, a store already there is kept (None)."""
     from services.demo.retail import demo_documents
     from services.demo.store import DemoStore
 
     data = demo_documents(DemoStore(demo_store_path))
-    return write_documents(data, target_path, fmt=FORMAT, source=f"demo store {demo_store_path}")
+    return write_documents(data, target_path, fmt=FORMAT, source=f"demo store {demo_store_path}", dsn=dsn, only_if_absent=only_if_absent)

@@ -1,8 +1,10 @@
 """``kefu store import|export|reset|show``: which store kefu runs on.
 
-The imported store is one SQLite file, ``<KEFU_HOME>/erp.db``. Import builds the new
-file beside it and moves it into place, and reset removes it, each in one atomic step:
-both are safe while kefu runs, whose next store call sees the change.
+The imported store is one SQLite file, ``<KEFU_HOME>/erp.db``, or, when
+``state.postgres_dsn`` is set, tables in PostgreSQL. Import builds the new file beside
+it and moves it into place (in PostgreSQL: replaces the documents in one transaction),
+and reset replaces it with the demo store, each in one atomic step: both are safe while
+kefu runs, whose next store call sees the change.
 """
 
 from __future__ import annotations
@@ -75,6 +77,17 @@ def add_store_commands(sub) -> None:
     show.set_defaults(func=_cmd_show)
 
 
+def _name(cfg) -> str:  # noqa: ANN001 - KefuConfig
+    """The store's file (relative when under the working directory), or PostgreSQL."""
+    return "PostgreSQL" if cfg.state.postgres_dsn else _display(cfg.erp_path)
+
+
+def _at(cfg) -> str:  # noqa: ANN001 - KefuConfig
+    """Where the store is, for messages: "at <file>" (relative when under the working
+    directory), or "in PostgreSQL" when ``state.postgres_dsn`` is set."""
+    return "in PostgreSQL (state.postgres_dsn)" if cfg.state.postgres_dsn else f"at {_display(cfg.erp_path)}"
+
+
 def _display(path: Path) -> str:
     """``path`` relative to the working directory when it is under it (shorter to read)."""
     try:
@@ -104,7 +117,12 @@ def _message(exc: BaseException) -> str:
 def _errors() -> tuple[type[BaseException], ...]:
     import yaml
 
-    return (ValueError, OSError, sqlite3.Error, RuntimeError, yaml.YAMLError)
+    errors: tuple[type[BaseException], ...] = (ValueError, OSError, sqlite3.Error, RuntimeError, yaml.YAMLError)
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return errors
+    return (*errors, psycopg.Error)
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
@@ -115,12 +133,12 @@ def _cmd_import(args: argparse.Namespace) -> int:
         return failed
     try:
         cfg = load_config(args.config)
-        counts = import_tau_retail(Path(args.dir), cfg.erp_path)
+        counts = import_tau_retail(Path(args.dir), cfg.erp_path, dsn=cfg.state.postgres_dsn)
     except _errors() as exc:
         return _fail("import", f"{_message(exc)}; the store was not changed")
     print(
         f"store: imported {counts['customers']} customers, {counts['orders']} orders, {counts['products']} products "
-        f"from {args.dir} into {_display(cfg.erp_path)} ({args.format})"
+        f"from {args.dir} into {_name(cfg)} ({args.format})"
     )
     if not args.no_policy:
         from services.erp.pack_knowledge import find_policy, ingest_policy
@@ -144,17 +162,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
         return failed
     try:
         cfg = load_config(args.config)
-        active = store_format(cfg.erp_path)
+        active = store_format(cfg.erp_path, dsn=cfg.state.postgres_dsn)
         if active is None:
-            return _fail("export", f"no imported store at {_display(cfg.erp_path)} (the demo store is active); nothing to export")
+            return _fail("export", f"no imported store {_at(cfg)} (the demo store is active); nothing to export")
         if active != FORMAT:
-            return _fail("export", f"the store at {_display(cfg.erp_path)} is {active!r}, not {args.format!r}")
-        counts = export_tau_retail(cfg.erp_path, Path(args.dir))
+            return _fail("export", f"the store {_at(cfg)} is {active!r}, not {args.format!r}")
+        counts = export_tau_retail(cfg.erp_path, Path(args.dir), dsn=cfg.state.postgres_dsn)
     except _errors() as exc:
         return _fail("export", _message(exc))
     print(
         f"store: exported {counts['customers']} customers, {counts['orders']} orders, {counts['products']} products "
-        f"from {_display(cfg.erp_path)} to {args.dir} ({args.format})"
+        f"from {_name(cfg)} to {args.dir} ({args.format})"
     )
     return 0
 
@@ -165,8 +183,8 @@ def _cmd_reset(args: argparse.Namespace) -> int:
 
     try:
         cfg = load_config(args.config)
-        had = cfg.erp_path.exists()
-        fmt = store_format(cfg.erp_path)
+        fmt = store_format(cfg.erp_path, dsn=cfg.state.postgres_dsn)
+        had = fmt is not None if cfg.state.postgres_dsn else cfg.erp_path.exists()
         reset_store(cfg)
         from services.erp.pack_knowledge import remove_policy
 
@@ -176,7 +194,7 @@ def _cmd_reset(args: argparse.Namespace) -> int:
     if removed:
         print(removed)
     replaced = f", replacing the {fmt} store" if had and fmt else ""
-    print(f"store: the demo store is active at {_display(cfg.erp_path)} (built from {_display(cfg.store_path)}{replaced})")
+    print(f"store: the demo store is active {_at(cfg)} (built from {_display(cfg.store_path)}{replaced})")
     return 0
 
 
@@ -188,17 +206,17 @@ def _cmd_show(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
         store = open_store(cfg)
         if store is None:
-            print(f"store: no store at {_display(cfg.erp_path)} yet (`kefu up` or `kefu store reset` builds the demo store)")
+            print(f"store: no store {_at(cfg)} yet (`kefu up` or `kefu store reset` builds the demo store)")
             return 0
         if isinstance(store, TauRetailStore):
             counts, meta = store.counts(), store.meta()
             print(
-                f"store: {store.format} at {_display(cfg.erp_path)}: {counts['customers']} customers, {counts['orders']} orders, "
+                f"store: {store.format} {_at(cfg)}: {counts['customers']} customers, {counts['orders']} orders, "
                 f"{counts['products']} products, {counts['applied_operations']} recorded operations; "
                 f"imported {meta.get('imported_at', '?')} from {meta.get('source', '?')}"
             )
         else:
-            print(f"store: {store.format} at {_display(cfg.erp_path)}")
+            print(f"store: {store.format} {_at(cfg)}")
     except _errors() as exc:
         return _fail("show", _message(exc))
     return 0

@@ -1,4 +1,4 @@
-"""τ-bench's retail store behind the ERP port, on SQLite.
+"""τ-bench's retail store behind the ERP port, on SQLite (or PostgreSQL, see below).
 
 ``kefu store import --format tau-retail DIR`` turns τ-bench's ``users.json``,
 ``orders.json`` and ``products.json`` into one SQLite file (``import_tau_retail``);
@@ -23,8 +23,15 @@ Why it is built this way:
   concurrent operations on one order are serialized and a rejected one writes nothing.
   With a non-empty ``key`` (Temporal's workflow id) it records the result; the same key
   again returns that result and changes nothing, because activities are retried.
+* With a PostgreSQL ``dsn`` (``state.postgres_dsn``) the same tables live in PostgreSQL,
+  shared by every Dialog and worker process (services/state_db.py runs the statements):
+  an import replaces the documents in one transaction, reset removes them in one, and
+  every write transaction takes the advisory lock ``kefu-store`` first, so writers are
+  serialized as ``BEGIN IMMEDIATE`` serializes them on SQLite; reads that need one
+  snapshot (export, ``check``) run in a REPEATABLE READ transaction. The documents
+  stay TEXT, so their keys keep their order.
 
-Standard library only.
+Standard library only (psycopg for PostgreSQL).
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ from services.erp.port import (
     Product,
     Variant,
 )
+from services.state_db import StateDB, shared
 
 FORMAT = "tau-retail"
 SCHEMA_VERSION = "1"
@@ -109,25 +117,46 @@ CREATE TABLE applied_operations (
 """
 
 
+# The same tables in PostgreSQL, created once per process (the after-sales tables too,
+# services/erp/after_sales.py, so that an import can empty them).
+_PG_SCHEMA = _SCHEMA.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ").replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ")
+_TABLES = ("meta", "users", "orders", "products", "applied_operations", "after_sales_steps", "refunds")
+# The advisory lock every write transaction on PostgreSQL takes (see the module docstring).
+_WRITE_LOCK = "kefu-store"
+
+
 class StoreUnavailable(RuntimeError):
     """The store file is gone (``kefu store reset``) or is not a τ-bench retail store."""
+
+
+def _postgres(dsn: str) -> StateDB:
+    """The process's PostgreSQL state database with the store's tables."""
+    from services.erp.after_sales import _TABLES as AFTER_SALES_TABLES
+
+    db = shared(dsn)
+    db.create(_PG_SCHEMA + ";" + ";".join(AFTER_SALES_TABLES), name="tau-retail")
+    return db
 
 
 # --------------------------------------------------------------------------- the store
 
 
 class TauRetailStore:
-    """The τ-bench retail store in one SQLite file built by ``import_tau_retail``.
+    """The τ-bench retail store in one SQLite file built by ``import_tau_retail``, or in
+    PostgreSQL at ``dsn`` (then ``path`` is not used).
 
-    Cheap to construct; holds no open connection. Calls on a file that no longer exists
-    raise ``StoreUnavailable`` (the file is never created here: only an import makes one).
+    Cheap to construct; holds no open SQLite connection. Calls on a file that no longer
+    exists raise ``StoreUnavailable`` (the file is never created here: only an import
+    makes one); on PostgreSQL, writes to a removed store do.
     """
 
     format = FORMAT
     currency = "USD"
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, dsn: str = "") -> None:
         self.path = Path(path)
+        self.dsn = dsn
+        self._db = _postgres(dsn) if dsn else None
 
     def close(self) -> None:
         """Nothing to release (every call has its own connection); here for callers that
@@ -177,13 +206,9 @@ class TauRetailStore:
     def list_orders(self, customer_id: str) -> list[Order]:
         """The customer's orders in the order of the customer's ``orders`` list (orders
         of the customer missing from that list follow, in file order)."""
-        with self._connect() as conn:
-            conn.execute("BEGIN")  # one snapshot for both reads
-            try:
-                user = _user_doc(conn, customer_id)
-                rows = conn.execute("SELECT order_id, doc FROM orders WHERE user_id = ? ORDER BY pos", (customer_id,)).fetchall()
-            finally:
-                conn.execute("COMMIT")
+        with self._snapshot() as conn:  # one snapshot for both reads
+            user = _user_doc(conn, customer_id)
+            rows = conn.execute("SELECT order_id, doc FROM orders WHERE user_id = ? ORDER BY pos", (customer_id,)).fetchall()
         listed = [str(o) for o in user.get("orders", [])] if user is not None else []
         rank = {order_id: i for i, order_id in reversed(list(enumerate(listed)))}
         rows.sort(key=lambda row: rank.get(row[0], len(listed)))  # stable: the rest keep file order
@@ -231,13 +256,9 @@ class TauRetailStore:
         clean = _clean_args(operation, args)
         if isinstance(clean, OperationResult):
             return clean
-        with self._connect() as conn:
-            conn.execute("BEGIN")
-            try:
-                docs = _Docs(conn)
-                return _execute(docs, operation, clean)
-            finally:
-                conn.execute("ROLLBACK")
+        with self._snapshot() as conn:  # rolled back: nothing is written
+            docs = _Docs(conn)
+            return _execute(docs, operation, clean)
 
     def apply(self, operation: str, args: dict[str, Any], *, key: str = "") -> OperationResult:
         """Run ``operation`` in one transaction. A rejection writes nothing and is not
@@ -247,43 +268,42 @@ class TauRetailStore:
         if isinstance(clean, OperationResult):
             return clean
         args_json = json.dumps(clean, sort_keys=True, ensure_ascii=False)
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if key:
-                    row = conn.execute(
-                        "SELECT operation, args, result FROM applied_operations WHERE key = ?", (key,)
-                    ).fetchone()
-                    if row is not None:
-                        conn.execute("ROLLBACK")
-                        if row[0] != operation or row[1] != args_json:
-                            return _rejected(
-                                operation, "invalid_arguments", f"key {key!r} was already used for another {row[0]} call"
-                            )
-                        return _result_from_record(json.loads(row[2]))
-                docs = _Docs(conn)
-                result = _execute(docs, operation, clean)
-                if not result.done:
-                    conn.execute("ROLLBACK")
-                    return result
-                docs.write()
-                if key:
-                    conn.execute(
-                        "INSERT INTO applied_operations(key, operation, args, result, applied_at) VALUES (?, ?, ?, ?, ?)",
-                        (key, operation, args_json, json.dumps(docs.record(result), ensure_ascii=False), _now()),
-                    )
-                conn.execute("COMMIT")
+        # A rejection, or a key seen before, returns before anything is written.
+        with self.transaction() as conn:
+            if key:
+                row = conn.execute(
+                    "SELECT operation, args, result FROM applied_operations WHERE key = ?", (key,)
+                ).fetchone()
+                if row is not None:
+                    if row[0] != operation or row[1] != args_json:
+                        return _rejected(
+                            operation, "invalid_arguments", f"key {key!r} was already used for another {row[0]} call"
+                        )
+                    return _result_from_record(json.loads(row[2]))
+            docs = _Docs(conn)
+            result = _execute(docs, operation, clean)
+            if not result.done:
                 return result
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            docs.write()
+            if key:
+                conn.execute(
+                    "INSERT INTO applied_operations(key, operation, args, result, applied_at) VALUES (?, ?, ?, ?, ?)",
+                    (key, operation, args_json, json.dumps(docs.record(result), ensure_ascii=False), _now()),
+                )
+            return result
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE``) on the store file, committed when
-        the block ends without an error and rolled back otherwise: for the parts of an
-        adapter that keep their own tables beside the documents (after-sales)."""
+        """One write transaction on the store (``BEGIN IMMEDIATE`` on the file; on
+        PostgreSQL a transaction holding the store's write lock), committed when the block
+        ends without an error and rolled back otherwise: for the parts of an adapter that
+        keep their own tables beside the documents (after-sales)."""
+        if self._db is not None:
+            with self._db.transaction(lock=_WRITE_LOCK) as conn:
+                if conn.execute("SELECT 1 FROM meta WHERE key = 'format'").fetchone() is None:
+                    raise StoreUnavailable("no store in PostgreSQL (import one with `kefu store import`)")
+                yield conn
+            return
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -297,7 +317,26 @@ class TauRetailStore:
     # -- plumbing ---------------------------------------------------------------
 
     @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """Reads that see one state of the store; nothing is written (rolled back)."""
+        if self._db is not None:
+            with self._db.snapshot() as conn:
+                yield conn
+            return
+        with self._connect() as conn:
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+
+    @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        if self._db is not None:
+            with self._db.connection() as conn:
+                yield conn
+            return
         # Shared lock for the whole connection: an import or reset (exclusive) waits for
         # it, so no connection is ever open on a file while it is replaced or removed.
         if not self.path.parent.is_dir():
@@ -772,14 +811,16 @@ _OPERATIONS = {
 # --------------------------------------------------------------------------- import / export
 
 
-def import_tau_retail(data_dir: str | os.PathLike[str], target_path: str | os.PathLike[str]) -> dict[str, int]:
-    """Build the store at ``target_path`` from τ-bench's three files in ``data_dir``.
+def import_tau_retail(data_dir: str | os.PathLike[str], target_path: str | os.PathLike[str], *, dsn: str = "") -> dict[str, int]:
+    """Build the store at ``target_path`` (or in PostgreSQL at ``dsn``) from τ-bench's
+    three files in ``data_dir``.
 
     Every file is read and checked before anything is written (``ValueError`` naming the
     file and the record). The database is built in a temporary file next to the target
-    and moved into place with ``os.replace``: a running kefu's next call reads the new
-    store, and a failed import leaves the old one. A target that is not a kefu ERP store
-    is never overwritten. Returns the counts of customers, orders and products.
+    and moved into place with ``os.replace`` (in PostgreSQL: replaced in one
+    transaction): a running kefu's next call reads the new store, and a failed import
+    leaves the old one. A target that is not a kefu ERP store is never overwritten.
+    Returns the counts of customers, orders and products.
     """
     source = Path(data_dir)
     if not source.is_dir():
@@ -787,15 +828,26 @@ def import_tau_retail(data_dir: str | os.PathLike[str], target_path: str | os.Pa
     data = {table: _load_json(source / name) for table, name in DATA_FILES.items()}
     _validate(source, data)
 
-    return write_documents(data, target_path, fmt=FORMAT, source=str(source.resolve()))
+    counts = write_documents(data, target_path, fmt=FORMAT, source=str(source.resolve()), dsn=dsn)
+    assert counts is not None
+    return counts
 
 
-def write_documents(data: dict[str, dict[str, Any]], target_path: str | os.PathLike[str], *, fmt: str, source: str = "") -> dict[str, int]:
+def write_documents(
+    data: dict[str, dict[str, Any]], target_path: str | os.PathLike[str], *, fmt: str, source: str = "", dsn: str = "",
+    only_if_absent: bool = False,
+) -> dict[str, int] | None:
     """Write users, orders and products documents as the store at ``target_path``
-    (format ``fmt``): built in a temporary file, moved into place with ``os.replace``."""
+    (format ``fmt``): built in a temporary file, moved into place with ``os.replace``;
+    with ``dsn``, the store in PostgreSQL, replaced in one transaction. With
+    ``only_if_absent``, a store already there is kept (None), decided under the same lock."""
+    if dsn:
+        return _write_postgres(data, dsn, fmt=fmt, source=source, only_if_absent=only_if_absent)
     target = Path(target_path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with _file_lock(target, create=True):
+        if only_if_absent and _store_format(target) is not None:
+            return None
         if target.exists() and _store_format(target) is None and target.stat().st_size > 0:
             raise ValueError(f"{target} exists and is not a kefu ERP store; not overwriting it")
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -820,14 +872,7 @@ def write_documents(data: dict[str, dict[str, Any]], target_path: str | os.PathL
                     "INSERT INTO products(product_id, pos, doc) VALUES (?, ?, ?)",
                     ((pid, pos, _dumps(doc)) for pos, (pid, doc) in enumerate(data["products"].items())),
                 )
-                counts = {"customers": len(data["users"]), "orders": len(data["orders"]), "products": len(data["products"])}
-                meta = {
-                    "format": fmt,
-                    "schema_version": SCHEMA_VERSION,
-                    "imported_at": _now(),
-                    "source": source,
-                    **{k: str(v) for k, v in counts.items()},
-                }
+                counts, meta = _counts_and_meta(data, fmt, source)
                 conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", sorted(meta.items()))
                 conn.execute("COMMIT")
                 # Persisted in the file header: later connections find WAL already on.
@@ -846,24 +891,61 @@ def write_documents(data: dict[str, dict[str, Any]], target_path: str | os.PathL
     return counts
 
 
-def export_tau_retail(store_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, fmt: str | None = FORMAT) -> dict[str, int]:
+def _counts_and_meta(data: dict[str, dict[str, Any]], fmt: str, source: str) -> tuple[dict[str, int], dict[str, str]]:
+    counts = {"customers": len(data["users"]), "orders": len(data["orders"]), "products": len(data["products"])}
+    meta = {
+        "format": fmt,
+        "schema_version": SCHEMA_VERSION,
+        "imported_at": _now(),
+        "source": source,
+        **{k: str(v) for k, v in counts.items()},
+    }
+    return counts, meta
+
+
+def _write_postgres(data: dict[str, dict[str, Any]], dsn: str, *, fmt: str, source: str, only_if_absent: bool) -> dict[str, int] | None:
+    """The store in PostgreSQL replaced by ``data`` in one transaction (under the store's
+    write lock): the next call sees the new store, a failure leaves the old one. The
+    after-sales records go with the old documents, as with a new file."""
+    counts, meta = _counts_and_meta(data, fmt, source)
+    with _postgres(dsn).transaction(lock=_WRITE_LOCK) as conn:
+        if only_if_absent and conn.execute("SELECT 1 FROM meta WHERE key = 'format'").fetchone() is not None:
+            return None
+        for table in _TABLES:
+            conn.execute(f"DELETE FROM {table}")
+        conn.executemany(
+            "INSERT INTO users(user_id, pos, doc) VALUES (?, ?, ?)",
+            [(uid, pos, _dumps(doc)) for pos, (uid, doc) in enumerate(data["users"].items())],
+        )
+        conn.executemany(
+            "INSERT INTO orders(order_id, user_id, pos, doc) VALUES (?, ?, ?, ?)",
+            [(oid, doc["user_id"], pos, _dumps(doc)) for pos, (oid, doc) in enumerate(data["orders"].items())],
+        )
+        conn.executemany(
+            "INSERT INTO products(product_id, pos, doc) VALUES (?, ?, ?)",
+            [(pid, pos, _dumps(doc)) for pos, (pid, doc) in enumerate(data["products"].items())],
+        )
+        conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", sorted(meta.items()))
+    return counts
+
+
+def export_tau_retail(
+    store_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, fmt: str | None = FORMAT, dsn: str = ""
+) -> dict[str, int]:
     """Write ``users.json``, ``orders.json`` and ``products.json`` of the store at
-    ``store_path`` into ``out_dir``, in τ-bench's schema and record order, with every
-    change applied. All three come from one snapshot; each file is replaced atomically.
-    Returns the counts of customers, orders and products."""
+    ``store_path`` (or in PostgreSQL at ``dsn``) into ``out_dir``, in τ-bench's schema
+    and record order, with every change applied. All three come from one snapshot; each
+    file is replaced atomically. Returns the counts of customers, orders and products."""
     path = Path(store_path)
-    found = store_format(path)
+    found = store_format(path, dsn=dsn)
     if found is None or (fmt is not None and found != fmt):
-        raise ValueError(f"no τ-bench retail store at {path} (import one with `kefu store import`)")
-    store = TauRetailStore(path)
+        where = "in PostgreSQL" if dsn else f"at {path}"
+        raise ValueError(f"no τ-bench retail store {where} (import one with `kefu store import`)")
+    store = TauRetailStore(path, dsn=dsn)
     data: dict[str, dict[str, Any]] = {}
-    with store._connect() as conn:
-        conn.execute("BEGIN")
-        try:
-            for table, key in (("users", "user_id"), ("orders", "order_id"), ("products", "product_id")):
-                data[table] = {row[0]: json.loads(row[1]) for row in conn.execute(f"SELECT {key}, doc FROM {table} ORDER BY pos")}
-        finally:
-            conn.execute("COMMIT")
+    with store._snapshot() as conn:
+        for table, key in (("users", "user_id"), ("orders", "order_id"), ("products", "product_id")):
+            data[table] = {row[0]: json.loads(row[1]) for row in conn.execute(f"SELECT {key}, doc FROM {table} ORDER BY pos").fetchall()}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for table, name in DATA_FILES.items():
@@ -881,9 +963,14 @@ def export_tau_retail(store_path: str | os.PathLike[str], out_dir: str | os.Path
     return {"customers": len(data["users"]), "orders": len(data["orders"]), "products": len(data["products"])}
 
 
-def store_format(path: str | os.PathLike[str]) -> str | None:
-    """The ``format`` recorded in the store at ``path``; None when there is no file or it
-    is not a kefu ERP store. Never writes (a foreign SQLite file is left as it is)."""
+def store_format(path: str | os.PathLike[str], *, dsn: str = "") -> str | None:
+    """The ``format`` recorded in the store at ``path`` (or in PostgreSQL at ``dsn``);
+    None when there is no file (no store) or it is not a kefu ERP store. Never writes (a
+    foreign SQLite file is left as it is)."""
+    if dsn:
+        with _postgres(dsn).connection() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        return str(row[0]) if row is not None else None
     path = Path(path)
     if not path.parent.is_dir():
         return None
@@ -891,9 +978,16 @@ def store_format(path: str | os.PathLike[str]) -> str | None:
         return _store_format(path)
 
 
-def remove_store(path: str | os.PathLike[str]) -> bool:
+def remove_store(path: str | os.PathLike[str], *, dsn: str = "") -> bool:
     """Remove the store at ``path`` (and its WAL files); True if there was one. It waits
-    for the calls in progress, then unlinks in one step: the next call finds no store."""
+    for the calls in progress, then unlinks in one step: the next call finds no store.
+    With ``dsn``, the store in PostgreSQL is emptied in one transaction."""
+    if dsn:
+        with _postgres(dsn).transaction(lock=_WRITE_LOCK) as conn:
+            existed = conn.execute("SELECT 1 FROM meta WHERE key = 'format'").fetchone() is not None
+            for table in _TABLES:
+                conn.execute(f"DELETE FROM {table}")
+        return existed
     target = Path(path)
     if not target.parent.is_dir():
         return False

@@ -449,7 +449,8 @@ the volume and they are left alone. Used by NLU and Triton, whichever starts fir
 {{/*
 An init container that seeds the demo ERP (store.db) and builds the demo store behind
 the ERP port (erp.db) in KEFU_HOME, as `kefu up` does; both steps are idempotent and
-take a file lock, and an imported store (`kefu store import`) is kept.
+take a file lock, and an imported store (`kefu store import`) is kept. With
+postgres.enabled the store is built in PostgreSQL (once, under its lock) instead.
 */}}
 {{- define "kefu.seedInit" -}}
 - name: seed-store
@@ -471,6 +472,13 @@ take a file lock, and an imported store (`kefu store import`) is kept.
         name: {{ include "kefu.configName" . }}
   env:
     {{- include "kefu.baseEnv" . | nindent 4 }}
+    {{- if .Values.postgres.enabled }}
+    - name: KEFU_STATE_POSTGRES_DSN
+      valueFrom:
+        secretKeyRef:
+          name: {{ include "kefu.credentialsSecret" . }}
+          key: postgres-dsn
+    {{- end }}
   securityContext:
     {{- include "kefu.securityContext" . | nindent 4 }}
   resources:
