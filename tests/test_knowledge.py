@@ -63,12 +63,13 @@ def test_a_bad_document_fails_the_whole_stream_and_nothing_is_ingested(knowledge
 
 
 def test_search_modes_and_answerability_over_grpc(knowledge):
+    covered = knowledge.Search(knowledge_pb2.SearchRequest(query="运费怎么算", locales=["zh"]), timeout=30)
+    off_topic = knowledge.Search(knowledge_pb2.SearchRequest(query="明天会下雨吗", locales=["zh"]), timeout=30)
     for mode in (knowledge_pb2.RETRIEVAL_MODE_BM25, knowledge_pb2.RETRIEVAL_MODE_DENSE, knowledge_pb2.RETRIEVAL_MODE_HYBRID):
         found = knowledge.Search(knowledge_pb2.SearchRequest(query="买东西要付多少运费", locales=["zh"], mode=mode), timeout=30)
         assert found.hits[0].doc_id == "shipping-fees-zh", (mode, [h.doc_id for h in found.hits])
-        assert found.hits[0].dense_score > 0.8
-    covered = knowledge.Search(knowledge_pb2.SearchRequest(query="运费怎么算", locales=["zh"]), timeout=30)
-    off_topic = knowledge.Search(knowledge_pb2.SearchRequest(query="明天会下雨吗", locales=["zh"]), timeout=30)
+        # Closer in meaning than anything the knowledge has for a question it does not cover.
+        assert found.hits[0].dense_score > off_topic.hits[0].dense_score + 0.1
     assert covered.answerable and not off_topic.answerable
     assert covered.answerability > off_topic.answerability
 

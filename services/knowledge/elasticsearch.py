@@ -90,7 +90,8 @@ from elastic_transport import TransportError
 
 from services.embedding import Embedder
 from services.errors import InvalidArgument, KefuError, Unavailable
-from services.knowledge.answerability import AnswerabilityModel
+from services.knowledge.answerability import AnswerabilityModel, coefficients_path
+from services.serving.embedder_weights import BASE_MODEL_ID
 from services.knowledge.entries import MODES, KnowledgeEntry, Progress, RetrievalHit, SearchResult, check_entries
 
 from services.knowledge.elasticsearch_requests import (
@@ -194,7 +195,7 @@ class ElasticsearchIndex:
             raise InvalidArgument("the Elasticsearch URL is empty (set knowledge.elasticsearch_url)")
         self._url = url
         self._embedder = embedder
-        self._answerability = answerability or AnswerabilityModel()
+        self._answerability = answerability or AnswerabilityModel(path=coefficients_path(str(getattr(embedder, "model_id", BASE_MODEL_ID))))
         self._prefix = index_prefix
         self._chunks = chunks_index(index_prefix)
         self._meta = meta_index(index_prefix)

@@ -37,7 +37,7 @@ import numpy as np
 from services.embedding import Embedder
 from services.errors import InvalidArgument
 from services.knowledge.analysis import analyze
-from services.knowledge.answerability import AnswerabilityModel
+from services.knowledge.answerability import AnswerabilityModel, coefficients_path
 from services.knowledge.bm25 import BM25Index, top_positive
 from services.knowledge.entries import LOCALES, MODES, KnowledgeEntry, Progress, RetrievalHit, SearchResult, check_entries, faq_dense
 
@@ -180,7 +180,7 @@ class EmbeddedIndex:
     ) -> None:
         self._path = Path(path)
         self._embedder = embedder
-        self._answerability = answerability or AnswerabilityModel()
+        self._answerability = answerability or AnswerabilityModel(path=coefficients_path(self._embedder_id))
         self._fusion = fusion or FusionParams()
         self._default_mode = default_mode
         self._watch_s = watch_s

@@ -413,10 +413,15 @@ async def ensure_intent_model(
     latest = versions[-1] if versions else 0
     meta = read_intent_meta(model_dir, latest) if latest else {}
     wanted = training_data_hash(pack)
-    if retrain or not latest or meta.get("data_hash") != wanted or meta.get("format") != ARTIFACT_FORMAT:
-        why = "retrain asked" if retrain else "no version yet" if not latest else "the pack's examples changed"
+    # Vectors of other embedder weights are not comparable: a new embedder retrains too.
+    embedder_id = str(getattr(embedder, "model_id", "multilingual-e5-small"))
+    if (retrain or not latest or meta.get("data_hash") != wanted or meta.get("format") != ARTIFACT_FORMAT
+            or meta.get("embedder", "multilingual-e5-small") != embedder_id):
+        why = ("retrain asked" if retrain else "no version yet" if not latest else
+               "the pack's examples changed" if meta.get("data_hash") != wanted else "new embedder or model format")
         log.info("training %s (%s)", cfg.models.intent_model, why)
         artifact = await train_intent_classifier(pack, embedder.embed_queries, seed=seed)
+        artifact.meta["embedder"] = embedder_id
         latest = await asyncio.to_thread(publish_intent_version, Path(cfg.models.repository), artifact, model=cfg.models.intent_model)
     try:
         serving = await triton.serving_version()

@@ -412,7 +412,10 @@ def ensure_models(cfg: KefuConfig, progress: Progress = print) -> ModelPaths:
                 _convert_gguf(gguf, out, progress)
     else:
         progress(f"llm: {out} ok (converted from {gguf.name})")
-    embedder = _check_embedder(progress)
+    _check_embedder(progress)
+    from services.serving.embedder_weights import weights_path
+
+    embedder = weights_path(cfg, progress)  # the tuned file is built from the checked base file
     progress(f"models ready in {time.monotonic() - t0:.1f} s")
     return ModelPaths(llm_dir=out, gguf=gguf, embedder_bin=embedder)
 
@@ -442,6 +445,10 @@ def model_status(cfg: KefuConfig) -> list[dict]:
         row("embedder", embedder_bin_path(), EMBEDDER_SHA256)
     except ModelFileError as exc:
         rows.append({"name": "embedder", "path": str(exc), "present": False, "size": None, "sha256_ok": None})
+    if cfg.models.embedder_weights == "tuned":
+        from services.serving.embedder_weights import TUNED_SHA256, tuned_path
+
+        row("embedder (kefu tuned)", tuned_path(cfg), TUNED_SHA256)
     english = english_encoder_dir(cfg)  # optional: fetched on first use
     rows.append({"name": "english encoder (optional)", "path": str(english), "present": english.exists(),
                  "size": sum(p.stat().st_size for p in english.rglob("*") if p.is_file()) if english.exists() else None,
@@ -474,6 +481,14 @@ def verify_models(cfg: KefuConfig) -> list[str]:
             problems.append(f"embedder weights {emb}: sha256 {digest} != pinned {EMBEDDER_SHA256}")
     except ModelFileError as exc:
         problems.append(str(exc))
+    if cfg.models.embedder_weights == "tuned":
+        from services.serving.embedder_weights import TUNED_SHA256, tuned_path
+
+        tuned = tuned_path(cfg)
+        if not tuned.exists():
+            problems.append(f"tuned embedder weights missing: {tuned} (kefu models fetch builds them)")
+        elif (digest := sha256_file(tuned)) != TUNED_SHA256:
+            problems.append(f"tuned embedder weights {tuned}: sha256 {digest} != pinned {TUNED_SHA256}")
     return problems
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from services.config import KefuConfig
 from services.processes import ManagedProcess, ProcessFailed
-from services.serving.model_files import embedder_bin_path, llm_dir
+from services.serving.embedder_weights import weights_path
+from services.serving.model_files import llm_dir
 
 
 class TritonError(RuntimeError):
@@ -149,7 +150,7 @@ class TritonServer:
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env["KEFU_LLM_DIR"] = str(llm_dir(self.cfg))
         env["KEFU_LLM_PRECISION"] = self.cfg.models.llm_precision
-        env.setdefault("KEFU_EMBEDDER_BIN", str(embedder_bin_path()))
+        env.setdefault("KEFU_EMBEDDER_BIN", str(weights_path(self.cfg)))  # kefu's tuned file by default
         env["OMP_NUM_THREADS"] = str(self.threads)
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("TRANSFORMERS_OFFLINE", "1")
