@@ -154,6 +154,43 @@ async def test_knowledge_base_drives_the_index(fake_es):
         await kb.close()
 
 
+async def test_a_callers_query_vector_is_used_only_from_the_same_embedder(fake_es):
+    """Issue 25: Knowledge searches with NLU's vector instead of embedding the question again
+    when the vector comes from its own embedder; another embedder's vector is ignored, and a
+    malformed one from its own embedder is InvalidArgument."""
+    from services.knowledge.core import KnowledgeBase
+
+    index = ElasticsearchIndex(fake_es.url, FakeEmbedder(), index_prefix="kb", sync_interval_s=None)
+    kb = KnowledgeBase(index, default_top_k=2)
+    await kb.open(seed=[shipping_en(), returns_zh()])
+    try:
+        assert (index.embedder_id, index.dims) == (BASE_MODEL_ID, DIMS)  # the FakeEmbedder names no weights
+        calls = len(index._embedder.calls)
+        embedded = await kb.search("可以退货吗")
+        assert len(index._embedder.calls) == calls + 1
+        own = FakeEmbedder.vector("query: 可以退货吗")
+        reused = await kb.search("可以退货吗", query_vector=own.tolist(), embedder_id=BASE_MODEL_ID)
+        assert len(index._embedder.calls) == calls + 1  # not embedded again
+        sent = fake_es.of(suffix="/kb-chunks/_search")[-1]
+        assert sent.body == es.search_body("可以退货吗", own, "hybrid", top_k=2, max_version=1)
+        assert reused == embedded and reused.hits[0].doc_id == "returns-7day-zh"
+
+        # Another embedder's vector (here: one for another question) is not compared with these.
+        misleading = FakeEmbedder.vector("query: How much is shipping?").tolist()
+        for other in ("multilingual-e5-large", ""):
+            assert await kb.search("可以退货吗", query_vector=misleading, embedder_id=other) == embedded
+        assert len(index._embedder.calls) == calls + 3
+        assert await kb.search("可以退货吗", query_vector=[0.5] * 768, embedder_id="multilingual-e5-base") == embedded
+
+        for bad, words in ((own[:100], "100 values"), (np.append(own, 0.0), "385 values"),
+                           (np.where(np.arange(DIMS) == 3, np.nan, own), "not finite"),
+                           (np.where(np.arange(DIMS) == 3, np.inf, own), "not finite")):
+            with pytest.raises(InvalidArgument, match=words):
+                await kb.search("可以退货吗", query_vector=bad.tolist(), embedder_id=BASE_MODEL_ID)
+    finally:
+        await kb.close()
+
+
 async def test_failed_bulk_item_rolls_back_and_keeps_the_version(fake_es):
     index = await _opened(fake_es)
     try:

@@ -176,11 +176,13 @@ def test_a_crashed_triton_is_restarted_without_orphans_and_serves_the_intent_cla
 
 def test_with_triton_down_kefu_still_understands_answers_hands_over_and_does_tasks(cfg: KefuConfig, tmp_path):
     """Triton is gone: NLU understands with its in-process stand-ins, Knowledge searches
-    with the in-process embedder, FAQ answers come verbatim, handoff and store tasks work;
-    every such turn is marked degraded."""
+    with the in-process embedder (or with NLU's vector, made in process by the same weights),
+    FAQ answers come verbatim, handoff and store tasks work; every such turn is marked degraded."""
     import grpc
 
-    from kefu.v1 import dialog_pb2, dialog_pb2_grpc, nlu_pb2, nlu_pb2_grpc
+    import numpy as np
+
+    from kefu.v1 import dialog_pb2, dialog_pb2_grpc, knowledge_pb2, knowledge_pb2_grpc, nlu_pb2, nlu_pb2_grpc
     from services.erp import open_store, reset_store
     from tests.conftest import converse
 
@@ -209,6 +211,17 @@ def test_with_triton_down_kefu_still_understands_answers_hands_over_and_does_tas
             after = nlu_pb2_grpc.NLUStub(ch).Analyze(nlu_pb2.AnalyzeRequest(text="退货运费谁出？"), timeout=120)
         assert after.degraded and after.intents[0].name == before.intents[0].name
         assert abs(after.intents[0].confidence - before.intents[0].confidence) < 0.02  # the same models, in process
+        # The in-process embedder runs the same weights: its vector is NLU's to hand on, under the same id,
+        # and Knowledge searching with it embeds nothing in process (not degraded); without it, it does.
+        assert after.embedder_id == before.embedder_id != ""
+        assert float(np.dot(after.query_embedding, before.query_embedding)) > 0.999
+        with grpc.insecure_channel(own.target("knowledge")) as ch:
+            knowledge = knowledge_pb2_grpc.KnowledgeStub(ch)
+            reused = knowledge.Search(knowledge_pb2.SearchRequest(
+                query=after.masked_text, locales=["zh"], query_embedding=after.query_embedding, embedder_id=after.embedder_id), timeout=120)
+            embedded = knowledge.Search(knowledge_pb2.SearchRequest(query=after.masked_text, locales=["zh"]), timeout=120)
+        assert not reused.degraded and embedded.degraded
+        assert reused.hits[0].doc_id == embedded.hits[0].doc_id == "returns-shipping-fee-zh"
         with grpc.insecure_channel(own.target("dialog")) as ch:
             dialog = dialog_pb2_grpc.DialogStub(ch)
             _, answered = converse(dialog, "退货运费谁出？")

@@ -104,17 +104,23 @@ class KnowledgeAnswers:
 
 
     async def search(self, outcome: TurnOutcome, store_format: str = "", query: str = "") -> knowledge_pb2.SearchResponse:
-        question = query or outcome.understanding.masked_text
+        u = outcome.understanding
+        question = query or u.masked_text
+        # NLU's embedding of the masked message, for Knowledge to reuse: only for exactly that
+        # text (a sub-question is embedded by Knowledge).
+        vector = {"query_embedding": u.query_embedding, "embedder_id": u.embedder_id} if question == u.masked_text else {}
         found = None
         if store_format and store_format != "demo":
             # An imported store's own knowledge (its policy, `kefu store import`) first.
             from services.erp.pack_knowledge import pack_tag
 
-            found = await self._upstream.search(question, locales=[outcome.language], top_k=self._cfg.knowledge.top_k, tags=[pack_tag(store_format)])
+            found = await self._upstream.search(
+                question, locales=[outcome.language], top_k=self._cfg.knowledge.top_k, tags=[pack_tag(store_format)], **vector
+            )
             if not found.hits:
                 found = None
         if found is None:
-            found = await self._upstream.search(question, locales=[outcome.language], top_k=self._cfg.knowledge.top_k)
+            found = await self._upstream.search(question, locales=[outcome.language], top_k=self._cfg.knowledge.top_k, **vector)
         if found.degraded:
             outcome.degraded = True  # searched with the in-process embedder: Triton was away
         return found

@@ -41,8 +41,15 @@ class Upstream:
         request = nlu_pb2.AnalyzeRequest(text=text, language_hint=language_hint, session_id=session_id)
         return await self._unary(self._nlu.Analyze, request, "NLU")
 
-    async def search(self, query: str, *, locales: Sequence[str], top_k: int, tags: Sequence[str] = ()) -> knowledge_pb2.SearchResponse:
-        request = knowledge_pb2.SearchRequest(query=query, locales=list(locales), top_k=top_k, tags=list(tags))
+    async def search(
+        self, query: str, *, locales: Sequence[str], top_k: int, tags: Sequence[str] = (),
+        query_embedding: Sequence[float] = (), embedder_id: str = "",
+    ) -> knowledge_pb2.SearchResponse:
+        """``query_embedding``/``embedder_id``: ``query``'s e5 query embedding when NLU already
+        made it (AnalyzeResponse), so that Knowledge does not embed it again."""
+        request = knowledge_pb2.SearchRequest(
+            query=query, locales=list(locales), top_k=top_k, tags=list(tags), query_embedding=query_embedding, embedder_id=embedder_id
+        )
         return await self._unary(self._knowledge.Search, request, "Knowledge")
 
     async def _unary(self, method: Callable[..., Awaitable[T]], request, dependency: str) -> T:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import AsyncIterator, Sequence
 
+import numpy as np
+
 from services.demo.pack import DomainPack
 from services.errors import InvalidArgument
 from services.knowledge.entries import LOCALES, MODES, KnowledgeEntry, KnowledgeIndex, Progress, SearchResult, check_entries
@@ -48,8 +50,12 @@ class KnowledgeBase:
         await self._index.close()
 
     async def search(
-        self, query: str, *, locales: Sequence[str] = (), tags: Sequence[str] = (), top_k: int = 0, mode: str = ""
+        self, query: str, *, locales: Sequence[str] = (), tags: Sequence[str] = (), top_k: int = 0, mode: str = "",
+        query_vector: Sequence[float] = (), embedder_id: str = "",
     ) -> SearchResult:
+        """``query_vector``: the query's e5 query embedding, made by the caller with the embedder
+        ``embedder_id`` (NLU's, for the masked message): used instead of embedding the query
+        again when that is this index's embedder (see :meth:`reusable_vector`)."""
         query = query.strip()
         if not query:
             raise InvalidArgument("query must not be empty")
@@ -62,7 +68,29 @@ class KnowledgeBase:
             raise InvalidArgument(f"unknown locale filter {bad[0]!r}: use zh or en")
         if mode and mode not in MODES:
             raise InvalidArgument(f"unknown retrieval mode {mode!r}: use one of {', '.join(MODES)}")
-        return await self._index.search(query, locales=locales, tags=tags, top_k=top_k or self._default_top_k, mode=mode)
+        vector = self.reusable_vector(query_vector, embedder_id)
+        return await self._index.search(
+            query, locales=locales, tags=tags, top_k=top_k or self._default_top_k, mode=mode, query_vector=vector
+        )
+
+    def reusable_vector(self, query_vector: Sequence[float], embedder_id: str) -> np.ndarray | None:
+        """The caller's query vector when it can stand for the index's own embedding of the
+        query: made by the same weights (``embedder_id`` equals the index's ``embedder_id``),
+        of the right length and finite. None (the query is embedded here) when none was given
+        or another embedder made it; a malformed vector from this embedder is InvalidArgument."""
+        if len(query_vector) == 0:
+            return None
+        own = self._index.embedder_id
+        if embedder_id != own:
+            log.debug("knowledge: query vector from embedder %r, not this index's %r: the query is embedded again",
+                      embedder_id, own)
+            return None
+        vector = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+        if vector.size != self._index.dims:
+            raise InvalidArgument(f"query_embedding has {vector.size} values; embedder {own} makes {self._index.dims}")
+        if not np.isfinite(vector).all():
+            raise InvalidArgument("query_embedding has values that are not finite (NaN or infinity)")
+        return vector
 
     async def ingest(self, entries: Sequence[KnowledgeEntry], progress: Progress | None = None) -> int:
         if not entries:

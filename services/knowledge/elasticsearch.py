@@ -195,7 +195,7 @@ class ElasticsearchIndex:
             raise InvalidArgument("the Elasticsearch URL is empty (set knowledge.elasticsearch_url)")
         self._url = url
         self._embedder = embedder
-        self._answerability = answerability or AnswerabilityModel(path=coefficients_path(str(getattr(embedder, "model_id", BASE_MODEL_ID))))
+        self._answerability = answerability or AnswerabilityModel(path=coefficients_path(self.embedder_id))
         self._prefix = index_prefix
         self._chunks = chunks_index(index_prefix)
         self._meta = meta_index(index_prefix)
@@ -225,6 +225,15 @@ class ElasticsearchIndex:
     @property
     def version(self) -> int:
         return self._state.version
+
+    @property
+    def embedder_id(self) -> str:
+        """The weights that embed queries and passages here (a caller's query vector must come from them)."""
+        return str(getattr(self._embedder, "model_id", BASE_MODEL_ID))
+
+    @property
+    def dims(self) -> int:
+        return self._dims
 
     def __len__(self) -> int:
         return len(self._state.entries)

@@ -9,7 +9,7 @@ Backends (the embedded index, Elasticsearch) implement ``KnowledgeIndex``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from services.errors import InvalidArgument
 
@@ -121,6 +121,12 @@ class KnowledgeIndex(Protocol):
     @property
     def version(self) -> int: ...
 
+    @property
+    def embedder_id(self) -> str: ...  # the ``model_id`` of the embedder behind the stored vectors
+
+    @property
+    def dims(self) -> int: ...  # the length of its vectors
+
     def __len__(self) -> int: ...
 
     def get(self, doc_id: str) -> KnowledgeEntry | None: ...
@@ -136,7 +142,8 @@ class KnowledgeIndex(Protocol):
     async def delete(self, ids: Sequence[str]) -> tuple[list[str], list[str], int]: ...
 
     async def search(
-        self, query: str, *, locales: Sequence[str] = (), tags: Sequence[str] = (), top_k: int = 3, mode: str = "hybrid"
-    ) -> SearchResult: ...
+        self, query: str, *, locales: Sequence[str] = (), tags: Sequence[str] = (), top_k: int = 3, mode: str = "hybrid",
+        query_vector: Any = None,
+    ) -> SearchResult: ...  # query_vector: the query's e5 embedding by this index's embedder (None: embed it)
 
     async def close(self) -> None: ...

@@ -39,6 +39,7 @@ from services.errors import InvalidArgument
 from services.knowledge.analysis import analyze
 from services.knowledge.answerability import AnswerabilityModel, coefficients_path
 from services.knowledge.bm25 import BM25Index, top_positive
+from services.serving.embedder_weights import BASE_MODEL_ID
 from services.knowledge.entries import LOCALES, MODES, KnowledgeEntry, Progress, RetrievalHit, SearchResult, check_entries, faq_dense
 
 log = logging.getLogger(__name__)
@@ -272,7 +273,16 @@ class EmbeddedIndex:
 
     @property
     def _embedder_id(self) -> str:
-        return str(getattr(self._embedder, "model_id", "multilingual-e5-small"))
+        return str(getattr(self._embedder, "model_id", BASE_MODEL_ID))
+
+    @property
+    def embedder_id(self) -> str:
+        """The weights that embed queries and passages here (a caller's query vector must come from them)."""
+        return self._embedder_id
+
+    @property
+    def dims(self) -> int:
+        return DIM
 
     # -- indexing --------------------------------------------------------------
     async def _index_entries(self, entries: Sequence[KnowledgeEntry], progress: Progress | None) -> list[_DocIndex]:

@@ -58,7 +58,8 @@ class KnowledgeServicer(knowledge_pb2_grpc.KnowledgeServicer):
     async def Search(self, request: knowledge_pb2.SearchRequest, context: grpc.aio.ServicerContext) -> knowledge_pb2.SearchResponse:
         with degraded.tracking() as fallbacks:
             result = await self._kb.search(
-                request.query, locales=list(request.locales), tags=list(request.tags), top_k=request.top_k, mode=_MODE.get(request.mode, "")
+                request.query, locales=list(request.locales), tags=list(request.tags), top_k=request.top_k, mode=_MODE.get(request.mode, ""),
+                query_vector=list(request.query_embedding), embedder_id=request.embedder_id,
             )
         response = to_proto(result)
         response.degraded = bool(fallbacks)

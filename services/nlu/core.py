@@ -4,6 +4,7 @@
          ─ IntentMatcher(masked) ─> intent candidates, margin, out of scope
          ─ EntityReader(normalized) ─> order ids, phones, dates, amounts, addresses, open slots
          ─ SentimentReader(masked) ─> polarity, dissatisfaction
+         ─ the masked text's e5 query embedding and the embedder's id, for Knowledge to reuse
 
 Entities are found on the normalized text (their offsets point into it); an entity that
 covers masked personal data shows the placeholder as its ``text`` and keeps the value
@@ -38,6 +39,10 @@ class Understanding:
     entities: list[EntityMatch] = field(default_factory=list)
     sentiment: SentimentReading = field(default_factory=lambda: SentimentReading("neutral", 0.5, 0.0))
     flags: list[str] = field(default_factory=list)
+    # The e5 query embedding of ``masked.text`` (L2-normalised) and the id of the embedder
+    # that made it: Knowledge reuses it instead of embedding the message again.
+    embedding: np.ndarray | None = None
+    embedder_id: str = ""
 
 
 class EntityReader(Protocol):
@@ -88,4 +93,6 @@ class MessageAnalyzer:
             entities=entities,
             sentiment=self._sentiment.read(masked.text, embedding),
             flags=list(pre.flags),
+            embedding=embedding,
+            embedder_id=self._matcher.embedder_id,
         )

@@ -141,6 +141,11 @@ class IntentMatcher:
         query = await self._embedder.embed_queries([text])
         return await self.rank_embedded(text, query[0], top_k)
 
+    @property
+    def embedder_id(self) -> str:
+        """The weights behind :meth:`embed` (``model_id`` of the embedder, services/embedding.py); "" when unknown."""
+        return str(getattr(self._embedder, "model_id", "") or "")
+
     async def embed(self, text: str) -> np.ndarray:
         """The message's e5 query embedding (what :meth:`rank_embedded` takes; other readers reuse it)."""
         return np.asarray((await self._embedder.embed_queries([text]))[0], dtype=np.float32)

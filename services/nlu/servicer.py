@@ -37,6 +37,9 @@ def to_proto(u: Understanding) -> nlu_pb2.AnalyzeResponse:
             dissatisfaction=u.sentiment.dissatisfaction,
         ),
         flags=u.flags,
+        # The vector behind the intents, for Knowledge to reuse (one embedding per turn).
+        query_embedding=[] if u.embedding is None else u.embedding.reshape(-1).tolist(),
+        embedder_id="" if u.embedding is None else u.embedder_id,
     )
 
 

@@ -29,18 +29,22 @@ DOCUMENT_KIND_FAQ: DocumentKind
 DOCUMENT_KIND_ARTICLE: DocumentKind
 
 class SearchRequest(_message.Message):
-    __slots__ = ("query", "locales", "tags", "top_k", "mode")
+    __slots__ = ("query", "locales", "tags", "top_k", "mode", "query_embedding", "embedder_id")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     LOCALES_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
+    QUERY_EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDER_ID_FIELD_NUMBER: _ClassVar[int]
     query: str
     locales: _containers.RepeatedScalarFieldContainer[str]
     tags: _containers.RepeatedScalarFieldContainer[str]
     top_k: int
     mode: RetrievalMode
-    def __init__(self, query: _Optional[str] = ..., locales: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., mode: _Optional[_Union[RetrievalMode, str]] = ...) -> None: ...
+    query_embedding: _containers.RepeatedScalarFieldContainer[float]
+    embedder_id: str
+    def __init__(self, query: _Optional[str] = ..., locales: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., mode: _Optional[_Union[RetrievalMode, str]] = ..., query_embedding: _Optional[_Iterable[float]] = ..., embedder_id: _Optional[str] = ...) -> None: ...
 
 class RetrievalHit(_message.Message):
     __slots__ = ("doc_id", "chunk_id", "title", "text", "matched_question", "score", "locale", "tags", "citation", "dense_score", "lexical_score")

@@ -59,8 +59,8 @@ class KnowledgeServicer:
     """
 
     def Search(self, request, context):
-        """Errors: INVALID_ARGUMENT for an empty or oversized query or a bad filter;
-        UNAVAILABLE when the index or the embedding model cannot be reached.
+        """Errors: INVALID_ARGUMENT for an empty or oversized query, a bad filter or a
+        malformed query_embedding; UNAVAILABLE when the index or the embedding model cannot be reached.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

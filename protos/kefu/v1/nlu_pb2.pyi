@@ -37,7 +37,7 @@ class PiiSpan(_message.Message):
     def __init__(self, type: _Optional[str] = ..., placeholder: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
 
 class AnalyzeResponse(_message.Message):
-    __slots__ = ("language", "normalized_text", "masked_text", "pii", "intents", "intent_margin", "out_of_scope", "entities", "sentiment", "flags", "degraded")
+    __slots__ = ("language", "normalized_text", "masked_text", "pii", "intents", "intent_margin", "out_of_scope", "entities", "sentiment", "flags", "degraded", "query_embedding", "embedder_id")
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     NORMALIZED_TEXT_FIELD_NUMBER: _ClassVar[int]
     MASKED_TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,8 @@ class AnalyzeResponse(_message.Message):
     SENTIMENT_FIELD_NUMBER: _ClassVar[int]
     FLAGS_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    QUERY_EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDER_ID_FIELD_NUMBER: _ClassVar[int]
     language: str
     normalized_text: str
     masked_text: str
@@ -60,4 +62,6 @@ class AnalyzeResponse(_message.Message):
     sentiment: _common_pb2.Sentiment
     flags: _containers.RepeatedScalarFieldContainer[str]
     degraded: bool
-    def __init__(self, language: _Optional[str] = ..., normalized_text: _Optional[str] = ..., masked_text: _Optional[str] = ..., pii: _Optional[_Iterable[_Union[PiiSpan, _Mapping]]] = ..., intents: _Optional[_Iterable[_Union[_common_pb2.IntentCandidate, _Mapping]]] = ..., intent_margin: _Optional[float] = ..., out_of_scope: _Optional[bool] = ..., entities: _Optional[_Iterable[_Union[_common_pb2.Entity, _Mapping]]] = ..., sentiment: _Optional[_Union[_common_pb2.Sentiment, _Mapping]] = ..., flags: _Optional[_Iterable[str]] = ..., degraded: _Optional[bool] = ...) -> None: ...
+    query_embedding: _containers.RepeatedScalarFieldContainer[float]
+    embedder_id: str
+    def __init__(self, language: _Optional[str] = ..., normalized_text: _Optional[str] = ..., masked_text: _Optional[str] = ..., pii: _Optional[_Iterable[_Union[PiiSpan, _Mapping]]] = ..., intents: _Optional[_Iterable[_Union[_common_pb2.IntentCandidate, _Mapping]]] = ..., intent_margin: _Optional[float] = ..., out_of_scope: _Optional[bool] = ..., entities: _Optional[_Iterable[_Union[_common_pb2.Entity, _Mapping]]] = ..., sentiment: _Optional[_Union[_common_pb2.Sentiment, _Mapping]] = ..., flags: _Optional[_Iterable[str]] = ..., degraded: _Optional[bool] = ..., query_embedding: _Optional[_Iterable[float]] = ..., embedder_id: _Optional[str] = ...) -> None: ...
