@@ -55,6 +55,12 @@ def _cmd_up(args: argparse.Namespace) -> int:
         except ProcessFailed as exc:
             print(f"kefu: the trace backend did not start: {exc}", file=sys.stderr)
             return 1
+        if not cfg.telemetry.triton_traces_url:
+            from services.trace_relay import TraceRelay
+
+            # Triton's own spans (OTLP/JSON) into Phoenix (protobuf only), in this process.
+            relay = TraceRelay(cfg.telemetry.otlp_endpoint, host=cfg.host).start()
+            cfg.telemetry.triton_traces_url = relay.url
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())

@@ -215,6 +215,10 @@ class Telemetry:
     # none | console | otlp
     exporter: str = "none"
     otlp_endpoint: str = "http://127.0.0.1:4317"
+    # Where Triton sends its own spans (inference request, model, compute), continuing the
+    # turn's trace from the traceparent kefu's Triton client sends: OTLP over HTTP (JSON),
+    # e.g. http://127.0.0.1:6006/v1/traces for Phoenix. Empty: Triton is not traced.
+    triton_traces_url: str = ""
     # A Prometheus /metrics endpoint in every process: Dialog on this port, NLU +1, Knowledge
     # +2, Generation +3, the worker +4 (one host; in a cluster every pod uses the base). 0: none.
     prometheus_port: int = 0

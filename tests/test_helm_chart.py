@@ -774,6 +774,11 @@ def test_cpu_triton_command_matches_services_serving_triton(rendered):
     cfg.models.repository = "$repo"  # the chart's shell variable (KEFU_MODELS_REPOSITORY)
     expected = TritonServer(cfg).command(Path("/app/triton-backends"))[1:]
     assert chart_flags == expected
+    # Production traces Triton into the cluster's collector, with the flags kefu up uses.
+    prod = shell_command(script_of(container(rendered["production"], f"{RELEASE}-triton", "triton")), "exec ")[1:]
+    cfg.telemetry.triton_traces_url = "http://otel-collector.observability.svc.cluster.local:4318/v1/traces"
+    assert [a for a in prod[1:] if a != "$intent"] == TritonServer(cfg).command(Path("/app/triton-backends"))[1:]
+    assert "--trace-config" not in chart_flags
 
     env = env_of(c)
     wanted = {"LD_LIBRARY_PATH", "PATH", "KEFU_LLM_DIR", "KEFU_LLM_PRECISION", "KEFU_EMBEDDER_BIN", "OMP_NUM_THREADS",

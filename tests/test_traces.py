@@ -1,5 +1,6 @@
 """Traces an SRE can open: one trace per turn, from Dialog through NLU, Knowledge and
-Generation into the Temporal workflow and activities the turn starts (the kefu worker),
+Generation into Triton's inference spans and the Temporal workflow and activities the turn
+starts (the kefu worker),
 every span's parent in the same trace; the turn's log line carries its trace id; Dialog's
 turn metrics are exported. Spans reach the suite's in-process OTLP receiver
 (tests/otlp_sink.py), as they would reach Phoenix or a collector."""
@@ -24,8 +25,9 @@ def test_a_handoff_turn_is_one_trace_into_the_worker(dialog, span_sink, cfg):
 
     def whole(spans) -> bool:
         names = {(s.service, s.name) for s in spans if s.trace_id == trace_id}
-        return {("kefu-worker", "RunWorkflow:TicketWorkflow"), ("kefu-worker", "RunActivity:open_ticket"),
-                ("kefu-dialog", "StartWorkflow:TicketWorkflow")} <= names and any(svc == "kefu-nlu" for svc, _ in names)
+        return ({("kefu-worker", "RunWorkflow:TicketWorkflow"), ("kefu-worker", "RunActivity:open_ticket"),
+                 ("kefu-dialog", "StartWorkflow:TicketWorkflow"), ("triton", "InferRequest")} <= names
+                and any(svc == "kefu-nlu" for svc, _ in names))
 
     assert span_sink.wait_for(whole, timeout=20), sorted({(s.service, s.name) for s in span_sink.trace(trace_id)})
     spans = span_sink.trace(trace_id)
@@ -33,6 +35,11 @@ def test_a_handoff_turn_is_one_trace_into_the_worker(dialog, span_sink, cfg):
     roots = [s for s in spans if not s.parent_span_id]
     assert len(roots) == 1 and roots[0].service == "kefu-dialog", "one root: the Converse call"
     assert all(s.parent_span_id in ids for s in spans if s.parent_span_id), "every span's parent is in the trace"
+    # Triton's spans hang under NLU's (the embedder and the intent classifier it calls).
+    by_id = {s.span_id: s for s in spans}
+    infers = [s for s in spans if s.service == "triton" and s.name == "InferRequest"]
+    assert infers and all(by_id[s.parent_span_id].service == "kefu-nlu" for s in infers), [(s.name, by_id[s.parent_span_id].service) for s in infers]
+    assert {s.name for s in spans if s.service == "triton"} >= {"InferRequest", "embedder", "compute"}
 
     # The turn's log line in Dialog carries the trace id, so logs and traces meet.
     log = (Path(cfg.home_path) / "logs" / "dialog.log").read_text(encoding="utf-8", errors="replace")

@@ -33,13 +33,19 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
 
 
 @pytest.fixture(scope="session")
-def triton_server(tmp_path_factory) -> Iterator[tuple[KefuConfig, TritonServer]]:
+def triton_server(tmp_path_factory, span_sink) -> Iterator[tuple[KefuConfig, TritonServer]]:
     """``(cfg, server)``: a ready tritonserver on free loopback ports; ``cfg`` points at it.
+    Triton traces its requests into the suite's span receiver (through the relay ``kefu up
+    --traces`` uses: Triton exports OTLP/JSON).
 
     The configuration honours KEFU_* variables (e.g. KEFU_MODELS_CACHE_DIR)."""
+    from services.trace_relay import TraceRelay
+
     cfg = load_config()
     cfg.home = str(tmp_path_factory.mktemp("kefu-triton"))
     cfg.ports.triton_grpc, cfg.ports.triton_http, cfg.ports.triton_metrics = free_ports(3)
+    relay = TraceRelay(span_sink.endpoint).start()
+    cfg.telemetry.triton_traces_url = relay.url
     ensure_models(cfg, progress=lambda line: print(f"[models] {line}", file=sys.stderr))
     server = TritonServer(cfg, log_path=cfg.home_path / "triton.log")
     started = time.monotonic()
@@ -53,3 +59,4 @@ def triton_server(tmp_path_factory) -> Iterator[tuple[KefuConfig, TritonServer]]
         code = server.stop()
         print(f"[triton] stopped with code {code} in {time.monotonic() - t1:.1f} s, "
               f"{t1 - started:.0f} s after start", file=sys.stderr)
+        relay.stop()

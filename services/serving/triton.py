@@ -111,6 +111,18 @@ class TritonServer:
             f"--metrics-port={cfg.ports.triton_metrics}",
             "--exit-timeout-secs=10",
             "--log-info=true",
+            *self.trace_args(),
+        ]
+
+    def trace_args(self) -> list[str]:
+        """Triton's OpenTelemetry tracing when ``telemetry.triton_traces_url`` is set: every
+        request traced (its parent from the request's traceparent header), exported by OTLP/HTTP."""
+        url = self.cfg.telemetry.triton_traces_url
+        if not url:
+            return []
+        return [
+            "--trace-config", "mode=opentelemetry", "--trace-config", "rate=1", "--trace-config", "level=TIMESTAMPS",
+            "--trace-config", f"opentelemetry,url={url}", "--trace-config", "opentelemetry,resource=service.name=triton",
         ]
 
     def models(self) -> list[str]:

@@ -74,6 +74,16 @@ def _translate(exc: BaseException, what: str) -> ModelError:
     return ModelError(f"{what}: {msg or code or type(exc).__name__}")
 
 
+def trace_headers() -> dict[str, str] | None:
+    """The current span's W3C trace context (``traceparent``) as request headers: Triton, when
+    traced (``telemetry.triton_traces_url``), continues the caller's trace with its spans."""
+    from opentelemetry.propagate import inject
+
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier or None
+
+
 def _bytes_input(name: str, values: Sequence[str], shape: list[int]) -> grpcclient.InferInput:
     arr = np.array([v.encode("utf-8") for v in values], dtype=np.object_).reshape(shape)
     tensor = grpcclient.InferInput(name, shape, "BYTES")
@@ -173,7 +183,7 @@ class LlmClient(_TritonClient):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         try:
-            responses = self._get().stream_infer(requests(), stream_timeout=timeout_s)
+            responses = self._get().stream_infer(requests(), stream_timeout=timeout_s, headers=trace_headers())
         except Exception as exc:
             raise _translate(exc, f"{self.model} at {self.target}") from exc
         finished = False
@@ -232,7 +242,7 @@ class EmbedderClient(_TritonClient):
             inp = _bytes_input("text", batch, [len(batch), 1])
             out = grpcclient.InferRequestedOutput("embedding")
             try:
-                result = await client.infer(self.model, [inp], outputs=[out], client_timeout=timeout_s)
+                result = await client.infer(self.model, [inp], outputs=[out], client_timeout=timeout_s, headers=trace_headers())
             except Exception as exc:
                 raise _translate(exc, f"{self.model} at {self.target}") from exc
             return result.as_numpy("embedding").astype(np.float32, copy=False)
@@ -274,7 +284,7 @@ class IntentClassifierClient(_TritonClient):
             txt.set_data_from_numpy(text)
             try:
                 return await client.infer(self.model, [inp, txt], outputs=[grpcclient.InferRequestedOutput(n) for n in names],
-                                          client_timeout=timeout_s)
+                                          client_timeout=timeout_s, headers=trace_headers())
             except Exception as exc:
                 raise _translate(exc, f"{self.model} at {self.target}") from exc
 
