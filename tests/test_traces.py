@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kefu.v1 import dialog_pb2
 from tests.conftest import converse
 
 
@@ -50,6 +51,12 @@ def test_dialog_exports_turn_metrics(dialog, span_sink):
     converse(dialog, "What is your return policy?")
     assert span_sink.wait_for(lambda spans: span_sink.latest("kefu-dialog", "kefu.dialog.turns", action="answer") is not None, timeout=20)
     assert span_sink.wait_for(lambda spans: span_sink.latest("kefu-dialog", "kefu.dialog.turn.duration") is not None, timeout=20)
+    # The shared stack composes with the model: its time to first token and speed are exported.
+    # (A question of its own: a cached reply does not reach the model.)
+    _, result = converse(dialog, "How long does shipping usually take to arrive, roughly?")
+    assert result.actions[0].type == dialog_pb2.ACTION_TYPE_ANSWER, result.reply_text
+    for name in ("kefu.generation.time_to_first_token", "kefu.generation.tokens_per_second"):
+        assert span_sink.wait_for(lambda spans, n=name: (span_sink.latest("kefu-generation", n) or 0) >= 1, timeout=20), name
 
 
 def test_dialog_serves_its_metrics_to_prometheus(lone_service):

@@ -31,6 +31,22 @@ def root_cause(exc: BaseException) -> str:
     return message
 
 
+
+_failures = None
+
+
+def workflow_failures():  # noqa: ANN201 - an OpenTelemetry counter
+    """``kefu.workflow.failures``: workflows kefu could not start or run to a result (Temporal
+    away, the workflow failed or timed out), by workflow type."""
+    global _failures
+    if _failures is None:
+        from opentelemetry import metrics
+
+        _failures = metrics.get_meter("kefu").create_counter(
+            "kefu.workflow.failures", unit="{workflow}", description="Workflows that could not be started or did not finish, by type"
+        )
+    return _failures
+
 class WorkflowDesk:
     def __init__(self, cfg: KefuConfig, *, timeout_s: float) -> None:
         self._address = cfg.temporal_address
@@ -80,8 +96,10 @@ class WorkflowDesk:
                     raise Unavailable(f"{what} did not start in time (workflow {workflow_id}); is the kefu worker running?")
                 await asyncio.sleep(0.1)
         except Unavailable:
+            workflow_failures().add(1, {"workflow": workflow})
             raise
         except Exception as exc:  # noqa: BLE001 - RPC failures from the Temporal client
+            workflow_failures().add(1, {"workflow": workflow})
             raise Unavailable(f"could not run {what}: {exc}") from exc
 
     async def _execute(self, workflow: str, request: Any, *, workflow_id: str, result_type: type[R], what: str) -> R:
@@ -98,8 +116,11 @@ class WorkflowDesk:
             )
         except asyncio.TimeoutError as exc:
             # The workflow may still finish later under the same id.
+            workflow_failures().add(1, {"workflow": workflow})
             raise Unavailable(f"{what} did not finish in time (workflow {workflow_id}); is the kefu worker running?") from exc
         except WorkflowFailureError as exc:
+            workflow_failures().add(1, {"workflow": workflow})
             raise Unavailable(f"{what} failed (workflow {workflow_id}): {root_cause(exc)}") from exc
         except Exception as exc:  # noqa: BLE001 - RPC failures from the Temporal client
+            workflow_failures().add(1, {"workflow": workflow})
             raise Unavailable(f"could not run {what}: {exc}") from exc

@@ -189,12 +189,16 @@ class ReplyWriter:
         finish = ""
         tail = ""  # the rest of the reply once the guard has stopped the model
         llm_stream = self._llm.stream(build_messages(prompt), sampling)
+        asked, first_text = time.perf_counter(), False
         try:
             async for delta in llm_stream:
                 tokens = delta.completion_tokens or tokens
                 finish = delta.finish_reason or finish
                 if not delta.text:
                     continue
+                if not first_text:
+                    first_text = True
+                    self._metrics.first_token(time.perf_counter() - asked)
                 if guard is None:
                     pieces.append(delta.text)
                     yield ReplyDelta(delta.text)
@@ -234,6 +238,7 @@ class ReplyWriter:
                     guard.reason, len(guard.text), len(guard.dropped), guard.dropped[:80],
                 )
         finish = finish or "stop"
+        self._metrics.reply_speed(tokens, time.perf_counter() - asked)
         if key is not None and finish in ("stop", REPETITION) and pieces:
             # A stopped loop is cached as the trimmed reply: greedy decoding would loop the same way again.
             self._cache.put(key, ctx.kb_version, CachedReply("".join(pieces), finish, tokens))  # type: ignore[union-attr]

@@ -1,4 +1,5 @@
-"""Generation's metrics (OpenTelemetry): cache lookups and hit ratio, degraded replies."""
+"""Generation's metrics (OpenTelemetry): cache lookups and hit ratio, degraded replies, the model's
+time to first token and tokens per second."""
 
 from __future__ import annotations
 
@@ -9,9 +10,15 @@ from opentelemetry.metrics import Meter, Observation
 
 class GenerationMetrics:
     def __init__(self, meter: Meter | None, *, hit_ratio: Callable[[], float] | None = None, breaker_open: Callable[[], bool] | None = None) -> None:
-        self._lookups = self._degraded = None
+        self._lookups = self._degraded = self._ttft = self._speed = None
         if meter is None:
             return
+        self._ttft = meter.create_histogram(
+            "kefu.generation.time_to_first_token", unit="s", description="From asking the model to its first text"
+        )
+        self._speed = meter.create_histogram(
+            "kefu.generation.tokens_per_second", unit="{token}/s", description="Completion tokens per second of a finished reply"
+        )
         self._lookups = meter.create_counter(
             "kefu.generation.cache.lookups", unit="{lookup}", description="Hot-question cache lookups, by result (hit or miss)"
         )
@@ -37,4 +44,10 @@ class GenerationMetrics:
         if self._degraded is not None:
             self._degraded.add(1)
 
+    def first_token(self, seconds: float) -> None:
+        if self._ttft is not None:
+            self._ttft.record(seconds)
 
+    def reply_speed(self, tokens: int, seconds: float) -> None:
+        if self._speed is not None and tokens > 0 and seconds > 0:
+            self._speed.record(tokens / seconds)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 from typing import Any
 
 from temporalio import activity
@@ -98,6 +99,22 @@ def receipt_of(result: OperationResult, args_json: str = "") -> OperationReceipt
     )
 
 
+_erp_seconds = None
+
+
+def erp_call_seconds():  # noqa: ANN201 - an OpenTelemetry histogram
+    """``kefu.erp.call.duration``: the worker's calls into the store behind the ERP port, by
+    operation and result (the global meter: the worker's OTLP / Prometheus exporters)."""
+    global _erp_seconds
+    if _erp_seconds is None:
+        from opentelemetry import metrics
+
+        _erp_seconds = metrics.get_meter("kefu").create_histogram(
+            "kefu.erp.call.duration", unit="s", description="Store (ERP) operations applied by the worker, by operation and result"
+        )
+    return _erp_seconds
+
+
 class StoreActivities:
     def __init__(self, cfg: KefuConfig) -> None:
         # The config, not an open store: the store file can be replaced (a new import)
@@ -107,6 +124,12 @@ class StoreActivities:
     @activity.defn(name="apply_store_operation")
     async def apply_store_operation(self, call: OperationCall) -> OperationReceipt:
         # Idempotent on call.key (the workflow id): a retried attempt gets the first result.
-        result = await asyncio.to_thread(_apply, self._cfg, call)
+        started = time.perf_counter()
+        try:
+            result = await asyncio.to_thread(_apply, self._cfg, call)
+        except BaseException:
+            erp_call_seconds().record(time.perf_counter() - started, {"operation": call.operation, "result": "error"})
+            raise
+        erp_call_seconds().record(time.perf_counter() - started, {"operation": call.operation, "result": result.status})
         activity.logger.info("store operation %s (%s): %s %s", call.operation, call.key, result.status, result.code)
         return receipt_of(result, call.args_json)
