@@ -15,7 +15,7 @@ from tests.conftest import converse
 from tests.triton_fixtures import free_ports
 
 
-def test_a_handoff_while_temporal_is_away_is_queued_and_opened_later(cfg, lone_service, tmp_path):
+def test_a_handoff_while_temporal_is_away_is_queued_and_opened_later(cfg, lone_service, tmp_path, span_sink):
     home = str(tmp_path / "dialog-home")
     (dead,) = free_ports(1)
 
@@ -30,6 +30,10 @@ def test_a_handoff_while_temporal_is_away_is_queued_and_opened_later(cfg, lone_s
     assert created.detail["queued"] == "true" and created.ticket_id in result.reply_text
     assert "系统正在恢复" in result.reply_text and result.handoff == dialog_pb2.HANDOFF_STATE_REQUESTED
     assert DemoStore(cfg.store_path).get_ticket(created.ticket_id) is None  # not opened yet
+    # An SRE sees it: the Dialog counts the ticket workflow it could not start.
+    assert span_sink.wait_for(
+        lambda spans: (span_sink.latest("kefu-dialog", "kefu.workflow.failures", workflow="TicketWorkflow") or 0) >= 1, timeout=20
+    )
 
     def temporal_back(c) -> None:
         c.home = home  # the same sessions, and so the same queue

@@ -74,10 +74,10 @@ class WorkflowDesk:
         """Start a long-lived ``workflow`` (or find it already started under ``workflow_id``)
         and poll its ``query`` until ``ready`` holds, within the desk's timeout; every
         failure is an UNAVAILABLE naming ``what``."""
-        client = await self._connect()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout_s
         try:
+            client = await self._connect()
             try:
                 # Once per id, even after it closed: a late duplicate (a queued ticket opened by two
                 # Dialogs draining one shared outbox) finds the first run instead of starting another.
@@ -105,8 +105,8 @@ class WorkflowDesk:
     async def _execute(self, workflow: str, request: Any, *, workflow_id: str, result_type: type[R], what: str) -> R:
         """Run ``workflow`` to its result within the desk's timeout; every failure is an
         UNAVAILABLE naming ``what`` ("the ticket workflow", "the store operation X")."""
-        client = await self._connect()
         try:
+            client = await self._connect()
             return await asyncio.wait_for(
                 client.execute_workflow(
                     workflow, request, id=workflow_id, task_queue=self._task_queue, result_type=result_type,
@@ -118,6 +118,9 @@ class WorkflowDesk:
             # The workflow may still finish later under the same id.
             workflow_failures().add(1, {"workflow": workflow})
             raise Unavailable(f"{what} did not finish in time (workflow {workflow_id}); is the kefu worker running?") from exc
+        except Unavailable:
+            workflow_failures().add(1, {"workflow": workflow})  # Temporal unreachable
+            raise
         except WorkflowFailureError as exc:
             workflow_failures().add(1, {"workflow": workflow})
             raise Unavailable(f"{what} failed (workflow {workflow_id}): {root_cause(exc)}") from exc
