@@ -38,6 +38,17 @@ from typing import Any, Iterator
 Connection = Any  # sqlite3.Connection or _Postgres: execute(sql, params), executemany(sql, rows)
 
 
+
+@contextlib.contextmanager
+def sqlite_snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Reads on ``conn`` (autocommit SQLite) that see one state of the file; nothing written."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
 class StateDB:
     """A SQLite file at ``path``, or PostgreSQL at ``dsn`` when one is given.
 
@@ -107,12 +118,8 @@ class StateDB:
                         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     yield conn
                 return
-            conn.execute("BEGIN")
-            try:
+            with sqlite_snapshot(conn):
                 yield conn
-            finally:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
 
     def create(self, schema: str, *, columns: dict[str, dict[str, str]] | None = None, name: str = "") -> None:
         """Create ``schema``'s tables and indexes (``IF NOT EXISTS`` statements separated by

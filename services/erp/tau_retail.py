@@ -62,7 +62,7 @@ from services.erp.port import (
     Product,
     Variant,
 )
-from services.state_db import StateDB, shared
+from services.state_db import StateDB, shared, sqlite_snapshot
 
 FORMAT = "tau-retail"
 SCHEMA_VERSION = "1"
@@ -323,13 +323,8 @@ class TauRetailStore:
             with self._db.snapshot() as conn:
                 yield conn
             return
-        with self._connect() as conn:
-            conn.execute("BEGIN")
-            try:
-                yield conn
-            finally:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+        with self._connect() as conn, sqlite_snapshot(conn):
+            yield conn
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
