@@ -145,15 +145,16 @@ class Knowledge:
     # (Dialog.answer_intent_confidence). Chosen with `kefu eval answers` on the tune
     # half of bench/answers (docs/BENCHMARKS.md): lower thresholds answer more customers
     # but more of them from the wrong entry.
-    # (0.3 / 0.2 with answerability fit on kefu's tuned embedder; 0.6 / 0.2 suited the base one.)
-    confident_threshold: float = 0.3
+    # (0.4 / 0.2 with answerability fit on kefu's tuned embedder and the FAQ's similar
+    # questions; 0.6 / 0.2 suited the base embedder.)
+    confident_threshold: float = 0.4
     near_miss_threshold: float = 0.2
     # Below this (and from near_miss_threshold), NLU must also agree: the hit is an FAQ
     # entry the pack links to one of its two best intents (intents.yaml `faq:`).
-    agreement_threshold: float = 0.3
+    agreement_threshold: float = 0.4
     # A message asking two things (「能退吗？钱多久到」): a second entry is answered too when
     # one of its questions, looked up alone, reaches this answerability (above 1 = never).
-    second_answer_threshold: float = 0.8
+    second_answer_threshold: float = 0.7
     # Reciprocal rank fusion: score = sum over rankings of weight / (rank_constant + rank),
     # each ranking cut to rrf_window. Tuned on InsuranceQA train (bench/retrieval.py --tune).
     rrf_rank_constant: float = 10.0
@@ -183,6 +184,11 @@ class Dialog:
     min_intent_confidence: float = 0.70
     # Intent confidence with which a near-miss knowledge hit is still used.
     answer_intent_confidence: float = 0.30
+    # NLU this sure of an intent the pack links to FAQ entries, and Knowledge's first hit not
+    # one of them: a linked entry among the hits goes first when Knowledge rates it more
+    # answerable ("寄来一个灰色的" ranked under the authenticity entry by its words, heard
+    # as wrong_item_received).
+    linked_entry_confidence: float = 0.80
     # Deadline in seconds for calls from Dialog to NLU and Knowledge.
     call_timeout_s: float = 10.0
     # A turn counts as dissatisfied when NLU's dissatisfaction score reaches this; after

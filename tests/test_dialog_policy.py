@@ -91,6 +91,35 @@ def test_a_near_miss_answers_only_when_nlu_hears_the_entrys_intent():
     assert not ENGINE.knowledge.answers(_found("returns-7day-en", near), _outcome(("return_policy", 0.9), out_of_scope=True))
 
 
+def _ranked(*hits: tuple[str, float]) -> knowledge_pb2.SearchResponse:
+    return knowledge_pb2.SearchResponse(
+        hits=[knowledge_pb2.RetrievalHit(doc_id=d, text=d, answerability=a) for d, a in hits], answerability=hits[0][1]
+    )
+
+
+def test_an_entry_linked_to_the_intent_nlu_is_sure_of_goes_first_when_more_answerable():
+    """「寄来的颜色不对」 ranked under the authenticity entry by its words, heard as
+    wrong_item_received: the wrong-item entry lower down is taken when Knowledge rates it
+    more answerable; never when NLU is unsure, out of scope, or the linked hit rates lower."""
+    linked_first = ENGINE.knowledge._linked_first
+    sure = CFG.dialog.linked_entry_confidence + 0.05
+    found = _ranked(("product-authenticity-zh", 0.05), ("shipping-split-zh", 0.3), ("wrong-item-zh", 0.7))
+    moved = linked_first(found, _outcome(("wrong_item_received", sure)))
+    assert [h.doc_id for h in moved.hits] == ["wrong-item-zh", "product-authenticity-zh", "shipping-split-zh"]
+    assert abs(moved.answerability - 0.7) < 1e-6 and found.hits[0].doc_id == "product-authenticity-zh"  # a copy
+    assert ENGINE.knowledge.answers(moved, _outcome(("wrong_item_received", sure)))
+    for outcome in (
+        _outcome(("wrong_item_received", CFG.dialog.linked_entry_confidence - 0.05)),  # NLU unsure
+        _outcome(("wrong_item_received", sure), out_of_scope=True),
+        _outcome(("product_usage", sure)),  # no link to any hit
+    ):
+        assert linked_first(found, outcome) is found
+    lower = _ranked(("product-authenticity-zh", 0.5), ("wrong-item-zh", 0.4))
+    assert linked_first(lower, _outcome(("wrong_item_received", sure))) is lower
+    first_linked = _ranked(("wrong-item-zh", 0.1), ("product-authenticity-zh", 0.9))
+    assert linked_first(first_linked, _outcome(("wrong_item_received", sure))) is first_linked
+
+
 def test_an_unknown_answer_style_is_refused_at_start():
     import copy
 

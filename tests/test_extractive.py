@@ -29,3 +29,22 @@ def test_the_passage_stands_whole_when_nothing_points_or_it_is_short():
 def test_sentences_keep_decimals_and_semicolon_lists_together():
     assert sentences("Fees are 8.5 yuan. Free from 99 yuan.") == ["Fees are 8.5 yuan.", "Free from 99 yuan."]
     assert sentences("到账时间：余额即时到账；支付宝 1–3 天。未发货立即退款。") == ["到账时间：余额即时到账；支付宝 1–3 天。", "未发货立即退款。"]
+
+
+def test_a_second_passage_drops_what_the_first_already_says():
+    """Two entries that both give the hotline's hours: the second keeps only what is new,
+    and the reply passes the repetition check that generation's guard makes."""
+    from services.generation.repetition import RepetitionGuard
+
+    from services.dialog.extractive import without_repeats
+
+    first, second = FAQ["service-contact-zh"], FAQ["service-hours-zh"]
+    rest = without_repeats(first, second)
+    assert rest and len(rest) < len(second) and all(s in second for s in sentences(rest))
+    guard = RepetitionGuard()
+    guard.feed(f"{first}\n\n{rest}")
+    guard.finish()
+    assert not guard.fired
+    assert without_repeats("", second) == second  # nothing before: whole
+    assert without_repeats(first, first) == ""  # everything repeats
+    assert without_repeats(FAQ["returns-7day-en"], FAQ["payment-methods-en"]) == FAQ["payment-methods-en"]

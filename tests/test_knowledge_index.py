@@ -227,6 +227,20 @@ async def test_answerability_separates_covered_from_uncovered_questions(index):
     assert all(0.0 <= p <= 1.0 for p in cov + unc)
 
 
+async def test_every_hit_is_rated_as_if_it_were_the_answer(index):
+    """Each hit carries the probability that it answers, were it the one given: the first's is
+    the response's, and the entry that answers rates higher than the rest wherever it is ranked."""
+    found = await index.search("退货要满足什么条件", locales=["zh"], top_k=5)
+    assert len(found.hits) >= 2 and found.hits[0].answerability == found.answerability
+    assert all(0.0 <= h.answerability <= 1.0 for h in found.hits)
+    assert found.hits[0].answerability > max(h.answerability for h in found.hits[1:])
+    # The same hits in another order rate the same: a hit's rating does not depend on its rank.
+    second = found.hits[1]
+    rated = second.answerability
+    index._answerability.judge("退货要满足什么条件", [second, found.hits[0], *found.hits[2:]])
+    assert abs(second.answerability - rated) < 1e-9
+
+
 def _eval(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "services.cli", "eval", "retrieval", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=300)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.dialog.questions import asks, asks_anything, requests_something, sub_questions
+from services.dialog.questions import asks, asks_anything, requests_something, sub_questions, sub_questions_in_context
 
 
 @pytest.mark.parametrize(
@@ -19,6 +19,21 @@ from services.dialog.questions import asks, asks_anything, requests_something, s
 )
 def test_two_questions_are_found(text, parts):
     assert sub_questions(text) == parts
+
+
+def test_each_question_is_looked_up_after_the_story_it_follows():
+    """A question that leans on the story before it ("it", 「这个」) is looked up with that story."""
+    assert sub_questions_in_context("I'm a Gold member. How many points do I get per order? and do they expire?") == [
+        ("How many points do I get per order?", "I'm a Gold member. How many points do I get per order?"),
+        ("and do they expire?", "I'm a Gold member. and do they expire?"),
+    ]
+    assert sub_questions_in_context("我买了台洗衣机，住六楼。这个包安装吗？要额外收费不") == [
+        ("这个包安装吗？", "我买了台洗衣机，住六楼。这个包安装吗？"),
+        ("要额外收费不", "我买了台洗衣机，住六楼。要额外收费不"),
+    ]
+    # No story: each question alone; one question: nothing to split.
+    assert sub_questions_in_context("运费多少？几天能到") == [("运费多少？", "运费多少？"), ("几天能到", "几天能到")]
+    assert sub_questions_in_context("I bought a kettle. Does it have a warranty?") == []
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,10 @@ pytestmark = pytest.mark.skipif(not (DATA / "orders.json").is_file(), reason=f"Ï
 def home(tmp_path, monkeypatch):
     monkeypatch.delenv("KEFU_CONFIG", raising=False)
     monkeypatch.setenv("KEFU_HOME", str(tmp_path / "home"))
+    # "kefu not running" for this home, also on a machine where a kefu runs on the default ports.
+    from tests.triton_fixtures import free_ports
+
+    monkeypatch.setenv("KEFU_PORTS_KNOWLEDGE", str(free_ports(1)[0]))
     return tmp_path / "home"
 
 

@@ -20,9 +20,9 @@ from kefu.v1 import generation_pb2, knowledge_pb2
 from services.config import KefuConfig
 from services.demo.pack import DomainPack, Intent
 from services.dialog.elsewhere import other_shop
-from services.dialog.extractive import extract
+from services.dialog.extractive import extract, without_repeats
 from services.dialog.grounding import ReplyCheck
-from services.dialog.questions import sub_questions
+from services.dialog.questions import sub_questions_in_context
 from services.dialog.replies import reply
 from services.dialog.sessions import SessionRecord, StoredAction, StoredCitation
 from services.dialog.upstream import Upstream, history_message
@@ -123,7 +123,27 @@ class KnowledgeAnswers:
             found = await self._upstream.search(question, locales=[outcome.language], top_k=self._cfg.knowledge.top_k, **vector)
         if found.degraded:
             outcome.degraded = True  # searched with the in-process embedder: Triton was away
-        return found
+        return self._linked_first(found, outcome) if question == u.masked_text else found
+
+    def _linked_first(self, found: knowledge_pb2.SearchResponse, outcome: TurnOutcome) -> knowledge_pb2.SearchResponse:
+        """``found`` with the best hit that NLU's intent links to first, when NLU is sure of
+        that intent (``linked_entry_confidence``), the first hit is not linked to it and
+        Knowledge rates the linked one more answerable (RetrievalHit.answerability)."""
+        u = outcome.understanding
+        if not found.hits or u.out_of_scope or not u.intents or u.intents[0].confidence < self._cfg.dialog.linked_entry_confidence:
+            return found
+        linked = self._pack.faq_of(u.intents[0].name)
+        if not linked or found.hits[0].doc_id in linked:
+            return found
+        best = max((i for i in range(1, len(found.hits)) if found.hits[i].doc_id in linked), key=lambda i: found.hits[i].answerability, default=0)
+        if not best or found.hits[best].answerability <= found.answerability:
+            return found
+        reordered = knowledge_pb2.SearchResponse()
+        reordered.CopyFrom(found)
+        del reordered.hits[:]
+        reordered.hits.extend([found.hits[best], *(h for i, h in enumerate(found.hits) if i != best)])
+        reordered.answerability = found.hits[best].answerability
+        return reordered
 
     async def answer(
         self, outcome: TurnOutcome, session: SessionRecord, store_format: str = "", found: knowledge_pb2.SearchResponse | None = None
@@ -165,21 +185,26 @@ class KnowledgeAnswers:
         if also is not None:
             # In the order the customer asked.
             asked.insert(0 if also[2] else 1, (also[0], also[1]))
-        passages = [h for h, _ in asked]
+        # Each passage less what an earlier one already says (the hotline's hours in both).
+        composed: list[tuple[knowledge_pb2.RetrievalHit, str, str]] = []
+        for hit, asks in asked:
+            if text := without_repeats("\n\n".join(t for _, _, t in composed), hit.text):
+                composed.append((hit, asks, text))
+        passages = [h for h, _, _ in composed]
         outcome.citations = [_citation(h, found.kb_version) for h in passages]
         outcome.actions.append(StoredAction("answer", detail={"doc_id": ",".join(h.doc_id for h in passages)}))
-        verbatim = "\n\n".join(h.text for h in passages)
+        verbatim = "\n\n".join(t for _, _, t in composed)
         style = self._cfg.dialog.answer_style
         if style in ("verbatim", "extractive"):
             outcome.actions[-1].detail["style"] = style
-            text = verbatim if style == "verbatim" else "\n\n".join(extract(q, h.text) for h, q in asked)
+            text = verbatim if style == "verbatim" else "\n\n".join(extract(q, t) for _, q, t in composed)
             outcome.reply_text = text
             yield text
             return
         request = generation_pb2.GenerateRequest(
             user_message=question,
             language=outcome.language,
-            passages=[generation_pb2.Passage(doc_id=h.doc_id, title=h.title, text=h.text) for h in passages],
+            passages=[generation_pb2.Passage(doc_id=h.doc_id, title=h.title, text=t) for h, _, t in composed],
             history=[m for t in session.turns[-4:] for m in (history_message("customer", t.customer_text), history_message("assistant", t.reply_text))],
             params=generation_pb2.SamplingParams(max_tokens=self._cfg.models.max_tokens, temperature=0.0),
             session_id=session.session_id,
@@ -232,13 +257,17 @@ class KnowledgeAnswers:
     ) -> tuple[knowledge_pb2.RetrievalHit, str, bool] | None:
         """For a message that asks two things (questions.py), the entry that answers
         the one the first entry does not, with that question and whether it was asked
-        before the first entry's, when Knowledge is sure of it on its own."""
+        before the first entry's, when Knowledge is sure of it on its own. Each question
+        is looked up alone and after the story the message opens with, if any ("I'm a
+        Silver member now. … and what are they worth?"); a lookup that finds another entry
+        than the first counts before one that does not, then the surer."""
         threshold = self._cfg.knowledge.second_answer_threshold
         if threshold > 1.0:
             return None
         answered: list[tuple[str, knowledge_pb2.SearchResponse]] = []
-        for clause in sub_questions(outcome.understanding.masked_text)[:3]:
-            answered.append((clause, await self.search(outcome, store_format, query=clause)))
+        for clause, query in sub_questions_in_context(outcome.understanding.masked_text)[:3]:
+            lookups = [await self.search(outcome, store_format, query=q) for q in dict.fromkeys((clause, query))]
+            answered.append((clause, max(lookups, key=lambda f: (f.hits[0].doc_id != first, f.answerability) if f.hits else (False, -1.0))))
         first_at = next((i for i, (_, f) in enumerate(answered) if f.hits and f.hits[0].doc_id == first), len(answered))
         for i, (clause, found) in enumerate(answered):
             if found.hits and found.hits[0].doc_id != first and found.answerability >= threshold:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+from services.generation.repetition import RepetitionGuard
 from services.knowledge.analysis import analyze
 
 # Sentence ends: Chinese full stops and marks (a 「；」 list item stays with its sentence),
@@ -40,3 +41,20 @@ def extract(question: str, passage: str, *, min_sentences: int = 3) -> str:
         keep.add(ranked[1])
     joiner = "" if re.search(r"[\u4e00-\u9fff]", passage) else " "
     return joiner.join(parts[i] for i in sorted(keep))
+
+
+def without_repeats(before: str, passage: str) -> str:
+    """``passage`` less the sentences that would repeat ``before`` in one reply (two FAQ
+    entries that both give the hotline's hours): what the repetition guard of
+    generation/repetition.py would catch is left out; "" when every sentence repeats."""
+    if not before.strip():
+        return passage
+    joiner = "" if re.search(r"[\u4e00-\u9fff]", passage) else " "
+    kept: list[str] = []
+    for sentence in sentences(passage):
+        guard = RepetitionGuard()
+        guard.feed(f"{before}\n\n{joiner.join([*kept, sentence])}")
+        guard.finish()
+        if not guard.fired:
+            kept.append(sentence)
+    return joiner.join(kept)

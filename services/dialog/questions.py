@@ -56,6 +56,23 @@ def asks_anything(text: str) -> bool:
 def sub_questions(text: str, *, min_chars: int = 4) -> list[str]:
     """The clauses of ``text`` that ask something, in order; [] when there are fewer
     than two (the message is one question, looked up whole)."""
+    return [clause for clause, _ in sub_questions_in_context(text, min_chars=min_chars)]
+
+
+def sub_questions_in_context(text: str, *, min_chars: int = 4) -> list[tuple[str, str]]:
+    """:func:`sub_questions` each with the query to look it up by: the clause after the
+    story the message opens with ("I need a company invoice for my order. How do I ask
+    for it and what details do you need?" — "how do I ask for it" alone has no subject)."""
     parts = [p.strip(" \t，,、;；") for p in _SPLIT.split(text) if p and p.strip()]
-    found = [p for p in parts if len(p) >= min_chars and asks(p)]
-    return found if len(found) >= 2 else []
+    asking = [i for i, p in enumerate(parts) if len(p) >= min_chars and asks(p)]
+    if len(asking) < 2:
+        return []
+    story = "".join(_after_punctuation(p) for p in parts[: asking[0]])
+    return [(parts[i], f"{story}{parts[i]}") for i in asking]
+
+
+def _after_punctuation(part: str) -> str:
+    """``part`` as it stands before the next one: ended by its mark, or by a comma."""
+    if re.search(r"[\u4e00-\u9fff]", part):
+        return part if re.search(r"[。？！?!；;…]$", part) else part + "，"
+    return part + " " if re.search(r"[.?!;…]$", part) else part + ", "

@@ -82,6 +82,13 @@ class AnswerabilityModel:
         return self.probability(features(query, hits))
 
     def judge(self, query: str, hits: Sequence[RetrievalHit]) -> tuple[bool, float]:
-        """(answerable, calibrated probability in [0, 1]) for the ranked ``hits``."""
+        """(answerable, calibrated probability in [0, 1]) for the ranked ``hits``; each hit's
+        ``answerability`` is set too: the probability that it answers, were it the one
+        given (its features against the other hits), so that a caller that knows more
+        (NLU's intent linked to an entry) can prefer a hit below the first."""
+        for i, hit in enumerate(hits):
+            hit.answerability = self.score(query, [hit, *hits[:i], *hits[i + 1:]]) if i else 0.0
         p = self.score(query, hits)
+        if hits:
+            hits[0].answerability = p
         return p >= self.threshold, p

@@ -103,6 +103,8 @@ class RetrievalHit:
     dense_score: float = 0.0
     # BM25 score of this chunk for the query (0.0 when not computed).
     lexical_score: float = 0.0
+    # Probability that this hit answers the query were it the one given (answerability.py).
+    answerability: float = 0.0
 
 
 @dataclass

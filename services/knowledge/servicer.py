@@ -42,7 +42,7 @@ def to_proto(result: SearchResult) -> knowledge_pb2.SearchResponse:
             knowledge_pb2.RetrievalHit(
                 doc_id=h.doc_id, chunk_id=h.chunk_id, title=h.title, text=h.text, matched_question=h.matched_question,
                 score=h.score, locale=h.locale, tags=h.tags, citation=citation,
-                dense_score=h.dense_score, lexical_score=h.lexical_score,
+                dense_score=h.dense_score, lexical_score=h.lexical_score, answerability=h.answerability,
             )
         )
     return knowledge_pb2.SearchResponse(

@@ -25,33 +25,33 @@ _sym_db = _symbol_database.Default()
 from kefu.v1 import common_pb2 as kefu_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17kefu/v1/knowledge.proto\x12\x07kefu.v1\x1a\x14kefu/v1/common.proto\"\xa0\x01\n\rSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x0f\n\x07locales\x18\x02 \x03(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12$\n\x04mode\x18\x05 \x01(\x0e\x32\x16.kefu.v1.RetrievalMode\x12\x17\n\x0fquery_embedding\x18\x06 \x03(\x02\x12\x13\n\x0b\x65mbedder_id\x18\x07 \x01(\t\"\xe5\x01\n\x0cRetrievalHit\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x18\n\x10matched_question\x18\x05 \x01(\t\x12\r\n\x05score\x18\x06 \x01(\x02\x12\x0e\n\x06locale\x18\x07 \x01(\t\x12\x0c\n\x04tags\x18\x08 \x03(\t\x12#\n\x08\x63itation\x18\t \x01(\x0b\x32\x11.kefu.v1.Citation\x12\x13\n\x0b\x64\x65nse_score\x18\n \x01(\x02\x12\x15\n\rlexical_score\x18\x0b \x01(\x02\"\x86\x01\n\x0eSearchResponse\x12#\n\x04hits\x18\x01 \x03(\x0b\x32\x15.kefu.v1.RetrievalHit\x12\x12\n\nanswerable\x18\x02 \x01(\x08\x12\x15\n\ranswerability\x18\x03 \x01(\x02\x12\x12\n\nkb_version\x18\x04 \x01(\x03\x12\x10\n\x08\x64\x65graded\x18\x05 \x01(\x08\"\xa2\x01\n\x11KnowledgeDocument\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.kefu.v1.DocumentKind\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0e\n\x06locale\x18\x04 \x01(\t\x12\x0c\n\x04tags\x18\x05 \x03(\t\x12\x11\n\tquestions\x18\x06 \x03(\t\x12\x0e\n\x06\x61nswer\x18\x07 \x01(\t\x12\x0c\n\x04\x62ody\x18\x08 \x01(\t\"=\n\rIngestRequest\x12,\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x1a.kefu.v1.KnowledgeDocument\"F\n\x0eIngestResponse\x12\x10\n\x08ingested\x18\x01 \x01(\x05\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\x05\x12\x12\n\nkb_version\x18\x03 \x01(\x03\"\x1c\n\rDeleteRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"H\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x05\x12\x11\n\tnot_found\x18\x02 \x03(\t\x12\x12\n\nkb_version\x18\x03 \x01(\x03*}\n\rRetrievalMode\x12\x1e\n\x1aRETRIEVAL_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15RETRIEVAL_MODE_HYBRID\x10\x01\x12\x17\n\x13RETRIEVAL_MODE_BM25\x10\x02\x12\x18\n\x14RETRIEVAL_MODE_DENSE\x10\x03*_\n\x0c\x44ocumentKind\x12\x1d\n\x19\x44OCUMENT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x44OCUMENT_KIND_FAQ\x10\x01\x12\x19\n\x15\x44OCUMENT_KIND_ARTICLE\x10\x02\x32\xbe\x01\n\tKnowledge\x12\x39\n\x06Search\x12\x16.kefu.v1.SearchRequest\x1a\x17.kefu.v1.SearchResponse\x12;\n\x06Ingest\x12\x16.kefu.v1.IngestRequest\x1a\x17.kefu.v1.IngestResponse(\x01\x12\x39\n\x06\x44\x65lete\x12\x16.kefu.v1.DeleteRequest\x1a\x17.kefu.v1.DeleteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17kefu/v1/knowledge.proto\x12\x07kefu.v1\x1a\x14kefu/v1/common.proto\"\xa0\x01\n\rSearchRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x0f\n\x07locales\x18\x02 \x03(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\r\n\x05top_k\x18\x04 \x01(\x05\x12$\n\x04mode\x18\x05 \x01(\x0e\x32\x16.kefu.v1.RetrievalMode\x12\x17\n\x0fquery_embedding\x18\x06 \x03(\x02\x12\x13\n\x0b\x65mbedder_id\x18\x07 \x01(\t\"\xfc\x01\n\x0cRetrievalHit\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x18\n\x10matched_question\x18\x05 \x01(\t\x12\r\n\x05score\x18\x06 \x01(\x02\x12\x0e\n\x06locale\x18\x07 \x01(\t\x12\x0c\n\x04tags\x18\x08 \x03(\t\x12#\n\x08\x63itation\x18\t \x01(\x0b\x32\x11.kefu.v1.Citation\x12\x13\n\x0b\x64\x65nse_score\x18\n \x01(\x02\x12\x15\n\rlexical_score\x18\x0b \x01(\x02\x12\x15\n\ranswerability\x18\x0c \x01(\x02\"\x86\x01\n\x0eSearchResponse\x12#\n\x04hits\x18\x01 \x03(\x0b\x32\x15.kefu.v1.RetrievalHit\x12\x12\n\nanswerable\x18\x02 \x01(\x08\x12\x15\n\ranswerability\x18\x03 \x01(\x02\x12\x12\n\nkb_version\x18\x04 \x01(\x03\x12\x10\n\x08\x64\x65graded\x18\x05 \x01(\x08\"\xa2\x01\n\x11KnowledgeDocument\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.kefu.v1.DocumentKind\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0e\n\x06locale\x18\x04 \x01(\t\x12\x0c\n\x04tags\x18\x05 \x03(\t\x12\x11\n\tquestions\x18\x06 \x03(\t\x12\x0e\n\x06\x61nswer\x18\x07 \x01(\t\x12\x0c\n\x04\x62ody\x18\x08 \x01(\t\"=\n\rIngestRequest\x12,\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x1a.kefu.v1.KnowledgeDocument\"F\n\x0eIngestResponse\x12\x10\n\x08ingested\x18\x01 \x01(\x05\x12\x0e\n\x06\x63hunks\x18\x02 \x01(\x05\x12\x12\n\nkb_version\x18\x03 \x01(\x03\"\x1c\n\rDeleteRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"H\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x05\x12\x11\n\tnot_found\x18\x02 \x03(\t\x12\x12\n\nkb_version\x18\x03 \x01(\x03*}\n\rRetrievalMode\x12\x1e\n\x1aRETRIEVAL_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15RETRIEVAL_MODE_HYBRID\x10\x01\x12\x17\n\x13RETRIEVAL_MODE_BM25\x10\x02\x12\x18\n\x14RETRIEVAL_MODE_DENSE\x10\x03*_\n\x0c\x44ocumentKind\x12\x1d\n\x19\x44OCUMENT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x44OCUMENT_KIND_FAQ\x10\x01\x12\x19\n\x15\x44OCUMENT_KIND_ARTICLE\x10\x02\x32\xbe\x01\n\tKnowledge\x12\x39\n\x06Search\x12\x16.kefu.v1.SearchRequest\x1a\x17.kefu.v1.SearchResponse\x12;\n\x06Ingest\x12\x16.kefu.v1.IngestRequest\x1a\x17.kefu.v1.IngestResponse(\x01\x12\x39\n\x06\x44\x65lete\x12\x16.kefu.v1.DeleteRequest\x1a\x17.kefu.v1.DeleteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kefu.v1.knowledge_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RETRIEVALMODE']._serialized_start=994
-  _globals['_RETRIEVALMODE']._serialized_end=1119
-  _globals['_DOCUMENTKIND']._serialized_start=1121
-  _globals['_DOCUMENTKIND']._serialized_end=1216
+  _globals['_RETRIEVALMODE']._serialized_start=1017
+  _globals['_RETRIEVALMODE']._serialized_end=1142
+  _globals['_DOCUMENTKIND']._serialized_start=1144
+  _globals['_DOCUMENTKIND']._serialized_end=1239
   _globals['_SEARCHREQUEST']._serialized_start=59
   _globals['_SEARCHREQUEST']._serialized_end=219
   _globals['_RETRIEVALHIT']._serialized_start=222
-  _globals['_RETRIEVALHIT']._serialized_end=451
-  _globals['_SEARCHRESPONSE']._serialized_start=454
-  _globals['_SEARCHRESPONSE']._serialized_end=588
-  _globals['_KNOWLEDGEDOCUMENT']._serialized_start=591
-  _globals['_KNOWLEDGEDOCUMENT']._serialized_end=753
-  _globals['_INGESTREQUEST']._serialized_start=755
-  _globals['_INGESTREQUEST']._serialized_end=816
-  _globals['_INGESTRESPONSE']._serialized_start=818
-  _globals['_INGESTRESPONSE']._serialized_end=888
-  _globals['_DELETEREQUEST']._serialized_start=890
-  _globals['_DELETEREQUEST']._serialized_end=918
-  _globals['_DELETERESPONSE']._serialized_start=920
-  _globals['_DELETERESPONSE']._serialized_end=992
-  _globals['_KNOWLEDGE']._serialized_start=1219
-  _globals['_KNOWLEDGE']._serialized_end=1409
+  _globals['_RETRIEVALHIT']._serialized_end=474
+  _globals['_SEARCHRESPONSE']._serialized_start=477
+  _globals['_SEARCHRESPONSE']._serialized_end=611
+  _globals['_KNOWLEDGEDOCUMENT']._serialized_start=614
+  _globals['_KNOWLEDGEDOCUMENT']._serialized_end=776
+  _globals['_INGESTREQUEST']._serialized_start=778
+  _globals['_INGESTREQUEST']._serialized_end=839
+  _globals['_INGESTRESPONSE']._serialized_start=841
+  _globals['_INGESTRESPONSE']._serialized_end=911
+  _globals['_DELETEREQUEST']._serialized_start=913
+  _globals['_DELETEREQUEST']._serialized_end=941
+  _globals['_DELETERESPONSE']._serialized_start=943
+  _globals['_DELETERESPONSE']._serialized_end=1015
+  _globals['_KNOWLEDGE']._serialized_start=1242
+  _globals['_KNOWLEDGE']._serialized_end=1432
 # @@protoc_insertion_point(module_scope)

@@ -47,7 +47,7 @@ class SearchRequest(_message.Message):
     def __init__(self, query: _Optional[str] = ..., locales: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., mode: _Optional[_Union[RetrievalMode, str]] = ..., query_embedding: _Optional[_Iterable[float]] = ..., embedder_id: _Optional[str] = ...) -> None: ...
 
 class RetrievalHit(_message.Message):
-    __slots__ = ("doc_id", "chunk_id", "title", "text", "matched_question", "score", "locale", "tags", "citation", "dense_score", "lexical_score")
+    __slots__ = ("doc_id", "chunk_id", "title", "text", "matched_question", "score", "locale", "tags", "citation", "dense_score", "lexical_score", "answerability")
     DOC_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,7 @@ class RetrievalHit(_message.Message):
     CITATION_FIELD_NUMBER: _ClassVar[int]
     DENSE_SCORE_FIELD_NUMBER: _ClassVar[int]
     LEXICAL_SCORE_FIELD_NUMBER: _ClassVar[int]
+    ANSWERABILITY_FIELD_NUMBER: _ClassVar[int]
     doc_id: str
     chunk_id: str
     title: str
@@ -70,7 +71,8 @@ class RetrievalHit(_message.Message):
     citation: _common_pb2.Citation
     dense_score: float
     lexical_score: float
-    def __init__(self, doc_id: _Optional[str] = ..., chunk_id: _Optional[str] = ..., title: _Optional[str] = ..., text: _Optional[str] = ..., matched_question: _Optional[str] = ..., score: _Optional[float] = ..., locale: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., citation: _Optional[_Union[_common_pb2.Citation, _Mapping]] = ..., dense_score: _Optional[float] = ..., lexical_score: _Optional[float] = ...) -> None: ...
+    answerability: float
+    def __init__(self, doc_id: _Optional[str] = ..., chunk_id: _Optional[str] = ..., title: _Optional[str] = ..., text: _Optional[str] = ..., matched_question: _Optional[str] = ..., score: _Optional[float] = ..., locale: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., citation: _Optional[_Union[_common_pb2.Citation, _Mapping]] = ..., dense_score: _Optional[float] = ..., lexical_score: _Optional[float] = ..., answerability: _Optional[float] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("hits", "answerable", "answerability", "kb_version", "degraded")
