@@ -17,6 +17,7 @@ English, filters, replace, delete, versions; the indices are deleted afterwards.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import os
 import uuid
@@ -28,7 +29,7 @@ from services.errors import InvalidArgument, KefuError, Unavailable
 from services.knowledge import elasticsearch_requests as es
 from services.knowledge.elasticsearch import ElasticsearchIndex
 from services.knowledge.answerability import AnswerabilityModel, coefficients_path
-from services.serving.embedder_weights import BASE_MODEL_ID
+from services.serving.embedder_weights import BASE_MODEL_ID, TUNED_MODEL_ID
 from services.knowledge.entries import KnowledgeEntry, faq_dense
 from tests.elasticsearch_fixtures import DIMS, FakeEmbedder, es_error, returns_zh, shipping_en, warranty_article
 from tests.fake_elasticsearch import FakeElasticsearch, Recorded
@@ -56,6 +57,8 @@ async def test_real_client_sends_the_built_requests(fake_es):
         assert created["/kb-meta"] == {"settings": es.meta_settings(), "mappings": es.meta_mappings()}
         assert fake_es.requests[0].headers["x-elastic-client-meta"].startswith("es=")  # the official client spoke
         assert index.version == 0 and len(index) == 0
+        created = fake_es.of(suffix="/kb-meta/_create/kb")[-1]  # a new index records its embedder at once
+        assert created.body["kb_version"] == 0 and created.body["embedder"] == BASE_MODEL_ID
 
         entries = [shipping_en(), returns_zh(), warranty_article()]
         assert await index.upsert(entries) == 1
@@ -63,8 +66,8 @@ async def test_real_client_sends_the_built_requests(fake_es):
         vectors = await es.embed_entries(FakeEmbedder(), entries)
         assert bulk.body == es.bulk_actions("kb-chunks", es.chunk_documents(entries, vectors, 1))
         assert bulk.query["refresh"] == "wait_for" and "ndjson" in bulk.headers["content-type"]
-        commit = fake_es.of(suffix="/kb-meta/_create/kb")[-1]
-        assert commit.body["kb_version"] == 1 and commit.body["write"]
+        commit = fake_es.of("PUT", "/kb-meta/_doc/kb")[-1]
+        assert commit.query["if_seq_no"] == "0" and commit.body["kb_version"] == 1 and commit.body["write"] != created.body["write"]
         assert index.version == 1 and len(index) == 3 and index.get("returns-7day-zh") == returns_zh()
 
         result = await index.search("退货政策是怎样的", locales=["zh"], tags=["returns"], top_k=2)
@@ -351,6 +354,144 @@ async def test_schema_mismatch_is_reported(fake_es):
     with pytest.raises(KefuError, match="another index prefix"):
         await stale.open()
     await stale.close()
+
+
+# -- the embedder that made the vectors -------------------------------------------------------
+class NamedEmbedder(FakeEmbedder):
+    """A FakeEmbedder that names its weights; other weights give other vectors. ``fail``: it raises."""
+
+    def __init__(self, model_id: str, fail: bool = False) -> None:
+        super().__init__()
+        self.model_id, self.fail = model_id, fail
+
+    def _embed(self, prefix: str, texts) -> np.ndarray:
+        if self.fail:
+            raise Unavailable("the embedder (triton) is unavailable")
+        return super()._embed(f"{self.model_id}|{prefix}", texts)
+
+
+async def _written(fake: FakeElasticsearch, embedder, entries) -> None:
+    """An index holding ``entries`` at version 1, written by ``embedder``."""
+    index = ElasticsearchIndex(fake.url, embedder, index_prefix="kb")
+    await index.open()
+    assert await index.upsert(entries) == 1
+    await index.close()
+
+
+def _writes(fake: FakeElasticsearch) -> int:
+    return len(fake.of(suffix="/_bulk")) + len(fake.of("PUT", "/kb-meta/_doc/kb")) + len(fake.of("PUT", "/kb-meta/_create/kb"))
+
+
+async def test_a_new_index_records_its_embedder(fake_es):
+    index = ElasticsearchIndex(fake_es.url, NamedEmbedder(TUNED_MODEL_ID), index_prefix="kb")
+    await index.open()
+    try:
+        assert fake_es.docs("kb-meta")["kb"]["embedder"] == TUNED_MODEL_ID == index.embedder_id
+        assert index.version == 0 and fake_es.docs("kb-meta")["kb"]["kb_version"] == 0 and not fake_es.of(suffix="/_bulk")
+        await index.upsert([shipping_en()])
+        assert fake_es.docs("kb-meta")["kb"] | {"write": ""} == {"kb_version": 1, "write": "", "embedder": TUNED_MODEL_ID}
+    finally:
+        await index.close()
+
+
+async def test_an_index_of_other_weights_is_re_embedded_at_open(fake_es, caplog):
+    entries = [returns_zh(), shipping_en(), warranty_article()]
+    await _written(fake_es, FakeEmbedder(), entries)  # the base e5 (names no weights)
+    tuned = NamedEmbedder(TUNED_MODEL_ID)
+    index = ElasticsearchIndex(fake_es.url, tuned, index_prefix="kb")
+    with caplog.at_level("INFO", logger="services.knowledge.elasticsearch"):
+        await index.open()
+    try:
+        assert index.version == 2 and len(index) == 3 and all(index.get(e.id) == e for e in entries)
+        assert fake_es.docs("kb-meta")["kb"]["embedder"] == TUNED_MODEL_ID and fake_es.docs("kb-meta")["kb"]["kb_version"] == 2
+        vectors = await es.embed_entries(NamedEmbedder(TUNED_MODEL_ID), entries)
+        assert fake_es.docs("kb-chunks") == dict(es.chunk_documents(entries, vectors, 2))  # every vector is the tuned one
+        assert [m for m in caplog.messages if "re-embedded" in m] == [
+            f"knowledge: re-embedded 3 documents written by {BASE_MODEL_ID} with {TUNED_MODEL_ID}: version 2"]
+        hit = (await index.search("What does delivery cost?", mode="dense", top_k=1)).hits[0]
+        assert hit.doc_id == "shipping-fees-en" and hit.matched_question == "What does delivery cost?"
+        assert hit.score == pytest.approx(1.0, abs=1e-5)  # the tuned query vector meets its own question's vector
+    finally:
+        await index.close()
+
+
+async def test_an_index_without_a_recorded_embedder_is_re_embedded_once(fake_es, caplog):
+    entries = [shipping_en(), returns_zh()]
+    await _written(fake_es, NamedEmbedder(TUNED_MODEL_ID), entries)
+    del fake_es.docs("kb-meta")["kb"]["embedder"]  # as an index written before kefu recorded it
+    with caplog.at_level("INFO", logger="services.knowledge.elasticsearch"):
+        index = await _opened(fake_es)
+    await index.close()
+    assert index.version == 2 and fake_es.docs("kb-meta")["kb"]["embedder"] == BASE_MODEL_ID
+    assert any(f"2 documents written by an unknown embedder (none recorded) with {BASE_MODEL_ID}" in m for m in caplog.messages)
+    vectors = await es.embed_entries(FakeEmbedder(), entries)
+    assert fake_es.docs("kb-chunks") == dict(es.chunk_documents(entries, vectors, 2))
+
+    writes = _writes(fake_es)
+    again = await _opened(fake_es)
+    try:
+        assert again.version == 2 and len(again) == 2 and _writes(fake_es) == writes and not again._embedder.calls
+    finally:
+        await again.close()
+
+
+async def test_the_same_embedder_opening_again_changes_nothing(fake_es):
+    await _written(fake_es, NamedEmbedder(TUNED_MODEL_ID), [shipping_en(), warranty_article()])
+    chunks, meta, writes = copy.deepcopy(fake_es.docs("kb-chunks")), dict(fake_es.docs("kb-meta")["kb"]), _writes(fake_es)
+    index = ElasticsearchIndex(fake_es.url, NamedEmbedder(TUNED_MODEL_ID), index_prefix="kb")
+    await index.open()
+    try:
+        assert index.version == 1 and len(index) == 2 and not index._embedder.calls and _writes(fake_es) == writes
+        assert fake_es.docs("kb-chunks") == chunks and fake_es.docs("kb-meta")["kb"] == meta
+    finally:
+        await index.close()
+
+
+async def test_a_failing_embedder_fails_the_re_embed_and_writes_nothing(fake_es):
+    await _written(fake_es, FakeEmbedder(), [shipping_en()])
+    chunks, meta, writes = copy.deepcopy(fake_es.docs("kb-chunks")), dict(fake_es.docs("kb-meta")["kb"]), _writes(fake_es)
+    index = ElasticsearchIndex(fake_es.url, NamedEmbedder(TUNED_MODEL_ID, fail=True), index_prefix="kb")
+    with pytest.raises(Unavailable, match="triton"):
+        await index.open()
+    await index.close()
+    assert _writes(fake_es) == writes and fake_es.docs("kb-chunks") == chunks and fake_es.docs("kb-meta")["kb"] == meta
+    with pytest.raises(Unavailable, match="not open"):
+        await index.search("x")
+
+
+async def test_replicas_opening_at_once_re_embed_once_without_clobbering(fake_es, caplog):
+    """Both embed and write the same chunks; one commits, the other loses the meta
+    document's seq_no race, keeps the (identical) chunks and finds the winner's commit."""
+    entries = [returns_zh(), shipping_en(), warranty_article()]
+    await _written(fake_es, FakeEmbedder(), entries)
+    bulks: list[Recorded] = []
+    both = asyncio.Event()
+
+    async def hold_until_both_write(r: Recorded):
+        if r.path == "/_bulk" and "index" in r.body[0]:
+            bulks.append(r)
+            if len(bulks) == 2:
+                both.set()
+            await asyncio.wait_for(both.wait(), 5)
+
+    fake_es.hook = hold_until_both_write
+    replicas = [ElasticsearchIndex(fake_es.url, NamedEmbedder(TUNED_MODEL_ID), index_prefix="kb") for _ in range(2)]
+    with caplog.at_level("INFO", logger="services.knowledge.elasticsearch"):
+        await asyncio.gather(*(r.open() for r in replicas))
+    fake_es.hook = None
+    try:
+        commits = fake_es.of("PUT", "/kb-meta/_doc/kb")[-2:]
+        assert [c.body["kb_version"] for c in commits] == [2, 2] and commits[0].query["if_seq_no"] == commits[1].query["if_seq_no"]
+        assert len([m for m in caplog.messages if "re-embedded" in m]) == 1 and len(bulks) == 2
+        assert all("index" in b.body[0] for b in fake_es.of(suffix="/_bulk")[-2:])  # the loser rolled nothing back
+        assert [(r.version, len(r)) for r in replicas] == [(2, 3), (2, 3)]
+        vectors = await es.embed_entries(NamedEmbedder(TUNED_MODEL_ID), entries)
+        assert fake_es.docs("kb-chunks") == dict(es.chunk_documents(entries, vectors, 2))
+        assert fake_es.docs("kb-meta")["kb"]["embedder"] == TUNED_MODEL_ID and fake_es.docs("kb-meta")["kb"]["kb_version"] == 2
+        assert await replicas[1].upsert([dataclasses.replace(shipping_en(), answer="Free.")]) == 3
+    finally:
+        for r in replicas:
+            await r.close()
 
 
 # -- live -----------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ Index layout (``<prefix>`` is ``index_prefix``, default ``kefu-knowledge``):
     re-chunking work without another store. One shard, so BM25 statistics do not
     differ between shards.
 ``<prefix>-meta``
-    One document, id ``kb``: ``{"kb_version": N, "write": <token of the write that set N>}``.
+    One document, id ``kb``: ``{"kb_version": N, "write": <token of the write that set N>,
+    "embedder": <model id of the embedder that wrote the vectors>}``.
 
 Needs Elasticsearch 8.11 or later (kNN on nested vectors); works on 9.x.
 
@@ -64,6 +65,10 @@ nothing and keeps the version, as the embedded index does):
    fetches to keep ``top_k`` hits. ``open()`` finishes what a crash left:
    uncommitted chunks are deleted, stale ones too, and a document whose newest
    committed version is a tombstone counts as deleted.
+5. Every commit records the writer's embedder id. ``open()`` re-embeds every
+   document, written as one new version as above, when the meta document names
+   another embedder or none (an index from before kefu recorded it); of replicas
+   doing so at once one commits, the others keep the identical chunks (no rollback).
 
 What is not guaranteed: writes must come from one process at a time (a second
 concurrent writer is detected by the meta document's sequence number and fails,
@@ -80,7 +85,6 @@ import asyncio
 import copy
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Awaitable, Mapping, Sequence, TypeVar
 
@@ -90,6 +94,7 @@ from elastic_transport import TransportError
 
 from services.embedding import Embedder
 from services.errors import InvalidArgument, KefuError, Unavailable
+from services.knowledge.elasticsearch_meta import Conflict, Meta, commit_meta, lost_write, read_meta
 from services.knowledge.answerability import AnswerabilityModel, coefficients_path
 from services.serving.embedder_weights import BASE_MODEL_ID
 from services.knowledge.entries import MODES, KnowledgeEntry, Progress, RetrievalHit, SearchResult, check_entries
@@ -100,7 +105,6 @@ from services.knowledge.elasticsearch_requests import (
     EntryVectors,
     FUSIONS,
     INDEX_PREFIX_RE,
-    META_ID,
     SCAN_PAGE,
     SCHEMA_VERSION,
     TERMS_BATCH,
@@ -152,16 +156,6 @@ class _State:
     entries: dict[str, KnowledgeEntry]
     doc_versions: dict[str, int]
     version: int
-
-
-@dataclass
-class _Meta:
-    """The meta document: committed version, (seq_no, primary_term) for optimistic
-    concurrency (None while there is none) and the token of the write that set it."""
-
-    version: int
-    seq: tuple[int, int] | None
-    write: str
 
 
 class ElasticsearchIndex:
@@ -243,11 +237,13 @@ class ElasticsearchIndex:
 
     async def open(self) -> None:
         """Create the indices if missing, read the committed version and every live
-        document, and clean up what an interrupted write left behind."""
+        document, clean up what an interrupted write left behind, and re-embed every
+        document if another (or an unknown) embedder made the stored vectors."""
         await self._ensure_index(self._chunks, index_settings(), index_mappings(self._dims, self._zh_analyzer), check_schema=True)
         await self._ensure_index(self._meta, meta_settings(), meta_mappings(), check_schema=False)
         async with self._lock:
             await self._load((await self._read_meta()).version, reconcile=True)
+            await self._match_embedder()
         self._opened = True
         self._last_sync = time.monotonic()
         log.info("knowledge (elasticsearch %s, %s-*): %d documents, version %d", safe_url(self._url), self._prefix, len(self), self.version)
@@ -273,21 +269,8 @@ class ElasticsearchIndex:
             return self.version
         check_entries([p.entry for p in prepared])
         self._require_open()
-        entries = [p.entry for p in prepared]
         async with self._lock:
-            base = await self._prepare_write()
-            new = base.version + 1
-            docs = chunk_documents(entries, [p.vectors for p in prepared], new)
-            await self._write_docs(docs)
-            await self._commit(base, new, [i for i, _ in docs])
-            st = self._state
-            self._state = _State(
-                {**st.entries, **{e.id: e for e in entries}},
-                {**st.doc_versions, **{e.id: new for e in entries}},
-                new,
-            )
-            await self._purge_older([e.id for e in entries], new)
-            return new
+            return await self._write_entries(await self._prepare_write(), [p.entry for p in prepared], [p.vectors for p in prepared])
 
     async def upsert(self, entries: Sequence[KnowledgeEntry], progress: Progress | None = None) -> int:
         """Add or replace documents; all become visible together. Returns the new
@@ -460,17 +443,8 @@ class ElasticsearchIndex:
                     "use another index prefix (and re-ingest) or delete the old indices"
                 )
 
-    async def _read_meta(self) -> _Meta:
-        try:
-            resp = await self._client.get(index=self._meta, id=META_ID)
-        except TransportApiError as exc:
-            if exc.meta is not None and exc.meta.status == 404 and isinstance(exc.body, Mapping) and exc.body.get("found") is False:
-                return _Meta(0, None, "")
-            raise map_error(exc, self._url) from exc
-        except TransportError as exc:
-            raise map_error(exc, self._url) from exc
-        source = resp["_source"]
-        return _Meta(int(source.get("kb_version", 0)), (int(resp["_seq_no"]), int(resp["_primary_term"])), str(source.get("write", "")))
+    async def _read_meta(self) -> Meta:
+        return await read_meta(self._client, self._meta, self._url)
 
     async def _scan(self) -> list[dict]:
         rows: list[dict] = []
@@ -497,7 +471,7 @@ class ElasticsearchIndex:
             if await self._purge_older(doc_ids, version):
                 await self._delete_by_query(tombstones_query(doc_ids, version), "tombstones")
 
-    async def _prepare_write(self) -> _Meta:
+    async def _prepare_write(self) -> Meta:
         meta = await self._read_meta()
         if meta.version != self._state.version:
             log.info("knowledge: version %d written elsewhere, reloading before this write", meta.version)
@@ -541,38 +515,60 @@ class ElasticsearchIndex:
             return
         self._dirty = False
 
-    async def _commit(self, base: _Meta, new: int, written: list[str]) -> None:
-        """Raise the meta version from ``base.version`` to ``new``: the commit point."""
-        token = uuid.uuid4().hex
-        document = {"kb_version": new, "write": token}
-        try:
-            if base.seq is None:
-                await self._client.create(index=self._meta, id=META_ID, document=document)
-            else:
-                await self._client.index(index=self._meta, id=META_ID, document=document, if_seq_no=base.seq[0], if_primary_term=base.seq[1])
+    async def _commit(self, base: Meta, new: int, written: list[str], *, reembed: bool = False) -> None:
+        """Raise the meta version from ``base.version`` to ``new``: the commit point. A
+        re-embed that lost to another replica's re-embed with this embedder keeps its
+        chunks (same ids and content as the winner's) and raises ``Conflict``."""
+        lost = await commit_meta(self._client, self._meta, self._url, base, new, self.embedder_id)
+        if lost is None:
             self._dirty = False
             return
-        except (TransportApiError, TransportError) as exc:
-            failure = exc
-        # The outcome may be unknown (a timeout, or a retry of a request that had in
-        # fact been applied): the meta document says whether this write committed.
-        try:
-            now = await self._read_meta()
-        except KefuError as exc:
-            raise Unavailable(
-                f"elasticsearch at {safe_url(self._url)} failed while committing version {new}; "
-                f"whether the write was applied is unknown until it answers again ({exc})"
-            ) from failure
-        if now.write == token:
-            self._dirty = False
-            return
+        failure, now = lost
+        if reembed and now.embedder == self.embedder_id:
+            raise Conflict("another replica re-embedded the knowledge base first") from failure
         await self._rollback(written)
-        if isinstance(failure, TransportApiError) and failure.meta is not None and failure.meta.status == 409:
-            raise Unavailable(
-                f"another process wrote to the knowledge base at the same time (version {base.version} -> {now.version}); "
-                "this write was rolled back, retry it"
-            ) from failure
-        raise map_error(failure, self._url) from failure
+        raise lost_write(failure, base, now, self._url) from failure
+
+    async def _write_entries(self, base: Meta, entries: list[KnowledgeEntry], vectors: list[EntryVectors], *, reembed: bool = False) -> int:
+        """Write ``entries`` as version ``base.version + 1``: chunks, commit, then the purge of older chunks."""
+        new = base.version + 1
+        docs = chunk_documents(entries, vectors, new)
+        await self._write_docs(docs)
+        await self._commit(base, new, [i for i, _ in docs], reembed=reembed)
+        st = self._state
+        self._state = _State({**st.entries, **{e.id: e for e in entries}}, {**st.doc_versions, **{e.id: new for e in entries}}, new)
+        await self._purge_older([e.id for e in entries], new)
+        return new
+
+    async def _match_embedder(self) -> None:
+        """At open, under the lock: when the meta document names another embedder than
+        this one's (or none), re-embed every document and write them as one new version;
+        an index without documents only records the id. A replica that loses the race
+        for the meta document looks again and finds the winner's commit."""
+        own, tries = self.embedder_id, 0
+        while True:
+            meta = await self._read_meta()
+            if meta.version != self._state.version:
+                await self._load(meta.version, reconcile=False)
+            if meta.embedder == own:
+                return
+            if tries == 3:
+                raise Unavailable(f"the knowledge base kept changing while it was re-embedded with {own}; retry")
+            tries += 1
+            entries = [self._state.entries[i] for i in sorted(self._state.entries)]
+            vectors = await embed_entries(self._embedder, entries, None, self._dims) if entries else []
+            base = await self._prepare_write()
+            try:
+                if (base.version, base.seq) != (meta.version, meta.seq):
+                    self._dirty = False  # written meanwhile (nothing of this attempt was): look again
+                elif not entries:
+                    await self._commit(base, base.version, [], reembed=True)
+                else:
+                    new = await self._write_entries(base, entries, vectors, reembed=True)
+                    log.info("knowledge: re-embedded %d documents written by %s with %s: version %d",
+                             len(entries), meta.embedder or "an unknown embedder (none recorded)", own, new)
+            except Conflict:
+                pass  # another replica committed first: look again
 
     async def _delete_by_query(self, query: dict, what: str) -> bool:
         """Best-effort cleanup; True when everything matching was deleted."""
