@@ -10,6 +10,8 @@ contrastive loss (in-batch negatives, temperature 0.05), batches drawn by weight
   to (``faq:`` in intents.yaml): a customer-style question to one of the entry's questions
   (query/query, weight 0.6) and to its answer (query/passage, 0.4) — the way the knowledge index
   scores an entry; other entries linked to the same intent are not counted as negatives;
+- ``faq``: the same with the FAQ's own questions (its similar questions) as queries, each
+  against another question of its entry and its answer;
 - ``afqmc``: AFQMC train pairs labelled paraphrases (zh, query/query);
 - ``en``: two training utterances of one Banking77 or CLINC150 intent (en, query/query;
   one intent per batch row);
@@ -153,6 +155,13 @@ def pack_examples() -> tuple[list[tuple[str, list[str]]], dict]:
     return rows, {e.id: e for e in pack.faq}
 
 
+def faq_examples() -> list[tuple[str, list[str]]]:
+    """Each FAQ question (the similar questions, 相似问, included) as a query for its own entry."""
+    from services.demo.pack import load_domain_pack
+
+    return [(q, [e.id]) for e in load_domain_pack(PACK).faq for q in e.questions]
+
+
 def afqmc_pairs() -> list[tuple[str, str]]:
     with open(DATA / "atec_afqmc" / "atec_nlp_sim_train.csv", encoding="utf-8-sig") as fh:
         rows = [line.rstrip("\n").split("\t") for line in fh]
@@ -263,18 +272,20 @@ def main() -> int:
     rows, faq = pack_examples()
     weights = {name: float(w) for name, w in (x.split(":") for x in args.mix.split(","))}
     data = {"afqmc": afqmc_pairs() if "afqmc" in weights else [], "en": en_intent_groups() if "en" in weights else {},
-            "iqa": insuranceqa_pairs() if "iqa" in weights else []}
+            "iqa": insuranceqa_pairs() if "iqa" in weights else [], "faq": faq_examples() if "faq" in weights else []}
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * max(0.0, 1 - s / max(1, args.steps)))
     t0, losses = time.time(), collections.defaultdict(list)
     for step in range(args.steps):
         src = random.choices(list(weights), list(weights.values()))[0]
         n = args.batch
-        if src == "pack":
-            batch = random.sample(rows, n)
+        if src in ("pack", "faq"):
+            batch = random.sample(rows if src == "pack" else data["faq"], n)
             entries = [faq[random.choice(gold)] for _, gold in batch]
             a = model.forward_ids(model.ids([t for t, _ in batch], True, 64))
-            qv = model.forward_ids(model.ids([random.choice(e.questions) for e in entries], True, 64))
+            # Another of the entry's questions than the query itself.
+            qv = model.forward_ids(model.ids([random.choice([q for q in e.questions if q != t] or e.questions)
+                                              for (t, _), e in zip(batch, entries, strict=True)], True, 64))
             pv = model.forward_ids(model.ids([e.answer for e in entries], False, 160))
             same = torch.tensor([[entries[j].id in batch[i][1] for j in range(n)] for i in range(n)])
             loss = 0.6 * info_nce(a, qv, same) + 0.4 * info_nce(a, pv, same)
