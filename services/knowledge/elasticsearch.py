@@ -92,11 +92,10 @@ import numpy as np
 from elastic_transport import ApiError as TransportApiError
 from elastic_transport import TransportError
 
-from services.embedding import Embedder
+from services.embedding import Embedder, weights_id
 from services.errors import InvalidArgument, KefuError, Unavailable
 from services.knowledge.elasticsearch_meta import Conflict, Meta, commit_meta, lost_write, read_meta
 from services.knowledge.answerability import AnswerabilityModel, coefficients_path
-from services.serving.embedder_weights import BASE_MODEL_ID
 from services.knowledge.entries import MODES, KnowledgeEntry, Progress, RetrievalHit, SearchResult, check_entries
 
 from services.knowledge.elasticsearch_requests import (
@@ -223,7 +222,7 @@ class ElasticsearchIndex:
     @property
     def embedder_id(self) -> str:
         """The weights that embed queries and passages here (a caller's query vector must come from them)."""
-        return str(getattr(self._embedder, "model_id", BASE_MODEL_ID))
+        return weights_id(self._embedder)
 
     @property
     def dims(self) -> int:

@@ -34,12 +34,11 @@ from typing import Sequence
 
 import numpy as np
 
-from services.embedding import Embedder
+from services.embedding import Embedder, weights_id
 from services.errors import InvalidArgument
 from services.knowledge.analysis import analyze
 from services.knowledge.answerability import AnswerabilityModel, coefficients_path
 from services.knowledge.bm25 import BM25Index, top_positive
-from services.serving.embedder_weights import BASE_MODEL_ID
 from services.knowledge.entries import LOCALES, MODES, KnowledgeEntry, Progress, RetrievalHit, SearchResult, check_entries, faq_dense
 
 log = logging.getLogger(__name__)
@@ -181,7 +180,7 @@ class EmbeddedIndex:
     ) -> None:
         self._path = Path(path)
         self._embedder = embedder
-        self._answerability = answerability or AnswerabilityModel(path=coefficients_path(self._embedder_id))
+        self._answerability = answerability or AnswerabilityModel(path=coefficients_path(self.embedder_id))
         self._fusion = fusion or FusionParams()
         self._default_mode = default_mode
         self._watch_s = watch_s
@@ -220,7 +219,7 @@ class EmbeddedIndex:
             conn.execute("COMMIT")
         finally:
             conn.close()
-        same_embedder = embedder_row is None or embedder_row[0] == self._embedder_id
+        same_embedder = embedder_row is None or embedder_row[0] == self.embedder_id
         chunks: dict[str, list[_Chunk]] = {}
         for doc_id, _, chunk_id, text, terms in chunk_rows:
             chunks.setdefault(doc_id, []).append(_Chunk(doc_id, chunk_id, text, terms))
@@ -263,7 +262,7 @@ class EmbeddedIndex:
                         "INSERT INTO search_keys(doc_id, chunk_seq, seq, text, is_question, vector) VALUES(?, ?, ?, ?, ?, ?)", rows
                     )
                 conn.execute("INSERT INTO settings(key, value) VALUES('embedder', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                             (self._embedder_id,))
+                             (self.embedder_id,))
                 conn.execute(
                     "INSERT INTO meta(key, value) VALUES('kb_version', 1) ON CONFLICT(key) DO UPDATE SET value=value+1"
                 )
@@ -272,13 +271,9 @@ class EmbeddedIndex:
             conn.close()
 
     @property
-    def _embedder_id(self) -> str:
-        return str(getattr(self._embedder, "model_id", BASE_MODEL_ID))
-
-    @property
     def embedder_id(self) -> str:
         """The weights that embed queries and passages here (a caller's query vector must come from them)."""
-        return self._embedder_id
+        return weights_id(self._embedder)
 
     @property
     def dims(self) -> int:

@@ -44,6 +44,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from services.demo.pack import DomainPack
+from services.embedding import weights_id
+from services.serving.embedder_weights import BASE_MODEL_ID
 from services.serving.intent_model import (
     ARTIFACT_FORMAT,
     EMBEDDING_DIM,
@@ -414,9 +416,9 @@ async def ensure_intent_model(
     meta = read_intent_meta(model_dir, latest) if latest else {}
     wanted = training_data_hash(pack)
     # Vectors of other embedder weights are not comparable: a new embedder retrains too.
-    embedder_id = str(getattr(embedder, "model_id", "multilingual-e5-small"))
+    embedder_id = weights_id(embedder)
     if (retrain or not latest or meta.get("data_hash") != wanted or meta.get("format") != ARTIFACT_FORMAT
-            or meta.get("embedder", "multilingual-e5-small") != embedder_id):
+            or meta.get("embedder", BASE_MODEL_ID) != embedder_id):
         why = ("retrain asked" if retrain else "no version yet" if not latest else
                "the pack's examples changed" if meta.get("data_hash") != wanted else "new embedder or model format")
         log.info("training %s (%s)", cfg.models.intent_model, why)
