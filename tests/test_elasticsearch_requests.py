@@ -108,6 +108,24 @@ async def test_article_becomes_one_document_per_chunk():
         es.chunk_documents([entry], [es.EntryVectors(vectors[0].passages[:1], vectors[0].questions)], 2)
 
 
+async def test_a_passage_of_several_sentences_is_keyed_by_each_too():
+    """As in the embedded index: a passage's sentences under its headings are keys of
+    their own (ord -2, -3, ...), read back as passage keys (the best one scores)."""
+    entry = KnowledgeEntry(id="doc:corporate", kind="article", title="企业采购", locale="zh",
+                           body="# 企业采购\n\n## 价格\n\n同一商品 10 件起享企业价。印公司标志的商品每款至少 50 件。生产需要 10 个工作日。")
+    vectors = await es.embed_entries(FakeEmbedder(), [entry])
+    (doc,) = es.chunk_documents([entry], vectors, version=1)
+    (sentences,) = entry.sentence_keys()
+    assert sentences == ["企业采购 > 价格: 同一商品 10 件起享企业价。", "企业采购 > 价格: 印公司标志的商品每款至少 50 件。", "企业采购 > 价格: 生产需要 10 个工作日。"]
+    keys = doc[1]["keys"]
+    assert [k["ord"] for k in keys] == [-1, -2, -3, -4]
+    for key, text in zip(keys[1:], sentences, strict=True):
+        assert np.array_equal(es.decode_vector(key["vector_b64"]), FakeEmbedder.vector("passage: " + text))
+    query = FakeEmbedder.vector("passage: " + sentences[1])
+    dense, matched = esr.key_similarity(keys, query, [])
+    assert dense == pytest.approx(1.0, abs=1e-5) and matched == ""
+
+
 def test_tombstones_and_delete_actions():
     docs = es.tombstone_documents(["a", "b"], 5)
     assert docs[0] == (es.tombstone_doc_id("a", 5), {"doc_id": "a", "chunk_id": "-", "kind": "tombstone", "version": 5})

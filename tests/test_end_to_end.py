@@ -162,3 +162,20 @@ def test_dissatisfied_turns_in_a_row_reach_a_person(dialog):
     assert [a.type for a in second.actions] == [dialog_pb2.ACTION_TYPE_CREATE_TICKET, dialog_pb2.ACTION_TYPE_HANDOFF]
     assert second.actions[0].detail["reason"] == "dissatisfied"
     assert second.handoff == dialog_pb2.HANDOFF_STATE_REQUESTED
+
+
+def test_a_question_asked_with_a_handoff_is_answered_before_it(dialog):
+    # Asking for a person with a question the FAQ answers: the answer (the agents' hours),
+    # then the handoff with its ticket, in one reply, as streamed.
+    chunks, result = converse(dialog, "Can I speak to a real person?")
+    types = [a.type for a in result.actions]
+    assert types == [dialog_pb2.ACTION_TYPE_ANSWER, dialog_pb2.ACTION_TYPE_CREATE_TICKET, dialog_pb2.ACTION_TYPE_HANDOFF]
+    assert [c.doc_id for c in result.citations] == ["service-hours-en"]
+    ticket = result.actions[1].ticket_id
+    assert ticket and "9:00" in result.reply_text and result.reply_text.index("9:00") < result.reply_text.index(ticket)
+    assert "".join(chunks) == result.reply_text
+    assert result.handoff == dialog_pb2.HANDOFF_STATE_REQUESTED
+    # Asking nothing: the handoff alone.
+    _, plain = converse(dialog, "我要投诉，转人工")
+    assert [a.type for a in plain.actions] == [dialog_pb2.ACTION_TYPE_CREATE_TICKET, dialog_pb2.ACTION_TYPE_HANDOFF]
+    assert list(plain.citations) == []

@@ -99,6 +99,58 @@ async def test_an_faq_entry_scores_by_its_best_question_and_its_answer(tmp_path,
         await idx.close()
 
 
+CORPORATE = (
+    "# Corporate orders\n\n## Prices\n\nCorporate prices apply from 10 units of the same item in one order. "
+    "For 10-49 units you get 3% off, for 50-199 units 5% off. Items printed with your company logo need at least "
+    "50 units per design, and production takes 10 working days. Invoices for companies are issued monthly."
+)
+
+
+async def test_a_passage_is_also_found_by_each_of_its_sentences(tmp_path, embedder):
+    """A customer asks about one sentence of a passage that says several things: the
+    passage scores by its best key, the passage itself or one of its sentences under the
+    headings (KnowledgeEntry.sentence_keys)."""
+    idx = EmbeddedIndex(tmp_path / "knowledge.db", embedder)
+    await idx.open()
+    try:
+        article = KnowledgeEntry(id="doc:corporate", kind="article", title="Corporate", locale="en", body=CORPORATE)
+        await idx.upsert([article])
+        (passage,) = [t for _, t in article.chunks()]
+        (keys,) = article.sentence_keys()
+        assert len(keys) == 4 and all(k.startswith("Corporate orders > Prices: ") for k in keys)
+        assert keys[2] == "Corporate orders > Prices: Items printed with your company logo need at least 50 units per design, and production takes 10 working days."
+        query = "can you print our logo on 40 notebooks?"
+        q = (await embedder.embed_queries([query]))[0]
+        vectors = await embedder.embed_passages([passage, *keys])
+        hit = (await idx.search(query, locales=["en"], top_k=1, mode="dense")).hits[0]
+        assert hit.doc_id == "doc:corporate" and hit.matched_question == ""
+        assert hit.dense_score == pytest.approx(float(max(vectors @ q)), abs=1e-5)
+        assert hit.dense_score > float(vectors[0] @ q)  # a sentence is closer than the whole passage
+    finally:
+        await idx.close()
+
+
+async def test_an_index_keyed_without_sentences_is_keyed_again_at_open(tmp_path, embedder):
+    """Passages stored by an older kefu (one key each) get their sentence keys when the
+    index opens."""
+    path = tmp_path / "knowledge.db"
+    idx = EmbeddedIndex(path, embedder)
+    await idx.open()
+    article = KnowledgeEntry(id="doc:corporate", kind="article", title="Corporate", locale="en", body=CORPORATE)
+    await idx.upsert([article])
+    await idx.close()
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM search_keys WHERE seq > 0")
+    again = EmbeddedIndex(path, embedder)
+    await again.open()
+    try:
+        assert [len(k) for k in again._snapshot.docs["doc:corporate"].keys] == [5]
+    finally:
+        await again.close()
+
+
 async def test_upsert_delete_and_versions(index):
     v0 = index.version
     v1 = await index.upsert([faq("pets-en", "en", ["Can I bring my dog to the pickup point?"], "Dogs on a leash are welcome.")])

@@ -33,7 +33,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from services.config import REPO_ROOT
 from services.errors import InvalidArgument
@@ -75,8 +75,11 @@ def sources(question: dict[str, Any], faq: dict[str, str], docs: dict[str, str])
     return "\n".join([faq.get(i, "") for i in question.get("faq_ids", [])] + [docs.get(i, "") for i in question.get("doc_ids", [])])
 
 
-def judge(question: dict[str, Any], reply: str, actions: list[str], citations: list[str], source_text: str) -> list[str]:
-    """Why a reply is not acceptable ([] when it is)."""
+def judge(
+    question: dict[str, Any], reply: str, actions: list[str], citations: list[str], source_text: str, issued: Sequence[str] = ()
+) -> list[str]:
+    """Why a reply is not acceptable ([] when it is). ``issued``: what the turn's actions
+    created (a ticket's number), which the reply may quote."""
     from services.dialog.grounding import declines
     from services.generation.repetition import RepetitionGuard
 
@@ -102,7 +105,7 @@ def judge(question: dict[str, Any], reply: str, actions: list[str], citations: l
     first = re.split(r"(?<=[。！？.!?])\s*", reply.strip())[0]
     if difflib.SequenceMatcher(None, _squash(first), _squash(question["question"])).ratio() > 0.6:
         problems.append("restated")
-    invented = _figures(reply) - _figures(source_text) - _figures(question["question"]) - _figures("\n".join(citations))
+    invented = _figures(reply) - _figures(source_text) - _figures(question["question"]) - _figures("\n".join(citations)) - _figures("\n".join(issued))
     if invented:
         problems.append("number_not_in_sources")
     if declines(reply):
@@ -184,7 +187,8 @@ def run(args: argparse.Namespace) -> int:
             # What the reply may quote: the whole cited entry or document (a citation's
             # snippet is only its first 200 characters).
             citations = [faq.get(c.doc_id) or docs.get(c.doc_id) or c.snippet for c in result.citations]
-            problems = judge(q, result.reply_text, actions, citations, sources(q, faq, docs))
+            issued = [a.ticket_id for a in result.actions if a.ticket_id]
+            problems = judge(q, result.reply_text, actions, citations, sources(q, faq, docs), issued)
             rows.append({
                 "id": q["id"], "language": q["language"], "split": q.get("split", "tune"), "kind": q["kind"],
                 "question": q["question"], "reply": result.reply_text, "actions": actions,

@@ -2,7 +2,8 @@
 
 A turn: understand it (NLU) → decide (policy) → act:
 - smalltalk intents get the domain pack's fixed reply;
-- handoff intents (a person, a complaint) open a ticket through Temporal;
+- handoff intents (a person, a complaint) open a ticket through Temporal; a question
+  asked with one that the knowledge answers on its own is answered first;
 - a customer who sounds dissatisfied for several turns in a row is handed over too
   (NLU's dissatisfaction score, counted across the session's turns);
 - when a store is imported behind the ERP port, task messages (identity, orders,
@@ -219,8 +220,15 @@ class DialogEngine:
             await self._flow_turn(outcome, session, flows, flow_reply)
             yield outcome.reply_text
         elif wants_person:
+            # "is there a human I can talk to at 11pm?", 「公司要买100台，有企业价吗」: a question
+            # the knowledge answers is answered before the handoff, for the wait.
+            answered = await self._answer_before_handoff(outcome, session, text, flows.store_format if flows is not None else "")
+            if answered:
+                yield answered + "\n\n"
             await self._open_ticket(outcome, session, intent.ticket_category)
             yield outcome.reply_text
+            if answered:
+                outcome.reply_text = answered + "\n\n" + outcome.reply_text
         elif session.handoff == "bot" and self._dissatisfied_streak(session, dissatisfaction) >= self._cfg.dialog.dissatisfied_turns_for_handoff:
             await self._open_ticket(outcome, session, "complaint", reply_name="dissatisfied_handoff")
             outcome.actions[0].detail["reason"] = "dissatisfied"
@@ -371,6 +379,27 @@ class DialogEngine:
                 break
             streak += 1
         return streak
+
+    async def _answer_before_handoff(self, outcome: TurnOutcome, session: SessionRecord, text: str, store_format: str) -> str:
+        """The knowledge's answer to a question asked with a handoff, when Knowledge is sure
+        of it on its own (a handoff intent is never an in-domain question's agreement); ""
+        when the message asks nothing, the knowledge is away or does not answer."""
+        if not asks_anything(text):
+            return ""
+        try:
+            found = await self.knowledge.search(outcome, store_format)
+        except Unavailable:
+            return ""
+        if not self.knowledge.answers(found, outcome):
+            return ""
+        before = len(outcome.actions)
+        async for _ in self.knowledge.answer(outcome, session, store_format, found=found):
+            pass
+        if not any(a.type == "answer" for a in outcome.actions[before:]):
+            del outcome.actions[before:]
+            outcome.citations = []
+            return ""
+        return outcome.reply_text
 
     async def _open_ticket(self, outcome: TurnOutcome, session: SessionRecord, category: str, *, reply_name: str = "ticket_created") -> None:
         history = "\n".join(f"customer: {t.customer_text}\nkefu: {t.reply_text}" for t in session.turns[-8:])

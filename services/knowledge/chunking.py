@@ -456,12 +456,26 @@ def _merge_short(pieces: list[str], budget: int, min_chars: int) -> list[str]:
 
 def chunk_text(text: str, *, max_chars: int = 400, min_chars: int = 80) -> list[str]:
     """Passages of ``text`` (an article body, light Markdown) of at most ``max_chars`` characters each."""
+    return [head + piece for head, piece in chunk_sections(text, max_chars=max_chars, min_chars=min_chars)]
+
+
+def sentence_keys(head: str, piece: str) -> list[str]:
+    """The sentences of a passage, each after the headings it sits under (``head``), to be
+    looked up by on their own: a customer asks about one sentence of a passage that says
+    several things ("Items printed with your company logo need at least 50 units" in a
+    passage about corporate prices). None for a passage of one sentence."""
+    sentences = [s.strip() for s in split_sentences(piece) if s.strip()]
+    return [head + s for s in sentences] if len(sentences) > 1 else []
+
+
+def chunk_sections(text: str, *, max_chars: int = 400, min_chars: int = 80) -> list[tuple[str, str]]:
+    """:func:`chunk_text`'s passages as (the headings' prefix, the passage under them)."""
     if max_chars < 20:
         raise ValueError("max_chars must be at least 20")
     if min_chars < 0:
         raise ValueError("min_chars must not be negative")
     min_chars = min(min_chars, max_chars // 2)
-    chunks: list[str] = []
+    chunks: list[tuple[str, str]] = []
     headings: list[tuple[int, str]] = []
     section: list[str] = []
 
@@ -472,7 +486,7 @@ def chunk_text(text: str, *, max_chars: int = 400, min_chars: int = 80) -> list[
         head = prefix()
         budget = max_chars - len(head)
         for piece in _merge_short(section, budget, min_chars):
-            chunks.append(head + piece)
+            chunks.append((head, piece))
         section.clear()
 
     for block in _parse(text):
@@ -493,8 +507,14 @@ def chunk_text(text: str, *, max_chars: int = 400, min_chars: int = 80) -> list[
         # Nothing but headings: the headings themselves are the passage.
         titles = [b.text for b in _parse(text) if b.kind == "heading"]
         for group in _pack([p for t in titles for p in _split_long(t, max_chars)], max_chars):
-            chunks.append(_text(group))
+            chunks.append(("", _text(group)))
     if not chunks and text.strip():
         # Nothing but markup (a rule, an empty fence...): the bare text.
-        chunks = _hard_split(_normalise_inline(text), max_chars)
-    return [c.strip() for c in chunks if c.strip()]
+        chunks = [("", c) for c in _hard_split(_normalise_inline(text), max_chars)]
+    out = []
+    for head, piece in chunks:
+        full = (head + piece).strip()
+        if full:
+            head = head.lstrip() if full.startswith(head.lstrip()) else ""
+            out.append((head, full[len(head):]))
+    return out

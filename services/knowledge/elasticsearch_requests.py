@@ -97,7 +97,7 @@ def index_mappings(dims: int = DIMS, zh_analyzer: str = "kefu_zh") -> dict[str, 
             "keys": {
                 "type": "nested",
                 "properties": {
-                    # -1: the chunk's passage; i >= 0: questions[i].
+                    # -1: the chunk's passage; i >= 0: questions[i]; -2, -3, ...: the passage's sentences.
                     "ord": {"type": "integer"},
                     "vector": {
                         "type": "dense_vector",
@@ -125,10 +125,12 @@ def meta_mappings() -> dict[str, Any]:
 # -- documents -----------------------------------------------------------------
 @dataclass
 class EntryVectors:
-    """Embeddings of one entry: a row per chunk (passages), a row per question."""
+    """Embeddings of one entry: a row per chunk (passages), a row per question, and per
+    chunk a row per sentence key (an article passage's sentences: KnowledgeEntry.sentence_keys)."""
 
     passages: np.ndarray
     questions: np.ndarray
+    sentences: list[np.ndarray] = dataclasses.field(default_factory=list)
 
 
 def entry_questions(entry: KnowledgeEntry) -> list[str]:
@@ -163,10 +165,12 @@ async def _embed_batched(embed: Any, texts: list[str], dims: int, step: Any) -> 
 async def embed_entries(
     embedder: Embedder, entries: Sequence[KnowledgeEntry], progress: Progress | None = None, dims: int = DIMS
 ) -> list[EntryVectors]:
-    """Passage vectors of every chunk and query vectors of every question, per entry."""
+    """Passage vectors of every chunk and its sentence keys, and query vectors of every
+    question, per entry."""
     chunks = [[text for _, text in e.chunks()] for e in entries]
     questions = [entry_questions(e) for e in entries]
-    total = sum(map(len, chunks)) + sum(map(len, questions))
+    sentences = [e.sentence_keys() for e in entries]
+    total = sum(map(len, chunks)) + sum(map(len, questions)) + sum(len(k) for per in sentences for k in per)
     done = 0
 
     def step(n: int) -> None:
@@ -177,9 +181,14 @@ async def embed_entries(
 
     p_all = await _embed_batched(embedder.embed_passages, [t for c in chunks for t in c], dims, step)
     q_all = await _embed_batched(embedder.embed_queries, [q for qs in questions for q in qs], dims, step)
-    out, pi, qi = [], 0, 0
-    for c, qs in zip(chunks, questions, strict=True):
-        out.append(EntryVectors(p_all[pi : pi + len(c)], q_all[qi : qi + len(qs)]))
+    s_all = await _embed_batched(embedder.embed_passages, [k for per in sentences for ks in per for k in ks], dims, step)
+    out, pi, qi, si = [], 0, 0, 0
+    for c, qs, per in zip(chunks, questions, sentences, strict=True):
+        rows = []
+        for ks in per:
+            rows.append(s_all[si : si + len(ks)])
+            si += len(ks)
+        out.append(EntryVectors(p_all[pi : pi + len(c)], q_all[qi : qi + len(qs)], rows))
         pi, qi = pi + len(c), qi + len(qs)
     return out
 
@@ -196,6 +205,8 @@ def chunk_documents(entries: Sequence[KnowledgeEntry], vectors: Sequence[EntryVe
             first = chunk_id == "0"
             qs = questions if first else []
             keys = [_key(-1, vecs.passages[n])] + ([_key(i, v) for i, v in enumerate(vecs.questions)] if first else [])
+            # The passage's sentences: -2, -3, ... (passage keys, as -1 is).
+            keys += [_key(-2 - j, v) for j, v in enumerate(vecs.sentences[n] if n < len(vecs.sentences) else [])]
             source: dict[str, Any] = {
                 "doc_id": entry.id,
                 "chunk_id": chunk_id,

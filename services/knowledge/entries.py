@@ -75,6 +75,16 @@ class KnowledgeEntry:
 
         return [(str(i), text) for i, text in enumerate(chunk_text(self.body, max_chars=CHUNK_CHARS[self.locale]))]
 
+    def sentence_keys(self) -> list[list[str]]:
+        """Per chunk (as ``chunks``): an article passage's sentences under their headings,
+        what a search also matches the passage by (chunking.sentence_keys); none for an
+        FAQ entry, whose questions are its keys."""
+        if self.kind == "faq":
+            return [[]]
+        from services.knowledge.chunking import chunk_sections, sentence_keys
+
+        return [sentence_keys(head, piece) for head, piece in chunk_sections(self.body, max_chars=CHUNK_CHARS[self.locale])]
+
 
 def check_entries(entries: Sequence[KnowledgeEntry], seen: set[str] | None = None) -> None:
     """Validate ``entries`` and that no id comes twice (also across ``seen``, which grows)."""

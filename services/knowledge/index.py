@@ -157,7 +157,8 @@ def _keys_of(entry: KnowledgeEntry, chunks: list[tuple[str, str]]) -> list[list[
     if entry.kind == "faq":
         questions = [q.strip() for q in entry.questions if q.strip()]
         return [[_Key(q, True) for q in dict.fromkeys(questions)] + [_Key(chunks[0][1], False)]]
-    return [[_Key(text, False)] for _, text in chunks]
+    sentences = entry.sentence_keys()
+    return [[_Key(text, False), *(_Key(s, False) for s in dict.fromkeys(sentences[i]) if s != text)] for i, (_, text) in enumerate(chunks)]
 
 
 def _lexical_text(entry: KnowledgeEntry, text: str) -> str:
@@ -234,6 +235,9 @@ class EmbeddedIndex:
                 stale.append(entry)
                 continue
             per_chunk = [doc_keys[i] for i in range(len(doc_chunks))]
+            if [[k.text for k, _ in kv] for kv in per_chunk] != [[k.text for k in ks] for ks in _keys_of(entry, entry.chunks())]:
+                stale.append(entry)  # keyed otherwise by an older kefu (a passage's sentences)
+                continue
             docs[doc_id] = _DocIndex(
                 entry, doc_chunks, [[k for k, _ in kv] for kv in per_chunk], [np.stack([v for _, v in kv]) for kv in per_chunk]
             )
