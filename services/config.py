@@ -155,6 +155,9 @@ class Knowledge:
     # A message asking two things (「能退吗？钱多久到」): a second entry is answered too when
     # one of its questions, looked up alone, reaches this answerability (above 1 = never).
     second_answer_threshold: float = 0.7
+    # ... or this one, when that entry is also the whole message's second hit (two lookups
+    # agree: "do you take Mastercard? and can I pay the laptop off monthly").
+    second_answer_agreed_threshold: float = 0.35
     # Reciprocal rank fusion: score = sum over rankings of weight / (rank_constant + rank),
     # each ranking cut to rrf_window. Tuned on InsuranceQA train (bench/retrieval.py --tune).
     rrf_rank_constant: float = 10.0
@@ -189,6 +192,16 @@ class Dialog:
     # answerable ("寄来一个灰色的" ranked under the authenticity entry by its words, heard
     # as wrong_item_received).
     linked_entry_confidence: float = 0.80
+    # Knowledge's first two hits this close (relative fused score): the one Knowledge rates
+    # more answerable goes first (「运费怎么算？」: the international fees by their words, the
+    # domestic fees by their meaning). Neutral on the tune half of bench/answers at 0.01 and
+    # 0.03 (0.05 answers one off-topic question); 0 never reorders.
+    near_tie: float = 0.01
+    # NLU's off-topic probability (the pack's out-of-scope class, intents.yaml `out_of_scope`)
+    # from which a message is declined however well its words meet a store policy (a
+    # rectangle's perimeter in 厘米 meets the size guide). On the tune half of bench/answers
+    # the off-topic questions it catches sit at 0.81-1.0, the store's questions at 0.36 at most.
+    off_topic_threshold: float = 0.5
     # Deadline in seconds for calls from Dialog to NLU and Knowledge.
     call_timeout_s: float = 10.0
     # A turn counts as dissatisfied when NLU's dissatisfaction score reaches this; after

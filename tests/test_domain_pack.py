@@ -184,3 +184,29 @@ def test_missing_or_invalid_files(tmp_path: Path) -> None:
     (folder / "faq.yaml").write_text("version: 2\nentries: []\n", "utf-8")
     with pytest.raises(ValueError, match="unsupported version 2"):
         load_domain_pack(folder)
+
+
+def test_out_of_scope_examples_load_and_are_checked(tmp_path: Path, pack: DomainPack) -> None:
+    """intents.yaml `out_of_scope`: what the store does not handle, per language; never an
+    intent's example too; a broken one is refused with a message."""
+    assert len(pack.out_of_scope["zh"]) >= 100 and len(pack.out_of_scope["en"]) >= 100
+    assert all(len(set(texts)) == len(texts) for texts in pack.out_of_scope.values())
+
+    def write(out_of_scope) -> Path:
+        folder = _write_pack(tmp_path / f"p{len(list(tmp_path.iterdir()))}", [_intent("ask")], [_entry("a-zh")])
+        doc = yaml.safe_load((folder / "intents.yaml").read_text("utf-8"))
+        doc["out_of_scope"] = out_of_scope
+        (folder / "intents.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True), "utf-8")
+        return folder
+
+    assert load_domain_pack(write({"examples": {"zh": ["明天下雨吗"], "en": ["will it rain"]}})).out_of_scope == {
+        "zh": ["明天下雨吗"], "en": ["will it rain"]}
+    assert load_domain_pack(_write_pack(tmp_path / "none", [_intent("ask")], [_entry("a-zh")])).out_of_scope == {}
+    for broken, message in [
+        (["明天下雨吗"], "must be a mapping"),
+        ({"examples": {"fr": ["pluie"]}}, "unsupported languages"),
+        ({"examples": {"zh": []}}, "examples.zh"),
+        ({"examples": {"en": ["hello"]}}, "also an intent's example: 'hello' (ask)"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            load_domain_pack(write(broken))

@@ -179,3 +179,26 @@ def test_a_question_asked_with_a_handoff_is_answered_before_it(dialog):
     _, plain = converse(dialog, "我要投诉，转人工")
     assert [a.type for a in plain.actions] == [dialog_pb2.ACTION_TYPE_CREATE_TICKET, dialog_pb2.ACTION_TYPE_HANDOFF]
     assert list(plain.citations) == []
+
+
+@pytest.mark.parametrize("text", ["我儿子的数学题：正方形边长6厘米，面积是多少？", "my flat is 4.2 m by 3 m, how many square feet is that?"])
+def test_an_off_topic_message_is_declined_whatever_store_policy_its_words_meet(cfg, dialog, text):
+    """NLU reads it as off-topic (the pack's out-of-scope class, AnalyzeResponse.off_topic)
+    and Dialog declines it, although Knowledge finds an FAQ entry sharing its words."""
+    import grpc
+
+    from kefu.v1 import knowledge_pb2, knowledge_pb2_grpc, nlu_pb2, nlu_pb2_grpc
+
+    with grpc.insecure_channel(cfg.target("nlu")) as channel:
+        understood = nlu_pb2_grpc.NLUStub(channel).Analyze(nlu_pb2.AnalyzeRequest(text=text), timeout=60)
+    assert understood.off_topic >= cfg.dialog.off_topic_threshold
+    with grpc.insecure_channel(cfg.target("knowledge")) as channel:
+        found = knowledge_pb2_grpc.KnowledgeStub(channel).Search(
+            knowledge_pb2.SearchRequest(query=understood.masked_text, locales=[understood.language], top_k=3), timeout=60)
+    assert found.hits and not found.hits[0].doc_id.startswith("doc:")
+    _, result = converse(dialog, text)
+    assert [a.type for a in result.actions] == [dialog_pb2.ACTION_TYPE_ABSTAIN], result.reply_text
+    assert list(result.citations) == []
+    # An in-domain question is not off-topic.
+    with grpc.insecure_channel(cfg.target("nlu")) as channel:
+        assert nlu_pb2_grpc.NLUStub(channel).Analyze(nlu_pb2.AnalyzeRequest(text="尺码偏大还是偏小？"), timeout=60).off_topic < 0.5

@@ -25,6 +25,7 @@ from services.nlu.training import (
     intent_versions,
     publish_intent_version,
     train_intent_classifier,
+    training_examples,
     training_data_hash,
 )
 from services.serving.intent_model import IntentArtifact
@@ -115,6 +116,38 @@ def test_an_oos_class_is_learned_and_flags_out_of_scope():
     assert not a.predict(x[:20], texts[:20])[3].any()
 
 
+def test_the_pack_teaches_its_examples_its_out_of_scope_and_its_faq_questions():
+    """What the classifier learns from a pack: the intents' examples, the out-of-scope
+    examples as the ``oos`` class, and the questions of every FAQ entry that one intent
+    alone links to, as that intent's (an entry two intents share teaches neither)."""
+    from services.demo.pack import DomainPack, FaqEntry, Intent
+
+    def intent(name: str, zh: str, en: str, faq: list[str]) -> Intent:
+        return Intent(name, "answer", name, {"zh": [zh], "en": [en]}, faq=faq)
+
+    pack = DomainPack(
+        intents=[intent("returns", "能退货吗", "can I return it", ["returns-7day"]),
+                 intent("sizes", "尺码怎么选", "which size", ["size-guide", "shared"]),
+                 intent("fit", "合身吗", "does it fit", ["shared"])],
+        faq=[FaqEntry("returns-7day-zh", "zh", "t", ["能退货吗", "拆了吊牌还能退吗"], "a"),
+             FaqEntry("returns-7day-en", "en", "t", ["Can I return a worn shirt?"], "a"),
+             FaqEntry("size-guide-en", "en", "t", ["I'm 180 cm, M or L?"], "a"),
+             FaqEntry("shared-en", "en", "t", ["Does it run small?"], "a")],
+        out_of_scope={"zh": ["明天下雨吗"], "en": ["write me a poem"]},
+    )
+    texts, labels, languages = training_examples(pack)
+    assert list(zip(texts, labels, languages, strict=True)) == [
+        ("can I return it", "returns", "en"), ("能退货吗", "returns", "zh"),
+        ("which size", "sizes", "en"), ("尺码怎么选", "sizes", "zh"),
+        ("does it fit", "fit", "en"), ("合身吗", "fit", "zh"),
+        ("write me a poem", "oos", "en"), ("明天下雨吗", "oos", "zh"),
+        ("拆了吊牌还能退吗", "returns", "zh"),  # 能退货吗 is an example already
+        ("Can I return a worn shirt?", "returns", "en"),
+        ("I'm 180 cm, M or L?", "sizes", "en"),
+    ]
+    assert training_data_hash(pack) != training_data_hash(DomainPack(pack.intents, pack.faq))
+
+
 async def _fake_embed(texts: list[str]) -> np.ndarray:
     rng = np.random.default_rng(abs(hash(tuple(texts))) % 2**32)
     v = rng.normal(size=(len(texts), 384))
@@ -142,7 +175,8 @@ def test_versions_are_published_atomically_and_pruned(tmp_path: Path):
     x = np.asarray(asyncio.run(_fake_embed(texts)))
     for got, want in zip(loaded.predict(x, texts), artifact.predict(x, texts), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)
-    assert loaded.labels == [i.name for i in sorted(pack.intents, key=lambda i: i.name)]
+    # Every intent, and the out-of-scope examples' class.
+    assert loaded.labels == sorted([i.name for i in pack.intents] + ["oos"])
 
 
 # ------------------------------------------------------------------ real Triton
@@ -176,7 +210,7 @@ def test_intent_model_serves_retrains_and_batches(triton_server):
             x = await embedder.embed_queries([t for t, _ in HELD_OUT])
             prediction = await classifier.classify(x, [t for t, _ in HELD_OUT], timeout_s=TIMEOUT)
             assert prediction.version == str(first)
-            assert prediction.probabilities.shape == (len(HELD_OUT), len(pack.intents))
+            assert prediction.probabilities.shape == (len(HELD_OUT), len(pack.intents) + 1)  # + the oos class
             np.testing.assert_allclose(prediction.probabilities.sum(axis=1), 1.0, atol=1e-5)
             assert prediction.out_of_scope.shape == prediction.novelty.shape == (len(HELD_OUT),)
             flagged = [t for (t, _), o in zip(HELD_OUT, prediction.out_of_scope, strict=True) if o]
@@ -254,7 +288,7 @@ def test_intent_model_serves_retrains_and_batches(triton_server):
     assert server.pid == pid
     print(f"[intent] retrained and swapped to version {second} in {swap_s:.1f} s; states {after}")
 
-    assert len(singles) == 32 and all(s.probabilities.shape == (1, len(pack.intents)) for s in singles)
+    assert len(singles) == 32 and all(s.probabilities.shape == (1, len(pack.intents) + 1) for s in singles)
     assert all(s.version == str(second) for s in singles)
     assert len(vectors) == 32 and all(v.shape == (1, 384) for v in vectors)
     print(f"[batching] intent_classifier: {ic[0]} inferences in {ic[1]} executions; embedder: {em[0]} in {em[1]}")

@@ -62,6 +62,9 @@ class DomainPack:
     # Other shops and marketplaces customers mention (intents.yaml `other_shops`): a
     # question about an order placed there is not answered from this store's FAQ.
     other_shops: list[str] = field(default_factory=list)
+    # What customers write that the store does not handle (intents.yaml `out_of_scope`,
+    # per language): the intent classifier's out-of-scope class, never an intent.
+    out_of_scope: dict[str, list[str]] = field(default_factory=dict)
 
     def intent(self, name: str) -> Intent:
         """The intent called ``name``; ``KeyError`` if the pack has none."""
@@ -108,7 +111,25 @@ def load_domain_pack(path: str | Path) -> DomainPack:
     shops = intents_doc.get("other_shops") or []
     if not isinstance(shops, list) or not all(isinstance(x, str) and x.strip() for x in shops):
         raise ValueError(f"{folder / 'intents.yaml'}: 'other_shops' must be a list of shop names")
-    return DomainPack(intents=intents, faq=faq, other_shops=[x.strip() for x in shops])
+    return DomainPack(intents=intents, faq=faq, other_shops=[x.strip() for x in shops], out_of_scope=_out_of_scope(intents_doc, intents))
+
+
+def _out_of_scope(doc: dict[str, Any], intents: list[Intent]) -> dict[str, list[str]]:
+    raw = doc.get("out_of_scope")
+    if raw is None:
+        return {}
+    where = "intents.yaml: out_of_scope"
+    if not isinstance(raw, dict) or not isinstance(raw.get("examples"), dict) or set(raw) - {"examples"}:
+        raise ValueError(f"{where} must be a mapping with 'examples' per language ({', '.join(LANGUAGES)})")
+    unknown = set(raw["examples"]) - set(LANGUAGES)
+    if unknown:
+        raise ValueError(f"{where}: examples in unsupported languages {sorted(unknown)}")
+    out = {lang: _texts(texts, f"{where}: examples.{lang}") for lang, texts in raw["examples"].items()}
+    known = {text: intent.name for intent in intents for texts in intent.examples.values() for text in texts}
+    clash = [f"{text!r} ({known[text]})" for texts in out.values() for text in texts if text in known]
+    if clash:
+        raise ValueError(f"{where}: also an intent's example: {', '.join(clash[:5])}")
+    return out
 
 
 def _read(file: Path, key: str) -> dict[str, Any]:

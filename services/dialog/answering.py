@@ -3,7 +3,8 @@
 Knowledge is searched (the imported store's own policy first); its best hit answers when
 Knowledge is sure on its own (``confident_threshold``), or fairly sure and NLU reads an
 in-domain intent (``near_miss_threshold``), below ``agreement_threshold`` only when that
-intent links to the entry. A message that asks two things also gets the entry that
+intent links to the entry; never when NLU reads the message as off-topic (the pack's
+out-of-scope class: homework, recipes, the weather). A message that asks two things also gets the entry that
 answers its other question. The answer is the passage verbatim, its relevant sentences
 (extractive.py) or the model's reply checked by grounding.py; a reply cut by a model
 failure is withdrawn and replaced (``Replacement``). When nothing answers: a question
@@ -49,8 +50,12 @@ class KnowledgeAnswers:
         self._cfg = cfg
         self._pack = pack
         self._upstream = upstream
-        # FAQ entries some intent of the pack links to (intents.yaml `faq:`).
-        self._pack_linked = {entry for i in pack.intents for entry in pack.faq_of(i.name)}
+        # FAQ entries some intent of the pack links to (intents.yaml `faq:`), with those intents.
+        self._entry_intents: dict[str, set[str]] = {}
+        for i in pack.intents:
+            for entry in pack.faq_of(i.name):
+                self._entry_intents.setdefault(entry, set()).add(i.name)
+        self._pack_linked = set(self._entry_intents)
 
     def _intent(self, name: str) -> Intent | None:
         try:
@@ -78,8 +83,14 @@ class KnowledgeAnswers:
 
     def answers(self, found: knowledge_pb2.SearchResponse, outcome: TurnOutcome) -> bool:
         """Whether the best hit answers the question: Knowledge is confident on its
-        own, or fairly sure and NLU is confident the question is an in-domain one."""
+        own, or fairly sure and NLU is confident the question is an in-domain one; an
+        FAQ entry never when NLU reads the message as off-topic (``off_topic_threshold``).
+        A document passage is not judged so: documents reach past what the pack's
+        intents and out-of-scope examples know (on the tune half of bench/answers the
+        store's questions NLU finds most off-topic are the two about documents)."""
         if not found.hits:
+            return False
+        if outcome.understanding.off_topic >= self._cfg.dialog.off_topic_threshold and found.hits[0].doc_id in self._pack_linked:
             return False
         k = self._cfg.knowledge
         if found.answerability >= k.confident_threshold:
@@ -123,7 +134,24 @@ class KnowledgeAnswers:
             found = await self._upstream.search(question, locales=[outcome.language], top_k=self._cfg.knowledge.top_k, **vector)
         if found.degraded:
             outcome.degraded = True  # searched with the in-process embedder: Triton was away
+        found = self._surer_first(found, self._cfg.dialog.near_tie)
         return self._linked_first(found, outcome) if question == u.masked_text else found
+
+    @staticmethod
+    def _surer_first(found: knowledge_pb2.SearchResponse, tie: float) -> knowledge_pb2.SearchResponse:
+        """``found`` with its second hit first when the two rank within ``tie`` (relative
+        fused score) and Knowledge rates the second more answerable (「运费怎么算？」 meets
+        「国外运费是怎么算的」 by its words and 「运费多少钱」 by its meaning)."""
+        if len(found.hits) < 2 or found.hits[1].score < found.hits[0].score * (1.0 - tie):
+            return found
+        if found.hits[1].answerability <= found.hits[0].answerability:
+            return found
+        reordered = knowledge_pb2.SearchResponse()
+        reordered.CopyFrom(found)
+        del reordered.hits[:]
+        reordered.hits.extend([found.hits[1], found.hits[0], *found.hits[2:]])
+        reordered.answerability = found.hits[1].answerability
+        return reordered
 
     def _linked_first(self, found: knowledge_pb2.SearchResponse, outcome: TurnOutcome) -> knowledge_pb2.SearchResponse:
         """``found`` with the best hit that NLU's intent links to first, when NLU is sure of
@@ -180,7 +208,7 @@ class KnowledgeAnswers:
             return
         best = found.hits[0]
         # A second question in the message that another entry answers: answered too.
-        also = await self._second_answer(outcome, store_format, best.doc_id)
+        also = await self._second_answer(outcome, store_format, found)
         asked = [(best, question)]
         if also is not None:
             # In the order the customer asked.
@@ -253,26 +281,45 @@ class KnowledgeAnswers:
         outcome.reply_text = "".join(streamed)
 
     async def _second_answer(
-        self, outcome: TurnOutcome, store_format: str, first: str
+        self, outcome: TurnOutcome, store_format: str, found: knowledge_pb2.SearchResponse
     ) -> tuple[knowledge_pb2.RetrievalHit, str, bool] | None:
         """For a message that asks two things (questions.py), the entry that answers
         the one the first entry does not, with that question and whether it was asked
         before the first entry's, when Knowledge is sure of it on its own. Each question
         is looked up alone and after the story the message opens with, if any ("I'm a
         Silver member now. … and what are they worth?"); a lookup that finds another entry
-        than the first counts before one that does not, then the surer."""
+        than the first counts before one that does not, then the surer; a question whose
+        entry is the whole message's second hit too needs less (two lookups agree:
+        ``second_answer_agreed_threshold``). A message that is
+        one question about two things (「还没发货我就取消了，用的支付宝，钱多久能退回来」)
+        gets the other entry of its own hits that Knowledge is as sure answers it, when
+        no intent links both (two entries of one intent answer one thing two ways)."""
         threshold = self._cfg.knowledge.second_answer_threshold
         if threshold > 1.0:
             return None
+        first = found.hits[0].doc_id
         answered: list[tuple[str, knowledge_pb2.SearchResponse]] = []
         for clause, query in sub_questions_in_context(outcome.understanding.masked_text)[:3]:
             lookups = [await self.search(outcome, store_format, query=q) for q in dict.fromkeys((clause, query))]
             answered.append((clause, max(lookups, key=lambda f: (f.hits[0].doc_id != first, f.answerability) if f.hits else (False, -1.0))))
         first_at = next((i for i, (_, f) in enumerate(answered) if f.hits and f.hits[0].doc_id == first), len(answered))
-        for i, (clause, found) in enumerate(answered):
-            if found.hits and found.hits[0].doc_id != first and found.answerability >= threshold:
-                return found.hits[0], clause, i < first_at
-        return None
+        # The whole message's second entry, when another than the first.
+        runner_up = next((h.doc_id for h in found.hits[1:] if h.doc_id != first), None)
+        for i, (clause, other) in enumerate(answered):
+            if not other.hits or other.hits[0].doc_id == first:
+                continue
+            agreed = other.hits[0].doc_id == runner_up
+            if other.answerability >= (min(threshold, self._cfg.knowledge.second_answer_agreed_threshold) if agreed else threshold):
+                return other.hits[0], clause, i < first_at
+        if answered:
+            return None  # asked as several questions: each was looked up on its own
+        # Entries of one intent answer one thing two ways (「运费怎么算？」: the domestic and
+        # the international fees), not two things.
+        same = self._entry_intents.get(first, set())
+        question = outcome.understanding.masked_text
+        also = max((h for h in found.hits[1:] if h.doc_id != first and not same & self._entry_intents.get(h.doc_id, set())),
+                   key=lambda h: h.answerability, default=None)
+        return (also, question, False) if also is not None and also.answerability >= threshold else None
 
 
 def _citation(hit: knowledge_pb2.RetrievalHit, kb_version: int) -> StoredCitation:

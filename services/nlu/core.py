@@ -36,6 +36,8 @@ class Understanding:
     intents: list[IntentScore]
     margin: float
     out_of_scope: bool
+    # Probability of the pack's out-of-scope class (intents.yaml `out_of_scope`), 0 without one.
+    off_topic: float = 0.0
     entities: list[EntityMatch] = field(default_factory=list)
     sentiment: SentimentReading = field(default_factory=lambda: SentimentReading("neutral", 0.5, 0.0))
     flags: list[str] = field(default_factory=list)
@@ -79,7 +81,7 @@ class MessageAnalyzer:
         pre = self._preprocessor.process(text, language_hint=language_hint)
         masked = pre.masked
         embedding = await self._matcher.embed(masked.text)
-        intents, out_of_scope = await self._matcher.rank_embedded(masked.text, embedding, max(top_k, 2))
+        intents, out_of_scope, off_topic = await self._matcher.rank_embedded(masked.text, embedding, max(top_k, 2))
         margin = intents[0].confidence - intents[1].confidence if len(intents) > 1 else intents[0].confidence
         when = reference_time or datetime.now(timezone.utc)
         entities = [_show_masked(e, masked) for e in self._entities.extract(pre.normalized, reference_time=when, language=pre.language)]
@@ -90,6 +92,7 @@ class MessageAnalyzer:
             intents=intents[:top_k],
             margin=margin,
             out_of_scope=out_of_scope,
+            off_topic=off_topic,
             entities=entities,
             sentiment=self._sentiment.read(masked.text, embedding),
             flags=list(pre.flags),

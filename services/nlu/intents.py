@@ -139,7 +139,8 @@ class IntentMatcher:
     async def rank(self, text: str, top_k: int) -> tuple[list[IntentScore], bool]:
         """The ``top_k`` intents, most likely first, and whether the message is out of scope."""
         query = await self._embedder.embed_queries([text])
-        return await self.rank_embedded(text, query[0], top_k)
+        ranked, out_of_scope, _ = await self.rank_embedded(text, query[0], top_k)
+        return ranked, out_of_scope
 
     @property
     def embedder_id(self) -> str:
@@ -150,8 +151,9 @@ class IntentMatcher:
         """The message's e5 query embedding (what :meth:`rank_embedded` takes; other readers reuse it)."""
         return np.asarray((await self._embedder.embed_queries([text]))[0], dtype=np.float32)
 
-    async def rank_embedded(self, text: str, embedding: np.ndarray, top_k: int) -> tuple[list[IntentScore], bool]:
-        """:meth:`rank` for a message whose embedding is already known."""
+    async def rank_embedded(self, text: str, embedding: np.ndarray, top_k: int) -> tuple[list[IntentScore], bool, float]:
+        """:meth:`rank` for a message whose embedding is already known, with the probability
+        of the ``oos`` class (the pack's out-of-scope examples; 0 without any)."""
         query = np.asarray(embedding, dtype=np.float32).reshape(1, -1)
         prediction = await self._model.classify(query, [text])
         probabilities = np.asarray(prediction.probabilities, dtype=np.float64).reshape(len(query), -1)[0]
@@ -161,4 +163,6 @@ class IntentMatcher:
             key=lambda s: -s.confidence,
         )
         out_of_scope = bool(np.asarray(prediction.out_of_scope).reshape(-1)[0])
-        return ranked[:top_k], out_of_scope
+        labels = list(prediction.labels)
+        off_topic = float(probabilities[labels.index(OUT_OF_SCOPE)]) if OUT_OF_SCOPE in labels else 0.0
+        return ranked[:top_k], out_of_scope, off_topic

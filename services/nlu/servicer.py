@@ -27,6 +27,7 @@ def to_proto(u: Understanding) -> nlu_pb2.AnalyzeResponse:
         intents=[common_pb2.IntentCandidate(name=i.name, confidence=i.confidence) for i in u.intents],
         intent_margin=u.margin,
         out_of_scope=u.out_of_scope,
+        off_topic=u.off_topic,
         entities=[
             common_pb2.Entity(type=e.type, text=e.text, value=e.value, start=e.start, end=e.end, confidence=e.confidence)
             for e in u.entities

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from kefu.v1 import common_pb2 as kefu_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11kefu/v1/nlu.proto\x12\x07kefu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14kefu/v1/common.proto\"\x8c\x01\n\x0e\x41nalyzeRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rlanguage_hint\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x32\n\x0ereference_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05top_k\x18\x05 \x01(\x05\"H\n\x07PiiSpan\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x13\n\x0bplaceholder\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x05\"\xe1\x02\n\x0f\x41nalyzeResponse\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x17\n\x0fnormalized_text\x18\x02 \x01(\t\x12\x13\n\x0bmasked_text\x18\x03 \x01(\t\x12\x1d\n\x03pii\x18\x04 \x03(\x0b\x32\x10.kefu.v1.PiiSpan\x12)\n\x07intents\x18\x05 \x03(\x0b\x32\x18.kefu.v1.IntentCandidate\x12\x15\n\rintent_margin\x18\x06 \x01(\x02\x12\x14\n\x0cout_of_scope\x18\x07 \x01(\x08\x12!\n\x08\x65ntities\x18\x08 \x03(\x0b\x32\x0f.kefu.v1.Entity\x12%\n\tsentiment\x18\t \x01(\x0b\x32\x12.kefu.v1.Sentiment\x12\r\n\x05\x66lags\x18\n \x03(\t\x12\x10\n\x08\x64\x65graded\x18\x0b \x01(\x08\x12\x17\n\x0fquery_embedding\x18\x0c \x03(\x02\x12\x13\n\x0b\x65mbedder_id\x18\r \x01(\t2C\n\x03NLU\x12<\n\x07\x41nalyze\x12\x17.kefu.v1.AnalyzeRequest\x1a\x18.kefu.v1.AnalyzeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11kefu/v1/nlu.proto\x12\x07kefu.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14kefu/v1/common.proto\"\x8c\x01\n\x0e\x41nalyzeRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rlanguage_hint\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x32\n\x0ereference_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05top_k\x18\x05 \x01(\x05\"H\n\x07PiiSpan\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x13\n\x0bplaceholder\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x04 \x01(\x05\"\xf4\x02\n\x0f\x41nalyzeResponse\x12\x10\n\x08language\x18\x01 \x01(\t\x12\x17\n\x0fnormalized_text\x18\x02 \x01(\t\x12\x13\n\x0bmasked_text\x18\x03 \x01(\t\x12\x1d\n\x03pii\x18\x04 \x03(\x0b\x32\x10.kefu.v1.PiiSpan\x12)\n\x07intents\x18\x05 \x03(\x0b\x32\x18.kefu.v1.IntentCandidate\x12\x15\n\rintent_margin\x18\x06 \x01(\x02\x12\x14\n\x0cout_of_scope\x18\x07 \x01(\x08\x12!\n\x08\x65ntities\x18\x08 \x03(\x0b\x32\x0f.kefu.v1.Entity\x12%\n\tsentiment\x18\t \x01(\x0b\x32\x12.kefu.v1.Sentiment\x12\r\n\x05\x66lags\x18\n \x03(\t\x12\x10\n\x08\x64\x65graded\x18\x0b \x01(\x08\x12\x17\n\x0fquery_embedding\x18\x0c \x03(\x02\x12\x13\n\x0b\x65mbedder_id\x18\r \x01(\t\x12\x11\n\toff_topic\x18\x0e \x01(\x02\x32\x43\n\x03NLU\x12<\n\x07\x41nalyze\x12\x17.kefu.v1.AnalyzeRequest\x1a\x18.kefu.v1.AnalyzeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,7 +38,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PIISPAN']._serialized_start=228
   _globals['_PIISPAN']._serialized_end=300
   _globals['_ANALYZERESPONSE']._serialized_start=303
-  _globals['_ANALYZERESPONSE']._serialized_end=656
-  _globals['_NLU']._serialized_start=658
-  _globals['_NLU']._serialized_end=725
+  _globals['_ANALYZERESPONSE']._serialized_end=675
+  _globals['_NLU']._serialized_start=677
+  _globals['_NLU']._serialized_end=744
 # @@protoc_insertion_point(module_scope)

@@ -37,7 +37,7 @@ class PiiSpan(_message.Message):
     def __init__(self, type: _Optional[str] = ..., placeholder: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
 
 class AnalyzeResponse(_message.Message):
-    __slots__ = ("language", "normalized_text", "masked_text", "pii", "intents", "intent_margin", "out_of_scope", "entities", "sentiment", "flags", "degraded", "query_embedding", "embedder_id")
+    __slots__ = ("language", "normalized_text", "masked_text", "pii", "intents", "intent_margin", "out_of_scope", "entities", "sentiment", "flags", "degraded", "query_embedding", "embedder_id", "off_topic")
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     NORMALIZED_TEXT_FIELD_NUMBER: _ClassVar[int]
     MASKED_TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,7 @@ class AnalyzeResponse(_message.Message):
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
     QUERY_EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     EMBEDDER_ID_FIELD_NUMBER: _ClassVar[int]
+    OFF_TOPIC_FIELD_NUMBER: _ClassVar[int]
     language: str
     normalized_text: str
     masked_text: str
@@ -64,4 +65,5 @@ class AnalyzeResponse(_message.Message):
     degraded: bool
     query_embedding: _containers.RepeatedScalarFieldContainer[float]
     embedder_id: str
-    def __init__(self, language: _Optional[str] = ..., normalized_text: _Optional[str] = ..., masked_text: _Optional[str] = ..., pii: _Optional[_Iterable[_Union[PiiSpan, _Mapping]]] = ..., intents: _Optional[_Iterable[_Union[_common_pb2.IntentCandidate, _Mapping]]] = ..., intent_margin: _Optional[float] = ..., out_of_scope: _Optional[bool] = ..., entities: _Optional[_Iterable[_Union[_common_pb2.Entity, _Mapping]]] = ..., sentiment: _Optional[_Union[_common_pb2.Sentiment, _Mapping]] = ..., flags: _Optional[_Iterable[str]] = ..., degraded: _Optional[bool] = ..., query_embedding: _Optional[_Iterable[float]] = ..., embedder_id: _Optional[str] = ...) -> None: ...
+    off_topic: float
+    def __init__(self, language: _Optional[str] = ..., normalized_text: _Optional[str] = ..., masked_text: _Optional[str] = ..., pii: _Optional[_Iterable[_Union[PiiSpan, _Mapping]]] = ..., intents: _Optional[_Iterable[_Union[_common_pb2.IntentCandidate, _Mapping]]] = ..., intent_margin: _Optional[float] = ..., out_of_scope: _Optional[bool] = ..., entities: _Optional[_Iterable[_Union[_common_pb2.Entity, _Mapping]]] = ..., sentiment: _Optional[_Union[_common_pb2.Sentiment, _Mapping]] = ..., flags: _Optional[_Iterable[str]] = ..., degraded: _Optional[bool] = ..., query_embedding: _Optional[_Iterable[float]] = ..., embedder_id: _Optional[str] = ..., off_topic: _Optional[float] = ...) -> None: ...
