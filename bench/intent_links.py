@@ -24,22 +24,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from services.demo.pack import DomainPack, faq_stem, load_domain_pack  # noqa: E402
+from services.demo.pack import faq_stem, load_domain_pack  # noqa: E402
 from services.nlu.intents import OUT_OF_SCOPE  # noqa: E402
-from services.nlu.training import train_on_texts, training_examples  # noqa: E402
+from services.nlu.training import intent_examples, train_on_texts, training_examples  # noqa: E402
 
 QUESTIONS = [REPO / "bench" / "answers" / f"questions_{name}.jsonl" for name in ("zh", "en", "docs")]
-
-
-def _intents_only(pack: DomainPack) -> tuple[list[str], list[str], list[str]]:
-    texts, labels, languages = [], [], []
-    for intent in pack.intents:
-        for language in sorted(intent.examples):
-            for text in intent.examples[language]:
-                texts.append(text)
-                labels.append(intent.name)
-                languages.append(language)
-    return texts, labels, languages
 
 
 async def main() -> None:
@@ -61,7 +50,7 @@ async def main() -> None:
     print(f"{len(questions)} questions ({args.split}); pack {args.pack}", file=sys.stderr)
     print("| training data | examples | top intent linked to the right entry | off-topic read as out of scope |")
     print("| --- | ---: | ---: | ---: |")
-    for name, data in (("intents' examples only", _intents_only(pack)), ("as kefu trains (examples, out-of-scope, FAQ questions)", training_examples(pack))):
+    for name, data in (("intents' examples only", intent_examples(pack)), ("as kefu trains (examples, out-of-scope, FAQ questions)", training_examples(pack))):
         texts, labels, languages = data
         artifact = await train_on_texts(texts, labels, embedder.embed_queries, languages=languages, seed=0)
         probabilities, _, _, _ = artifact.predict(vectors, [q["question"] for q in questions])

@@ -80,13 +80,8 @@ KEEP_VERSIONS = 3
 EMBED_CHUNK = 256  # texts per embedding call while training
 
 
-def training_examples(pack: DomainPack) -> tuple[list[str], list[str], list[str]]:
-    """(texts, intent names, languages) of every example utterance in the pack, in pack
-    order, the pack's out-of-scope examples (labelled ``oos``), then the questions of each
-    FAQ entry that one intent alone links to (its
-    `faq:`), as that intent's: the ways customers ask (similar questions, faq.yaml) teach
-    the intent too — on the tune half of bench/answers the top intent is one linked to
-    the right entry for 112 of 122 questions with them, 91 without."""
+def intent_examples(pack: DomainPack) -> tuple[list[str], list[str], list[str]]:
+    """(texts, intent names, languages) of the intents' own example utterances, in pack order."""
     texts: list[str] = []
     labels: list[str] = []
     languages: list[str] = []
@@ -96,6 +91,17 @@ def training_examples(pack: DomainPack) -> tuple[list[str], list[str], list[str]
                 texts.append(text)
                 labels.append(intent.name)
                 languages.append(language)
+    return texts, labels, languages
+
+
+def training_examples(pack: DomainPack) -> tuple[list[str], list[str], list[str]]:
+    """(texts, intent names, languages) of every example utterance in the pack, in pack
+    order, the pack's out-of-scope examples (labelled ``oos``), then the questions of each
+    FAQ entry that one intent alone links to (its
+    `faq:`), as that intent's: the ways customers ask (similar questions, faq.yaml) teach
+    the intent too — on the tune half of bench/answers the top intent is one linked to
+    the right entry for 112 of 122 questions with them, 91 without."""
+    texts, labels, languages = intent_examples(pack)
     for language in sorted(pack.out_of_scope):
         for text in pack.out_of_scope[language]:
             texts.append(text)
