@@ -3,9 +3,9 @@
 Knowledge is searched (the imported store's own policy first); its best hit answers when
 Knowledge is sure on its own (``confident_threshold``), or fairly sure and NLU reads an
 in-domain intent (``near_miss_threshold``), below ``agreement_threshold`` only when that
-intent links to the entry; never when NLU reads the message as off-topic (the pack's
-out-of-scope class: homework, recipes, the weather). A message that asks two things also gets the entry that
-answers its other question. The answer is the passage verbatim, its relevant sentences
+intent links to the entry; an FAQ entry never when NLU reads the message as off-topic
+(the pack's out-of-scope class: homework, recipes, the weather). A message that asks two
+things also gets the entry that answers its other question. The answer is the passage verbatim, its relevant sentences
 (extractive.py) or the model's reply checked by grounding.py; a reply cut by a model
 failure is withdrawn and replaced (``Replacement``). When nothing answers: a question
 back about two close intents, or an honest abstention with the offer of a person; an
@@ -290,9 +290,8 @@ class KnowledgeAnswers:
         Silver member now. … and what are they worth?"); a lookup that finds another entry
         than the first counts before one that does not, then the surer; a question whose
         entry is the whole message's second hit too needs less (two lookups agree:
-        ``second_answer_agreed_threshold``). A message that is
-        one question about two things (「还没发货我就取消了，用的支付宝，钱多久能退回来」)
-        gets the other entry of its own hits that Knowledge is as sure answers it, when
+        ``second_answer_agreed_threshold``). A message that is one question about two
+        things (「还没发货我就取消了，用的支付宝，钱多久能退回来」) gets the other entry of its own hits that Knowledge is as sure answers it, when
         no intent links both (two entries of one intent answer one thing two ways)."""
         threshold = self._cfg.knowledge.second_answer_threshold
         if threshold > 1.0:
