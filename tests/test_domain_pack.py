@@ -210,3 +210,10 @@ def test_out_of_scope_examples_load_and_are_checked(tmp_path: Path, pack: Domain
     ]:
         with pytest.raises(ValueError, match=re.escape(message)):
             load_domain_pack(write(broken))
+
+
+def test_linking_intents_map_each_entry_to_the_intents_that_link_it(pack: DomainPack) -> None:
+    linking = pack.linking_intents()
+    assert set(linking) == {entry.id for entry in pack.faq}  # every entry is linked (see above)
+    assert linking["returns-7day-zh"] == linking["returns-7day-en"] == {i.name for i in pack.intents if "returns-7day" in i.faq}
+    assert all(entry in pack.faq_of(name) for entry, names in linking.items() for name in names)

@@ -84,6 +84,15 @@ class DomainPack:
             return set()
         return {entry.id for entry in self.faq if faq_stem(entry.id) in stems}
 
+    def linking_intents(self) -> dict[str, set[str]]:
+        """FAQ entry id (every language) -> the names of the intents that link to it; entries
+        no intent links to are absent."""
+        by_stem: dict[str, set[str]] = {}
+        for intent in self.intents:
+            for stem in intent.faq:
+                by_stem.setdefault(stem, set()).add(intent.name)
+        return {entry.id: by_stem[faq_stem(entry.id)] for entry in self.faq if faq_stem(entry.id) in by_stem}
+
 
 def faq_stem(entry_id: str) -> str:
     """``returns-7day-zh`` -> ``returns-7day``: the id without its language suffix."""

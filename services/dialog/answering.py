@@ -51,11 +51,7 @@ class KnowledgeAnswers:
         self._pack = pack
         self._upstream = upstream
         # FAQ entries some intent of the pack links to (intents.yaml `faq:`), with those intents.
-        self._entry_intents: dict[str, set[str]] = {}
-        for i in pack.intents:
-            for entry in pack.faq_of(i.name):
-                self._entry_intents.setdefault(entry, set()).add(i.name)
-        self._pack_linked = set(self._entry_intents)
+        self._entry_intents = pack.linking_intents()
 
     def _intent(self, name: str) -> Intent | None:
         try:
@@ -73,7 +69,7 @@ class KnowledgeAnswers:
         a, b = self._intent(first.name), self._intent(second.name)
         if a is None or b is None or "smalltalk" in (a.action, b.action):
             return None
-        if self._pack_linked and any(i.action == "answer" and not i.faq for i in (a, b)):
+        if self._entry_intents and any(i.action == "answer" and not i.faq for i in (a, b)):
             # The knowledge has nothing for that intent ("二手车" read as a product
             # recommendation): asking which was meant would lead nowhere.
             return None
@@ -90,7 +86,7 @@ class KnowledgeAnswers:
         store's questions NLU finds most off-topic are the two about documents)."""
         if not found.hits:
             return False
-        if outcome.understanding.off_topic >= self._cfg.dialog.off_topic_threshold and found.hits[0].doc_id in self._pack_linked:
+        if outcome.understanding.off_topic >= self._cfg.dialog.off_topic_threshold and found.hits[0].doc_id in self._entry_intents:
             return False
         k = self._cfg.knowledge
         if found.answerability >= k.confident_threshold:
@@ -109,7 +105,7 @@ class KnowledgeAnswers:
         intents must be linked to one of the customer's two best intents ("how do I make
         hong shao rou? my recipe got lost" meets the lost-parcel entry, but NLU hears a
         product question). Documents and entries no intent links are not judged."""
-        if doc_id not in self._pack_linked:
+        if doc_id not in self._entry_intents:
             return True
         return any(doc_id in self._pack.faq_of(c.name) for c in outcome.understanding.intents[:2] if c.confidence >= 0.1)
 
@@ -146,12 +142,7 @@ class KnowledgeAnswers:
             return found
         if found.hits[1].answerability <= found.hits[0].answerability:
             return found
-        reordered = knowledge_pb2.SearchResponse()
-        reordered.CopyFrom(found)
-        del reordered.hits[:]
-        reordered.hits.extend([found.hits[1], found.hits[0], *found.hits[2:]])
-        reordered.answerability = found.hits[1].answerability
-        return reordered
+        return _first(found, 1)
 
     def _linked_first(self, found: knowledge_pb2.SearchResponse, outcome: TurnOutcome) -> knowledge_pb2.SearchResponse:
         """``found`` with the best hit that NLU's intent links to first, when NLU is sure of
@@ -166,12 +157,7 @@ class KnowledgeAnswers:
         best = max((i for i in range(1, len(found.hits)) if found.hits[i].doc_id in linked), key=lambda i: found.hits[i].answerability, default=0)
         if not best or found.hits[best].answerability <= found.answerability:
             return found
-        reordered = knowledge_pb2.SearchResponse()
-        reordered.CopyFrom(found)
-        del reordered.hits[:]
-        reordered.hits.extend([found.hits[best], *(h for i, h in enumerate(found.hits) if i != best)])
-        reordered.answerability = found.hits[best].answerability
-        return reordered
+        return _first(found, best)
 
     async def answer(
         self, outcome: TurnOutcome, session: SessionRecord, store_format: str = "", found: knowledge_pb2.SearchResponse | None = None
@@ -319,6 +305,17 @@ class KnowledgeAnswers:
         also = max((h for h in found.hits[1:] if h.doc_id != first and not same & self._entry_intents.get(h.doc_id, set())),
                    key=lambda h: h.answerability, default=None)
         return (also, question, False) if also is not None and also.answerability >= threshold else None
+
+
+def _first(found: knowledge_pb2.SearchResponse, index: int) -> knowledge_pb2.SearchResponse:
+    """A copy of ``found`` with hit ``index`` moved first (the others in their order), its
+    answerability the response's."""
+    moved = knowledge_pb2.SearchResponse()
+    moved.CopyFrom(found)
+    del moved.hits[:]
+    moved.hits.extend([found.hits[index], *(h for i, h in enumerate(found.hits) if i != index)])
+    moved.answerability = found.hits[index].answerability
+    return moved
 
 
 def _citation(hit: knowledge_pb2.RetrievalHit, kb_version: int) -> StoredCitation:

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from services.demo.pack import DomainPack, faq_stem
+from services.demo.pack import DomainPack
 from services.embedding import weights_id
 from services.serving.embedder_weights import BASE_MODEL_ID
 from services.serving.intent_model import (
@@ -97,30 +97,28 @@ def intent_examples(pack: DomainPack) -> tuple[list[str], list[str], list[str]]:
 def training_examples(pack: DomainPack) -> tuple[list[str], list[str], list[str]]:
     """(texts, intent names, languages) of every example utterance in the pack, in pack
     order, the pack's out-of-scope examples (labelled ``oos``), then the questions of each
-    FAQ entry that one intent alone links to (its
-    `faq:`), as that intent's: the ways customers ask (similar questions, faq.yaml) teach
-    the intent too — on the tune half of bench/answers the top intent is one linked to
-    the right entry for 112 of 122 questions with them, 91 without."""
+    FAQ entry that one intent alone links to (its `faq:`), as that intent's: the ways
+    customers ask (similar questions, faq.yaml) teach the intent too — on the tune half of
+    bench/answers the top intent is one linked to the right entry for 112 of 122 questions
+    with them, 91 without (bench/intent_links.py)."""
     texts, labels, languages = intent_examples(pack)
     for language in sorted(pack.out_of_scope):
         for text in pack.out_of_scope[language]:
             texts.append(text)
             labels.append(OUT_OF_SCOPE_LABEL)
             languages.append(language)
-    linked: dict[str, list[str]] = {}
-    for intent in pack.intents:
-        for stem in intent.faq:
-            linked.setdefault(stem, []).append(intent.name)
+    linking = pack.linking_intents()
     seen = set(texts)
     for entry in pack.faq:
-        owners = linked.get(faq_stem(entry.id), [])
+        owners = linking.get(entry.id, set())
         if len(owners) != 1:
             continue
+        (owner,) = owners
         for question in entry.questions:
             if question.strip() and question not in seen:
                 seen.add(question)
                 texts.append(question)
-                labels.append(owners[0])
+                labels.append(owner)
                 languages.append(entry.locale)
     return texts, labels, languages
 
