@@ -143,6 +143,7 @@ async def test_an_index_keyed_without_sentences_is_keyed_again_at_open(tmp_path,
 
     with sqlite3.connect(path) as conn:
         conn.execute("DELETE FROM search_keys WHERE seq > 0")
+        conn.execute("DELETE FROM settings WHERE key='keys'")  # an older kefu recorded no key layout
     again = EmbeddedIndex(path, embedder)
     await again.open()
     try:

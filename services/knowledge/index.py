@@ -4,13 +4,15 @@ Storage (one SQLite file, WAL): the documents as JSON, their chunks with the
 analyzed terms, and one row per *search key* with its embedding. A search key
 is something a query is compared with: every phrasing of an FAQ question
 (embedded as a query, e5's "query:" side) and every passage (an FAQ answer or
-an article chunk, embedded as a "passage:"). A chunk's dense score is the best
-of its keys'.
+an article chunk, and each sentence of an article chunk under its headings,
+embedded as a "passage:"). A chunk's dense score is the best of its keys' (an
+FAQ entry's blends its best question and its answer). The keys and the search
+arrays of one version live in snapshot.py.
 
 Every write is one SQLite transaction that also raises ``kb_version``: a
 process killed at any moment leaves the last committed version. Embedding and
 analysis happen *before* the transaction; only then is a new in-memory
-``_Snapshot`` (vectors, BM25 postings, filter columns) built and swapped in
+``Snapshot`` (vectors, BM25 postings, filter columns) built and swapped in
 with one assignment. Searches read whichever snapshot was current when they
 started, so they never wait for a writer and never see half a change. When
 ``watch_s`` is set, another process's commits are picked up by polling the
@@ -38,14 +40,13 @@ from services.embedding import Embedder, weights_id
 from services.errors import InvalidArgument
 from services.knowledge.analysis import analyze
 from services.knowledge.answerability import AnswerabilityModel, coefficients_path
-from services.knowledge.bm25 import BM25Index, top_positive
-from services.knowledge.entries import LOCALES, MODES, KnowledgeEntry, Progress, RetrievalHit, SearchResult, check_entries, faq_dense
+from services.knowledge.bm25 import top_positive
+from services.knowledge.entries import MODES, KnowledgeEntry, Progress, RetrievalHit, SearchResult, check_entries
+from services.knowledge.snapshot import DIM, KEY_LAYOUT, TERM_SEP, Chunk, DocIndex, Key, Snapshot, keys_of, lexical_text
 
 log = logging.getLogger(__name__)
 
-DIM = 384
 EMBED_BATCH = 64
-_TERM_SEP = "\x1f"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -71,103 +72,6 @@ class FusionParams:
     dense_weight: float = 3.0
 
 
-@dataclass
-class _Chunk:
-    doc_id: str
-    chunk_id: str
-    text: str
-    # Analyzed terms joined by _TERM_SEP: one string, as stored, which the garbage
-    # collector does not have to walk (a list per chunk would be 30k more containers).
-    terms: str
-
-
-@dataclass
-class _Key:
-    text: str
-    is_question: bool
-
-
-@dataclass
-class _DocIndex:
-    """Everything the index keeps for one document (persisted as rows)."""
-
-    entry: KnowledgeEntry
-    chunks: list[_Chunk]
-    keys: list[list[_Key]]  # per chunk
-    vectors: list[np.ndarray]  # per chunk: (n_keys, DIM)
-
-
-class _Snapshot:
-    """Immutable search arrays for one knowledge-base version."""
-
-    def __init__(self, docs: dict[str, _DocIndex], version: int) -> None:
-        self.docs = docs
-        self.version = version
-        self.chunks: list[_Chunk] = [c for d in docs.values() for c in d.chunks]
-        key_counts = [len(k) for d in docs.values() for k in d.keys]
-        self.key_texts: list[_Key] = [k for d in docs.values() for ks in d.keys for k in ks]
-        self.key_start = np.concatenate(([0], np.cumsum(key_counts)[:-1])).astype(np.int64) if key_counts else np.zeros(0, np.int64)
-        self.key_count = np.asarray(key_counts, dtype=np.int64)
-        self.key_is_question = np.fromiter((k.is_question for k in self.key_texts), dtype=bool, count=len(self.key_texts))
-        vecs = [v for d in docs.values() for v in d.vectors]
-        self.vectors = np.ascontiguousarray(np.concatenate(vecs), dtype=np.float32) if vecs else np.zeros((0, DIM), np.float32)
-        self.locale = np.asarray([LOCALES.index(docs[c.doc_id].entry.locale) for c in self.chunks], dtype=np.int8)
-        self._tags: dict[str, np.ndarray] = {}
-        self.bm25 = BM25Index().build_terms([(f"{c.doc_id}#{c.chunk_id}", c.terms.split(_TERM_SEP) if c.terms else []) for c in self.chunks])
-
-    def __len__(self) -> int:
-        return len(self.chunks)
-
-    def mask(self, locales: Sequence[str], tags: Sequence[str]) -> np.ndarray | None:
-        if not locales and not tags:
-            return None
-        mask = np.ones(len(self.chunks), dtype=bool)
-        if locales:
-            mask &= np.isin(self.locale, [LOCALES.index(loc) for loc in locales])
-        if tags:
-            mask &= np.logical_or.reduce([self._tag_mask(t) for t in set(tags)])
-        return mask
-
-    def _tag_mask(self, tag: str) -> np.ndarray:
-        found = self._tags.get(tag)
-        if found is None:
-            found = np.fromiter((tag in self.docs[c.doc_id].entry.tags for c in self.chunks), dtype=bool, count=len(self.chunks))
-            self._tags[tag] = found
-        return found
-
-    def dense_scores(self, query_vector: np.ndarray) -> np.ndarray:
-        """Per chunk: the cosine between the query and the chunk's passage, or for an
-        FAQ entry its best question's and its answer's blended (``faq_dense``)."""
-        if not len(self.chunks):
-            return np.zeros(0, np.float32)
-        sims = self.vectors @ query_vector
-        best = np.maximum.reduceat(sims, self.key_start)
-        question = np.maximum.reduceat(np.where(self.key_is_question, sims, -np.inf), self.key_start)
-        passage = np.maximum.reduceat(np.where(self.key_is_question, -np.inf, sims), self.key_start)
-        both = np.isfinite(question) & np.isfinite(passage)
-        return np.where(both, faq_dense(question, passage), best).astype(np.float32)
-
-    def best_key(self, row: int, query_vector: np.ndarray) -> _Key:
-        lo, n = int(self.key_start[row]), int(self.key_count[row])
-        sims = self.vectors[lo:lo + n] @ query_vector
-        return self.key_texts[lo + int(np.argmax(sims))]
-
-
-def _keys_of(entry: KnowledgeEntry, chunks: list[tuple[str, str]]) -> list[list[_Key]]:
-    if entry.kind == "faq":
-        questions = [q.strip() for q in entry.questions if q.strip()]
-        return [[_Key(q, True) for q in dict.fromkeys(questions)] + [_Key(chunks[0][1], False)]]
-    sentences = entry.sentence_keys()
-    return [[_Key(text, False), *(_Key(s, False) for s in dict.fromkeys(sentences[i]) if s != text)] for i, (_, text) in enumerate(chunks)]
-
-
-def _lexical_text(entry: KnowledgeEntry, text: str) -> str:
-    """What BM25 indexes for a chunk: FAQ questions with the answer, or title and passage."""
-    if entry.kind == "faq":
-        return "\n".join([*entry.questions, text])
-    return f"{entry.title}\n{text}" if entry.title else text
-
-
 class EmbeddedIndex:
     def __init__(
         self,
@@ -186,7 +90,7 @@ class EmbeddedIndex:
         self._default_mode = default_mode
         self._watch_s = watch_s
         self._write_lock = asyncio.Lock()
-        self._snapshot = _Snapshot({}, 0)
+        self._snapshot = Snapshot({}, 0)
         self._watch_task: asyncio.Task | None = None
 
     # -- storage -------------------------------------------------------------
@@ -206,7 +110,7 @@ class EmbeddedIndex:
         finally:
             conn.close()
 
-    def _load(self) -> tuple[dict[str, _DocIndex], list[KnowledgeEntry], int]:
+    def _load(self) -> tuple[dict[str, DocIndex], list[KnowledgeEntry], int]:
         """Stored documents with their chunks and keys, the entries that lack them
         (written by an older kefu, or by another embedder), and the version."""
         conn = self._connect()
@@ -214,6 +118,7 @@ class EmbeddedIndex:
             conn.execute("BEGIN")  # one read transaction: a consistent version
             version_row = conn.execute("SELECT value FROM meta WHERE key='kb_version'").fetchone()
             embedder_row = conn.execute("SELECT value FROM settings WHERE key='embedder'").fetchone()
+            layout_row = conn.execute("SELECT value FROM settings WHERE key='keys'").fetchone()
             entries = {r[0]: KnowledgeEntry(**json.loads(r[1])) for r in conn.execute("SELECT id, body FROM documents")}
             chunk_rows = conn.execute("SELECT doc_id, seq, chunk_id, text, terms FROM chunks ORDER BY doc_id, seq").fetchall()
             key_rows = conn.execute("SELECT doc_id, chunk_seq, text, is_question, vector FROM search_keys ORDER BY doc_id, seq").fetchall()
@@ -221,13 +126,14 @@ class EmbeddedIndex:
         finally:
             conn.close()
         same_embedder = embedder_row is None or embedder_row[0] == self.embedder_id
-        chunks: dict[str, list[_Chunk]] = {}
+        same_layout = layout_row is not None and layout_row[0] == KEY_LAYOUT
+        chunks: dict[str, list[Chunk]] = {}
         for doc_id, _, chunk_id, text, terms in chunk_rows:
-            chunks.setdefault(doc_id, []).append(_Chunk(doc_id, chunk_id, text, terms))
-        keys: dict[str, dict[int, list[tuple[_Key, np.ndarray]]]] = {}
+            chunks.setdefault(doc_id, []).append(Chunk(doc_id, chunk_id, text, terms))
+        keys: dict[str, dict[int, list[tuple[Key, np.ndarray]]]] = {}
         for doc_id, chunk_seq, text, is_question, blob in key_rows:
-            keys.setdefault(doc_id, {}).setdefault(chunk_seq, []).append((_Key(text, bool(is_question)), np.frombuffer(blob, np.float32)))
-        docs: dict[str, _DocIndex] = {}
+            keys.setdefault(doc_id, {}).setdefault(chunk_seq, []).append((Key(text, bool(is_question)), np.frombuffer(blob, np.float32)))
+        docs: dict[str, DocIndex] = {}
         stale: list[KnowledgeEntry] = []
         for doc_id in sorted(entries):
             entry, doc_chunks, doc_keys = entries[doc_id], chunks.get(doc_id), keys.get(doc_id, {})
@@ -235,15 +141,15 @@ class EmbeddedIndex:
                 stale.append(entry)
                 continue
             per_chunk = [doc_keys[i] for i in range(len(doc_chunks))]
-            if [[k.text for k, _ in kv] for kv in per_chunk] != [[k.text for k in ks] for ks in _keys_of(entry, entry.chunks())]:
+            if not same_layout and [[k.text for k, _ in kv] for kv in per_chunk] != [[k.text for k in ks] for ks in keys_of(entry, entry.chunks())]:
                 stale.append(entry)  # keyed otherwise by an older kefu (a passage's sentences)
                 continue
-            docs[doc_id] = _DocIndex(
+            docs[doc_id] = DocIndex(
                 entry, doc_chunks, [[k for k, _ in kv] for kv in per_chunk], [np.stack([v for _, v in kv]) for kv in per_chunk]
             )
         return docs, stale, int(version_row[0]) if version_row else 0
 
-    def _commit(self, upserts: Sequence[_DocIndex], deletes: Sequence[str]) -> int:
+    def _commit(self, upserts: Sequence[DocIndex], deletes: Sequence[str]) -> int:
         conn = self._connect()
         try:
             with conn:  # one transaction: all or nothing
@@ -265,8 +171,8 @@ class EmbeddedIndex:
                     conn.executemany(
                         "INSERT INTO search_keys(doc_id, chunk_seq, seq, text, is_question, vector) VALUES(?, ?, ?, ?, ?, ?)", rows
                     )
-                conn.execute("INSERT INTO settings(key, value) VALUES('embedder', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                             (self.embedder_id,))
+                conn.executemany("INSERT INTO settings(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                                 [("embedder", self.embedder_id), ("keys", KEY_LAYOUT)])
                 conn.execute(
                     "INSERT INTO meta(key, value) VALUES('kb_version', 1) ON CONFLICT(key) DO UPDATE SET value=value+1"
                 )
@@ -284,7 +190,7 @@ class EmbeddedIndex:
         return DIM
 
     # -- indexing --------------------------------------------------------------
-    async def _index_entries(self, entries: Sequence[KnowledgeEntry], progress: Progress | None) -> list[_DocIndex]:
+    async def _index_entries(self, entries: Sequence[KnowledgeEntry], progress: Progress | None) -> list[DocIndex]:
         """Chunk, analyze and embed ``entries``, reusing vectors the snapshot already has."""
         known: dict[tuple[str, bool], np.ndarray] = {}
         snap = self._snapshot
@@ -294,12 +200,12 @@ class EmbeddedIndex:
             for keys, vecs in zip(d.keys, d.vectors, strict=True):
                 known.update({(k.text, k.is_question): v for k, v in zip(keys, vecs, strict=True)})
 
-        def prepare() -> list[tuple[KnowledgeEntry, list[_Chunk], list[list[_Key]]]]:
+        def prepare() -> list[tuple[KnowledgeEntry, list[Chunk], list[list[Key]]]]:
             out = []
             for e in entries:
                 pieces = e.chunks()
-                chunks = [_Chunk(e.id, cid, text, _TERM_SEP.join(analyze(_lexical_text(e, text)))) for cid, text in pieces]
-                out.append((e, chunks, _keys_of(e, pieces)))
+                chunks = [Chunk(e.id, cid, text, TERM_SEP.join(analyze(lexical_text(e, text)))) for cid, text in pieces]
+                out.append((e, chunks, keys_of(e, pieces)))
             return out
 
         prepared = await asyncio.to_thread(prepare)
@@ -319,12 +225,12 @@ class EmbeddedIndex:
                 if progress:
                     progress(done, total)
         return [
-            _DocIndex(e, chunks, keys, [np.stack([known[(k.text, k.is_question)] for k in ks]) for ks in keys])
+            DocIndex(e, chunks, keys, [np.stack([known[(k.text, k.is_question)] for k in ks]) for ks in keys])
             for e, chunks, keys in prepared
         ]
 
-    async def _swap(self, docs: dict[str, _DocIndex], version: int) -> None:
-        self._snapshot = await asyncio.to_thread(_Snapshot, docs, version)
+    async def _swap(self, docs: dict[str, DocIndex], version: int) -> None:
+        self._snapshot = await asyncio.to_thread(Snapshot, docs, version)
         # The snapshot is long-lived and acyclic: keep the collector from walking it
         # on every full collection (a search that met one took several ms longer).
         gc.freeze()
@@ -383,7 +289,7 @@ class EmbeddedIndex:
             log.info("knowledge: picked up version %d written by another process", version)
             return True
 
-    async def prepare(self, entries: Sequence[KnowledgeEntry], progress: Progress | None = None) -> list[_DocIndex]:
+    async def prepare(self, entries: Sequence[KnowledgeEntry], progress: Progress | None = None) -> list[DocIndex]:
         """Chunk, analyze and embed the entries that differ from what is stored; nothing
         is visible or written until ``commit``. Runs beside searches and other writes."""
         check_entries(entries)
@@ -395,7 +301,7 @@ class EmbeddedIndex:
             return []
         return await self._index_entries(changed, progress)
 
-    async def commit(self, prepared: Sequence[_DocIndex]) -> int:
+    async def commit(self, prepared: Sequence[DocIndex]) -> int:
         """Write prepared documents in one transaction and make them searchable
         together. Returns the new version (the current one when there is nothing)."""
         if not prepared:
@@ -449,7 +355,7 @@ class EmbeddedIndex:
         return SearchResult(hits, answerable, answerability, snap.version)
 
     def rank(
-        self, snap: _Snapshot, query: str, query_vector: np.ndarray, *, locales: Sequence[str], tags: Sequence[str], top_k: int, mode: str
+        self, snap: Snapshot, query: str, query_vector: np.ndarray, *, locales: Sequence[str], tags: Sequence[str], top_k: int, mode: str
     ) -> list[RetrievalHit]:
         """The ranking itself (synchronous, no I/O): what search latency measures."""
         mask = snap.mask(locales, tags)
