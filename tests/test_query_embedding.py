@@ -55,15 +55,20 @@ def _embedder_inferences(triton_server) -> int:
     return sum(int(m.get("inference_count", 0)) for m in stats.get("model_stats", []))
 
 
-def _embedded_since(triton_server, before: int) -> int:
-    """Texts embedded since ``before``, once the count has settled (Triton records a batch's
-    statistics just after its responses)."""
+def _settled_inferences(triton_server) -> int:
+    """:func:`_embedder_inferences` once the count has settled (Triton records a batch's
+    statistics just after its responses: a count read right after a call may miss it)."""
     last, still, deadline = _embedder_inferences(triton_server), 0, time.monotonic() + 15
     while still < 4 and time.monotonic() < deadline:
         time.sleep(0.25)
         now = _embedder_inferences(triton_server)
         still, last = (still + 1, last) if now == last else (0, now)
-    return last - before
+    return last
+
+
+def _embedded_since(triton_server, before: int) -> int:
+    """Texts embedded since ``before`` (a settled count), once the count has settled."""
+    return _settled_inferences(triton_server) - before
 
 
 @pytest.mark.parametrize("text", ["退货运费谁出？我的手机号是13812345678", "What is your return policy?"])
@@ -81,10 +86,10 @@ def test_nlu_returns_the_embedding_of_the_masked_text_and_its_embedder(cfg, nlu,
 
 def test_knowledge_with_nlus_vector_returns_the_same_hits_without_embedding_again(nlu, knowledge, triton_server):
     u = _analyze(nlu, "买东西要付多少运费")
-    before = _embedder_inferences(triton_server)
+    before = _settled_inferences(triton_server)
     reused = _search(knowledge, u.masked_text, "zh", query_embedding=u.query_embedding, embedder_id=u.embedder_id)
     assert _embedded_since(triton_server, before) == 0
-    before = _embedder_inferences(triton_server)
+    before = _settled_inferences(triton_server)
     embedded = _search(knowledge, u.masked_text, "zh")
     assert _embedded_since(triton_server, before) == 1  # the counter sees Knowledge's own embedding
     assert reused.hits[0].doc_id == "shipping-fees-zh"
@@ -108,7 +113,7 @@ def test_a_vector_from_another_embedder_is_ignored_and_the_query_embedded_again(
     misleading = _analyze(nlu, "买东西要付多少运费").query_embedding  # a vector for another question
     without = _search(knowledge, u.masked_text, "zh")
     for other in ("multilingual-e5-large", ""):
-        before = _embedder_inferences(triton_server)
+        before = _settled_inferences(triton_server)
         found = _search(knowledge, u.masked_text, "zh", query_embedding=misleading, embedder_id=other)
         assert _embedded_since(triton_server, before) == 1
         assert found.hits[0].doc_id == "returns-7day-zh"
@@ -129,7 +134,7 @@ def test_a_turn_answered_from_the_knowledge_embeds_the_message_once(lone_service
     with grpc.insecure_channel(own.target("dialog")) as channel:
         stub = dialog_pb2_grpc.DialogStub(channel)
         for question in ("运费怎么算？", "How long does shipping take?"):
-            before = _embedder_inferences(triton_server)
+            before = _settled_inferences(triton_server)
             _, result = converse(stub, question)
             assert [a.type for a in result.actions] == [dialog_pb2.ACTION_TYPE_ANSWER], result.reply_text
             assert result.citations and result.citations[0].doc_id.startswith("shipping")
